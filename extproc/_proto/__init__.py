@@ -1,0 +1,1 @@
+"""Generated gRPC/protobuf stubs for Envoy's ext_proc v3 API (regenerate with proto/generate.py)."""

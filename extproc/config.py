@@ -1,0 +1,335 @@
+"""The gateway's configuration: one YAML file, a typed schema, env overrides, errors that teach.
+
+Every mistake stops startup with one line that names the key, the bad value and the fix
+(`ConfigError`). Secrets are never read into this model: a provider names *where* its key lives
+(`api_key_env` / `api_key_file`) and Envoy reads it from there itself.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Dialect = Literal["anthropic", "openai"]
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+CONFIG_ENV = "LUNAROUTE_CONFIG"
+
+
+class ConfigError(Exception):
+    """A configuration mistake, phrased as one line for the person who made it."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Listen(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+
+
+class Admin(_Model):
+    """Envoy's admin interface; loopback only unless you really mean it."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(0, ge=0, le=65535)  # 0: any free port (written to the runtime dir)
+
+
+class ExtProc(_Model):
+    """Where the Python workers listen. Worker *i* listens on `port + i`; Envoy balances across them."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(50051, ge=1, le=65535)
+    workers: int = Field(2, ge=1, le=64)
+    message_timeout_ms: int = Field(10_000, ge=100)
+    max_message_bytes: int = Field(64 * 1024 * 1024, ge=4 * 1024 * 1024)
+
+
+class Limits(_Model):
+    max_request_bytes: int = Field(32 * 1024 * 1024, ge=1024 * 1024)
+
+
+class Timeouts(_Model):
+    connect_s: float = Field(10.0, gt=0)
+    # A stream that sends nothing for this long is cut; long thinking pauses need minutes.
+    stream_idle_s: float = Field(600.0, gt=0)
+
+
+class Retries(_Model):
+    num_retries: int = Field(2, ge=0, le=10)
+    retry_on_status: list[int] = [429, 503, 529]
+    base_interval_ms: int = Field(250, ge=1)
+    max_interval_ms: int = Field(5_000, ge=1)
+
+
+class Pricing(_Model):
+    """USD per million tokens; used by `sort: price` in provider preferences."""
+
+    input_per_mtok: float = Field(0.0, ge=0)
+    output_per_mtok: float = Field(0.0, ge=0)
+
+
+class Provider(_Model):
+    type: Dialect
+    base_url: str
+    auth: Literal["passthrough"] | None = None
+    api_key_env: str | None = None
+    api_key_file: str | None = None
+    model: str | None = None
+    models: list[str] = []
+    endpoint_prefixes: list[str] = []
+    # OpenAI-type only: which field carries the output cap, and a cap the provider enforces.
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    max_tokens: int | None = Field(None, ge=1)
+    pricing: Pricing | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{v!r} is not an http(s) URL; write it like https://api.example.com/v1")
+        if parts.query or parts.fragment:
+            raise ValueError(f"{v!r} has a query or fragment; give only scheme, host, port and path prefix")
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            raise ValueError(f"{v!r} has an invalid port; use a number 1-65535") from None
+        return v.rstrip("/")
+
+    @field_validator("endpoint_prefixes")
+    @classmethod
+    def _prefixes(cls, v: list[str]) -> list[str]:
+        for p in v:
+            if not p.startswith("/"):
+                raise ValueError(f"{p!r} must start with '/', e.g. /v1/chat/completions")
+        return v
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> Provider:
+        chosen = [k for k in ("auth", "api_key_env", "api_key_file") if getattr(self, k)]
+        if len(chosen) > 1:
+            raise ValueError(
+                f"sets {' and '.join(chosen)}; choose one: auth: passthrough, api_key_env or api_key_file"
+            )
+        return self
+
+    @property
+    def passthrough(self) -> bool:
+        return not (self.api_key_env or self.api_key_file)
+
+    @cached_property
+    def _parts(self):  # noqa: ANN202 - private helper
+        return urlsplit(self.base_url)
+
+    @property
+    def tls(self) -> bool:
+        return self._parts.scheme == "https"
+
+    @property
+    def host(self) -> str:
+        return self._parts.hostname or ""
+
+    @property
+    def port(self) -> int:
+        return self._parts.port or (443 if self.tls else 80)
+
+    @property
+    def authority(self) -> str:
+        default = 443 if self.tls else 80
+        return self.host if self.port == default else f"{self.host}:{self.port}"
+
+    @property
+    def path_prefix(self) -> str:
+        """The base path in front of `/v1/...`: a trailing `/v1` is the API version, never doubled."""
+        path = self._parts.path.rstrip("/")
+        return path[: -len("/v1")] if path.endswith("/v1") else path
+
+    def upstream_path(self, client_path: str) -> str:
+        return self.path_prefix + client_path
+
+    def auth_header(self) -> tuple[str, str]:
+        """The header this provider's key goes in, and the prefix in front of the key."""
+        return ("x-api-key", "") if self.type == "anthropic" else ("authorization", "Bearer ")
+
+
+class Rule(_Model):
+    """`model` is a glob (`claude-*`); `model_regex` a full-match regular expression. Give one."""
+
+    model: str | None = None
+    model_regex: str | None = None
+    provider: str
+    fallbacks: list[str] = []
+    priority: int = 0
+
+    @model_validator(mode="after")
+    def _one_matcher(self) -> Rule:
+        if (self.model is None) == (self.model_regex is None):
+            raise ValueError("give exactly one of model (a glob like claude-*) or model_regex")
+        if self.model_regex is not None:
+            try:
+                re.compile(self.model_regex)
+            except re.error as exc:
+                raise ValueError(f"model_regex {self.model_regex!r} is not a valid regex ({exc})") from None
+        return self
+
+
+class Routing(_Model):
+    rules: list[Rule] = []
+
+
+class Bypass(_Model):
+    enabled: bool = True
+    provider: str | None = None
+
+
+class Config(_Model):
+    listen: Listen = Listen()
+    admin: Admin = Admin()
+    extproc: ExtProc = ExtProc()
+    limits: Limits = Limits()
+    timeouts: Timeouts = Timeouts()
+    retries: Retries = Retries()
+    default_provider: str = ""  # empty: the first provider listed
+    providers: dict[str, Provider] = Field(default_factory=dict)
+    routing: Routing = Routing()
+    bypass: Bypass = Bypass()
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        if not self.providers:
+            raise ValueError("providers: no provider is configured; add one, e.g. providers: {anthropic: "
+                             "{type: anthropic, base_url: https://api.anthropic.com}}")
+        for name in self.providers:
+            if not _NAME.match(name):
+                raise ValueError(f"providers.{name}: invalid name {name!r}; use lowercase letters, digits, "
+                                 "'-' and '_' (it appears in markers and cluster names)")
+        if not self.default_provider:
+            object.__setattr__(self, "default_provider", next(iter(self.providers)))
+        self._known("default_provider", self.default_provider)
+        if self.bypass.provider is not None:
+            self._known("bypass.provider", self.bypass.provider)
+        for i, rule in enumerate(self.routing.rules):
+            self._known(f"routing.rules[{i}].provider", rule.provider)
+            for j, fb in enumerate(rule.fallbacks):
+                self._known(f"routing.rules[{i}].fallbacks[{j}]", fb)
+        return self
+
+    def _known(self, key: str, name: str) -> None:
+        if name not in self.providers:
+            hint = difflib.get_close_matches(name, self.providers, n=1)
+            fix = f"did you mean {hint[0]!r}?" if hint else f"use one of {sorted(self.providers)}"
+            raise ValueError(f"{key}: unknown provider {name!r}; {fix}")
+
+    @property
+    def bypass_provider(self) -> str:
+        return self.bypass.provider or self.default_provider
+
+    def check_secrets(self) -> None:
+        """Fail early when a provider's key is not where the config says; never reads the key."""
+        for name, p in self.providers.items():
+            if p.api_key_env and not os.environ.get(p.api_key_env):
+                raise ConfigError(f"providers.{name}.api_key_env: environment variable {p.api_key_env} is "
+                                  f"not set; export it, or use api_key_file")
+            if p.api_key_file and not os.access(os.path.expanduser(p.api_key_file), os.R_OK):
+                raise ConfigError(f"providers.{name}.api_key_file: {p.api_key_file!r} is not a readable "
+                                  f"file; create it with the key as its only content")
+
+
+DEFAULTS: dict[str, Any] = {
+    "default_provider": "anthropic",
+    "providers": {
+        "anthropic": {"type": "anthropic", "base_url": "https://api.anthropic.com", "auth": "passthrough"},
+    },
+}
+
+
+def _truthy(key: str, value: str) -> bool:
+    low = value.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{key}={value!r} is not a boolean; set it to true or false")
+
+
+def _apply_env(raw: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    bypass = dict(raw.get("bypass") or {})
+    if "LUNAROUTE_BYPASS_ENABLED" in env:
+        bypass["enabled"] = _truthy("LUNAROUTE_BYPASS_ENABLED", env["LUNAROUTE_BYPASS_ENABLED"])
+    if env.get("LUNAROUTE_BYPASS_PROVIDER"):
+        bypass["provider"] = env["LUNAROUTE_BYPASS_PROVIDER"]
+    if bypass:
+        raw = {**raw, "bypass": bypass}
+    return raw
+
+
+def _describe(err: dict[str, Any], model_fields: Any) -> str:
+    loc = ".".join(str(p) for p in err["loc"] if p not in ("function-after[_references()]",))
+    msg = err["msg"].removeprefix("Value error, ")
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        last = str(err["loc"][-1])
+        hint = difflib.get_close_matches(last, model_fields, n=1)
+        fix = f"did you mean {hint[0]!r}?" if hint else "remove it (see README: configuration reference)"
+        return f"{loc}: unknown key; {fix}"
+    if kind == "missing":
+        return f"{loc}: required key is missing; add it (see README: configuration reference)"
+    if kind == "value_error" and not loc:
+        return msg
+    value = err.get("input")
+    shown = "" if kind == "value_error" or isinstance(value, dict | list) else f" (got {value!r})"
+    return f"{loc}: {msg}{shown}" if loc else f"{msg}{shown}"
+
+
+def _all_field_names() -> list[str]:
+    names: set[str] = set()
+    for m in (Config, Listen, Admin, ExtProc, Limits, Timeouts, Retries, Provider, Rule, Routing, Bypass):
+        names.update(m.model_fields)
+    return sorted(names)
+
+
+def parse(raw: Any, env: dict[str, str] | None = None, source: str = "config") -> Config:
+    """Validate a decoded YAML document; raise ConfigError with one teaching line."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of keys, got {type(raw).__name__}")
+    if "providers" not in raw:
+        raw = {**DEFAULTS, **raw}
+    raw = _apply_env(raw, dict(os.environ) if env is None else env)
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        # An unknown key usually explains a "missing" one next to it: report it first.
+        first = min(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+        raise ConfigError(f"{source}: {_describe(first, _all_field_names())}") from None
+
+
+def load(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> Config:
+    """Load the config file (argument, then $LUNAROUTE_CONFIG), or the embedded defaults."""
+    env = dict(os.environ) if env is None else env
+    path = path or env.get(CONFIG_ENV) or None
+    if path is None:
+        return parse({}, env, source="defaults")
+    file = Path(path).expanduser()
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror}); check the path") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}; fix the syntax there") from None
+    return parse(raw, env, source=str(path))

@@ -1,0 +1,140 @@
+"""Anthropic Messages dialect: error envelopes, stream error events, model lists, token estimates.
+
+These are the bodies the gateway writes *itself* in Anthropic's shape (its own errors, `/v1/models`,
+`/v1/messages/count_tokens` for OpenAI-type providers). Translation between dialects lives in the
+`*_to_*` modules.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from extproc.sse import encode_json
+
+STATUS_TO_TYPE: dict[int, str] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    503: "overloaded_error",
+    504: "api_error",
+    529: "overloaded_error",
+}
+TYPE_TO_STATUS: dict[str, int] = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+# A fixed date: the gateway does not know when a provider published a model, and clients only need a value.
+_MODELS_CREATED_AT = "2025-01-01T00:00:00Z"
+# Rough cost of one image/PDF page in tokens when estimating (Anthropic bills ~1.6k for a large image).
+_IMAGE_TOKENS = 1600
+
+
+def error_type(status: int) -> str:
+    """Anthropic error type for an HTTP status (unknown 4xx → invalid_request_error, 5xx → api_error)."""
+    known = STATUS_TO_TYPE.get(status)
+    if known:
+        return known
+    return "invalid_request_error" if status < 500 else "api_error"
+
+
+def error_obj(status: int, message: str) -> dict:
+    return {"type": "error", "error": {"type": error_type(status), "message": message}}
+
+
+def error_body(status: int, message: str, param: str | None = None) -> bytes:
+    """The error envelope for `status`. Anthropic has no `param` field: it is named in the message."""
+    if param and param not in message:
+        message = f"{param}: {message}"
+    return orjson.dumps(error_obj(status, message))
+
+
+def stream_error_event(status: int, message: str) -> bytes:
+    """An ``event: error`` SSE event, what Anthropic sends when a stream fails after it started."""
+    return encode_json(error_obj(status, message), "error")
+
+
+def models_body(ids: list[str]) -> bytes:
+    """`GET /v1/models` answer in Anthropic's paginated shape (one page holding everything)."""
+    data = [
+        {"type": "model", "id": i, "display_name": i, "created_at": _MODELS_CREATED_AT} for i in ids
+    ]
+    return orjson.dumps(
+        {
+            "data": data,
+            "has_more": False,
+            "first_id": ids[0] if ids else None,
+            "last_id": ids[-1] if ids else None,
+        }
+    )
+
+
+def count_tokens_estimate(body: dict) -> int:
+    """A fast, deliberately rough token count (about 4 characters per token) of a Messages request.
+
+    Used for `/v1/messages/count_tokens` when the provider cannot count, and as the `input_tokens` of a
+    translated stream's `message_start`. Never 0 for a request with any content.
+    """
+    chars = _content_chars(body.get("system"))
+    extra = 0
+    for message in body.get("messages") or ():
+        if not isinstance(message, dict):
+            continue
+        chars += 8  # role and framing
+        content = message.get("content")
+        chars += _content_chars(content)
+        extra += _media_tokens(content)
+    tools = body.get("tools")
+    if tools:
+        chars += len(orjson.dumps(tools))
+    total = chars // 4 + extra
+    return max(total, 1)
+
+
+def _content_chars(content: object) -> int:
+    if isinstance(content, str):
+        return len(content)
+    if not isinstance(content, list):
+        return 0
+    n = 0
+    for block in content:
+        if not isinstance(block, dict):
+            continue
+        kind = block.get("type")
+        if kind == "text":
+            n += len(block.get("text") or "")
+        elif kind == "thinking":
+            n += len(block.get("thinking") or "")
+        elif kind == "tool_use":
+            n += len(block.get("name") or "") + len(orjson.dumps(block.get("input") or {}))
+        elif kind == "tool_result":
+            n += _content_chars(block.get("content"))
+    return n
+
+
+def _media_tokens(content: object) -> int:
+    if not isinstance(content, list):
+        return 0
+    n = 0
+    for block in content:
+        if not isinstance(block, dict):
+            continue
+        kind = block.get("type")
+        if kind in ("image", "document"):
+            n += _IMAGE_TOKENS
+        elif kind == "tool_result":
+            n += _media_tokens(block.get("content"))
+    return n

@@ -1,0 +1,144 @@
+"""Anthropic Messages stream events → OpenAI `chat.completion.chunk` stream, chunk by chunk.
+
+- `message_start` → the first chunk, ``delta: {"role": "assistant", "content": ""}``.
+- text → ``delta.content``; thinking → ``delta.reasoning_content`` (the DeepSeek-style field OpenAI SDKs
+  pass through); `tool_use` blocks → ``delta.tool_calls`` with their own `index` (0, 1, … over tool
+  blocks only), id/type/name on the first delta and argument fragments after it.
+- `message_delta` → the chunk with `finish_reason`; `message_stop` → the usage chunk (``choices: []``)
+  only when the client asked for it with `stream_options.include_usage`, then ``data: [DONE]``.
+- `ping`, signatures and unknown events are ignored; ``event: error`` → an OpenAI error chunk, no [DONE].
+- a stream cut before `message_stop` is still finished (finish chunk, [DONE]) at `close`.
+"""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+
+from extproc.dialects import anthropic as A
+from extproc.dialects import openai as O
+from extproc.dialects.shapes import STOP_TO_FINISH, usage_to_openai
+from extproc.sse import SSEParser, encode, encode_json
+
+_DONE = encode("[DONE]")
+
+
+class AnthropicToOpenAIStream:
+    """One translated stream. `feed` provider bytes, get OpenAI SSE bytes; `close` at end of stream."""
+
+    def __init__(self, include_usage: bool = False) -> None:
+        self._parser = SSEParser()
+        self._include_usage = include_usage
+        self._out: list[bytes] = []
+        self._id = "chatcmpl-stream"
+        self._model: str | None = None
+        self._created = int(time.time())
+        self._tool_of_block: dict[int, int] = {}  # Anthropic block index → OpenAI tool_calls index
+        self._usage: dict = {}
+        self._finish: str | None = None
+        self._finish_sent = False
+        self._done = False
+        self.usage: dict | None = None  # final OpenAI usage, for metrics once the stream has ended
+
+    def feed(self, chunk: bytes) -> bytes:
+        for event in self._parser.feed(chunk):
+            self._event(event.event, event.data)
+        return self._flush()
+
+    def close(self) -> bytes:
+        for event in self._parser.close():
+            self._event(event.event, event.data)
+        if not self._done:
+            self._stop()
+        return self._flush()
+
+    def _flush(self) -> bytes:
+        out, self._out = b"".join(self._out), []
+        return out
+
+    def _chunk(self, delta: dict | None, finish: str | None = None, usage: dict | None = None) -> None:
+        choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish,
+                                             "logprobs": None}]
+        payload: dict = {"id": self._id, "object": "chat.completion.chunk", "created": self._created,
+                         "model": self._model, "choices": choices}
+        if usage is not None:
+            payload["usage"] = usage
+        self._out.append(encode_json(payload))
+
+    def _event(self, name: str | None, data: str) -> None:
+        if self._done:
+            return
+        try:
+            event = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return
+        if not isinstance(event, dict):
+            return
+        kind = event.get("type") or name
+        if kind == "message_start":
+            self._start(event.get("message") or {})
+        elif kind == "content_block_start":
+            self._block_start(event)
+        elif kind == "content_block_delta":
+            self._block_delta(event)
+        elif kind == "message_delta":
+            self._usage.update(event.get("usage") or {})
+            self._finish = STOP_TO_FINISH.get((event.get("delta") or {}).get("stop_reason") or "", "stop")
+            self._send_finish()
+        elif kind == "message_stop":
+            self._stop()
+        elif kind == "error":
+            self._error(event.get("error") or {})
+
+    def _start(self, message: dict) -> None:
+        self._id = f"chatcmpl-{message.get('id') or 'stream'}"
+        self._model = message.get("model")
+        self._usage.update(message.get("usage") or {})
+        self._chunk({"role": "assistant", "content": ""})
+
+    def _block_start(self, event: dict) -> None:
+        block = event.get("content_block") or {}
+        kind = block.get("type")
+        if kind == "tool_use":
+            index = len(self._tool_of_block)
+            self._tool_of_block[event.get("index", -1)] = index
+            call = {"index": index, "id": block.get("id"), "type": "function",
+                    "function": {"name": block.get("name"), "arguments": ""}}
+            self._chunk({"tool_calls": [call]})
+        elif kind == "text" and block.get("text"):
+            self._chunk({"content": block["text"]})
+        elif kind == "thinking" and block.get("thinking"):
+            self._chunk({"reasoning_content": block["thinking"]})
+
+    def _block_delta(self, event: dict) -> None:
+        delta = event.get("delta") or {}
+        kind = delta.get("type")
+        if kind == "text_delta" and delta.get("text"):
+            self._chunk({"content": delta["text"]})
+        elif kind == "thinking_delta" and delta.get("thinking"):
+            self._chunk({"reasoning_content": delta["thinking"]})
+        elif kind == "input_json_delta" and delta.get("partial_json"):
+            index = self._tool_of_block.get(event.get("index", -1))
+            if index is not None:
+                call = {"index": index, "function": {"arguments": delta["partial_json"]}}
+                self._chunk({"tool_calls": [call]})
+
+    def _send_finish(self) -> None:
+        if not self._finish_sent:
+            self._finish_sent = True
+            self._chunk({}, self._finish or ("tool_calls" if self._tool_of_block else "stop"))
+
+    def _stop(self) -> None:
+        self._send_finish()
+        self.usage = usage_to_openai(self._usage)
+        if self._include_usage:
+            self._chunk(None, usage=self.usage)
+        self._out.append(_DONE)
+        self._done = True
+
+    def _error(self, error: dict) -> None:
+        status = A.TYPE_TO_STATUS.get(error.get("type") or "", 500)
+        status = 503 if status == 529 else status
+        self._out.append(O.stream_error_chunk(status, str(error.get("message") or "provider stream error")))
+        self._done = True

@@ -1,0 +1,92 @@
+"""The one small interface every dialect pair implements.
+
+A `Translator` converts between the dialect the *client* speaks and the dialect the *provider*
+speaks. It is pure: dicts and bytes in, dicts and bytes out, no I/O, so golden fixtures and
+property tests drive it directly. The gRPC servicer never looks inside a body itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+Dialect = Literal["anthropic", "openai"]
+
+
+class TranslationError(Exception):
+    """The request cannot be translated faithfully; becomes a 400 in the client's dialect.
+
+    `param` names the offending field (e.g. ``"n"``, ``"response_format.type"``).
+    """
+
+    def __init__(self, message: str, param: str | None = None, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What a translator needs to know about the provider it writes for."""
+
+    name: str
+    dialect: Dialect
+    model: str | None = None  # model override for this provider, applied by the pipeline before translation
+    max_tokens_field: str = "max_tokens"  # OpenAI-type: max_tokens | max_completion_tokens
+    max_tokens: int | None = None  # clamp the output cap to this
+    # Anthropic-type providers require max_tokens; used when an OpenAI client sends none.
+    default_max_tokens: int = 4096
+    # How a provider's `reasoning_content` reaches an Anthropic client: "thinking" blocks without a
+    # signature (Anthropic signatures are never invented; a client that re-sends them to real Anthropic
+    # will be rejected, which Claude Code recovers from by stripping thinking), "text" blocks, or "drop".
+    reasoning: Literal["thinking", "text", "drop"] = "thinking"
+    # Send `reasoning_effort` derived from Anthropic `thinking`; off for models that reject the field.
+    reasoning_effort: bool = True
+
+
+class StreamTranslator(Protocol):
+    """Translates one SSE response stream, chunk by chunk; chunks may split events anywhere."""
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Bytes from the provider in, bytes for the client out (possibly empty)."""
+        ...
+
+    def close(self) -> bytes:
+        """End of the provider's stream: flush, and finish the client's stream properly."""
+        ...
+
+
+class Translator(Protocol):
+    client: Dialect
+    provider: Dialect
+
+    def request_path(self, client_path: str) -> str:
+        """The provider's API path for the client's path (without query, without base prefix)."""
+        ...
+
+    def request_body(self, body: dict, target: Target) -> dict:
+        """Client request body → provider request body. Raises TranslationError."""
+        ...
+
+    def response_body(self, body: dict, target: Target | None = None) -> dict:
+        """Provider JSON response → client JSON response (non-streaming success).
+
+        `target` (optional) carries per-provider output options such as `Target.reasoning`.
+        """
+        ...
+
+    def stream(
+        self, target: Target | None = None, *, input_tokens_estimate: int = 0, include_usage: bool = False
+    ) -> StreamTranslator:
+        """A fresh stream translator for one SSE response.
+
+        `input_tokens_estimate`: used for Anthropic clients' `message_start.usage.input_tokens` when the
+        provider reports usage only at the end (never send 0 there). `include_usage`: OpenAI clients get
+        the final usage chunk only when they asked for it (`stream_options.include_usage`).
+        """
+        ...
+
+    def error(self, status: int, body: bytes) -> tuple[int, bytes]:
+        """Provider error response (any status >= 400, any body) → client dialect (status, body)."""
+        ...

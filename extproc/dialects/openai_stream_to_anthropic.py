@@ -1,0 +1,255 @@
+"""OpenAI `chat.completion.chunk` stream → Anthropic Messages stream events, chunk by chunk.
+
+Anthropic content blocks cannot interleave, OpenAI deltas can. The policy:
+- thinking (`reasoning_content`), text and tool calls each go to their own block; the open block is
+  always closed (`content_block_stop`) before the next one opens.
+- the **first** tool call streams live: `content_block_start` as soon as its name is known, then each
+  argument fragment as an `input_json_delta`. Every other tool call (parallel calls, possibly
+  interleaved by `index`, with no id after their first delta) is buffered and emitted complete, in index
+  order, after the live one closes: start, one `input_json_delta` with the whole arguments, stop.
+  A tool block whose provider sent no arguments gets ``{}`` as its delta, because Claude Code builds
+  `tool_use.input` only from `input_json_delta`.
+- text or thinking arriving after tool calls started is kept and emitted after the tool blocks.
+- `message_delta` (stop reason + usage) waits until both the finish reason and the usage are known, or
+  until `[DONE]` / end of stream: providers send the usage chunk *after* the finish chunk.
+- `message_start.usage.input_tokens` comes from the provider when its first chunk has usage, otherwise
+  from `input_tokens_estimate` (at least 1: zeros there break Claude Code).
+- a chunk holding ``{"error": …}`` becomes an Anthropic ``event: error``; nothing follows it.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from extproc.dialects import anthropic as A
+from extproc.dialects.base import Target
+from extproc.dialects.shapes import reasoning_of, stop_reason, usage_to_anthropic
+from extproc.sse import SSEParser, encode_json
+
+
+class _Tool:
+    __slots__ = ("id", "name", "args")
+
+    def __init__(self) -> None:
+        self.id = ""
+        self.name = ""
+        self.args: list[str] = []
+
+
+class OpenAIToAnthropicStream:
+    """One translated stream. `feed` provider bytes, get Anthropic SSE bytes; `close` at end of stream."""
+
+    def __init__(self, target: Target | None = None, input_tokens_estimate: int = 0) -> None:
+        self._parser = SSEParser()
+        self._reasoning = target.reasoning if target else "thinking"
+        self._estimate = max(input_tokens_estimate, 1)
+        self._out: list[bytes] = []
+        self._started = False
+        self._done = False
+        self._index = 0  # index of the next Anthropic content block
+        self._open: str | None = None  # kind of the open block: thinking | text | reasoning_text | tool
+        self._tools: dict[int, _Tool] = {}
+        self._live: int | None = None  # provider index of the tool call streaming live
+        self._live_sent = False  # the live tool has had at least one non-empty input_json_delta
+        self._after_tools: list[tuple[str, list[str]]] = []
+        self._finish: str | None = None
+        self._matched: object = None
+        self._usage: dict | None = None
+        self._chars = 0  # output characters, for an output estimate when the provider sends no usage
+        self.usage: dict | None = None  # final Anthropic usage, for metrics once the stream has ended
+
+    def feed(self, chunk: bytes) -> bytes:
+        for event in self._parser.feed(chunk):
+            self._event(event.data)
+        return self._flush()
+
+    def close(self) -> bytes:
+        for event in self._parser.close():
+            self._event(event.data)
+        if not self._done:
+            if self._started:
+                self._finalize()
+            else:
+                self._out.append(A.stream_error_event(502, "provider stream ended without any data"))
+                self._done = True
+        return self._flush()
+
+    def _flush(self) -> bytes:
+        out, self._out = b"".join(self._out), []
+        return out
+
+    def _emit(self, name: str, payload: dict) -> None:
+        self._out.append(encode_json(payload, name))
+
+    # ----------------------------------------------------------------------------------- provider events
+
+    def _event(self, data: str) -> None:
+        if self._done:
+            return
+        data = data.strip()
+        if data == "[DONE]":
+            if self._started:
+                self._finalize()
+            return
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return  # keep-alives and junk lines are not content
+        if not isinstance(chunk, dict):
+            return
+        error = chunk.get("error")
+        if error:
+            self._error(error)
+            return
+        usage = chunk.get("usage")
+        if not self._started:
+            self._start(chunk, usage)
+        if isinstance(usage, dict):
+            self._usage = usage
+        for choice in chunk.get("choices") or ():
+            if isinstance(choice, dict) and not choice.get("index"):
+                self._choice(choice)
+        if self._finish and self._usage:
+            self._finalize()
+
+    def _start(self, chunk: dict, usage: object) -> None:
+        self._started = True
+        start_usage = usage_to_anthropic(usage)
+        if not start_usage["input_tokens"] and not start_usage["cache_read_input_tokens"]:
+            start_usage["input_tokens"] = self._estimate
+        start_usage["output_tokens"] = 0
+        raw_id = str(chunk.get("id") or "stream")
+        message = {
+            "id": raw_id if raw_id.startswith("msg_") else f"msg_{raw_id}",
+            "type": "message",
+            "role": "assistant",
+            "model": chunk.get("model"),
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": start_usage,
+        }
+        self._emit("message_start", {"type": "message_start", "message": message})
+
+    def _error(self, error: object) -> None:
+        status, message = 500, "provider stream error"
+        if isinstance(error, dict):
+            message = str(error.get("message") or message)
+            code = error.get("code")
+            status = code if isinstance(code, int) and 400 <= code < 600 else 500
+        elif isinstance(error, str):
+            message = error
+        self._out.append(A.stream_error_event(status, message))
+        self._done = True
+
+    def _choice(self, choice: dict) -> None:
+        delta = choice.get("delta") or {}
+        reasoning = reasoning_of(delta)
+        if reasoning and self._reasoning != "drop":
+            self._text("thinking" if self._reasoning == "thinking" else "reasoning_text", reasoning)
+        content = delta.get("content")
+        if isinstance(content, str) and content:
+            self._text("text", content)
+        for call in delta.get("tool_calls") or ():
+            if isinstance(call, dict):
+                self._tool_delta(call)
+        if choice.get("finish_reason"):
+            self._finish = choice["finish_reason"]
+            self._matched = choice.get("stop_reason")
+
+    # ------------------------------------------------------------------------------------------- blocks
+
+    def _text(self, kind: str, text: str) -> None:
+        self._chars += len(text)
+        if self._tools:  # blocks cannot interleave: keep it for after the tool blocks
+            if not self._after_tools or self._after_tools[-1][0] != kind:
+                self._after_tools.append((kind, []))
+            self._after_tools[-1][1].append(text)
+            return
+        if self._open != kind:
+            self._open_block(kind)
+        self._delta(kind, text)
+
+    def _open_block(self, kind: str, tool: _Tool | None = None) -> None:
+        self._close_block()
+        if kind == "thinking":
+            block: dict = {"type": "thinking", "thinking": ""}
+        elif kind == "tool":
+            assert tool is not None
+            block = {"type": "tool_use", "id": tool.id, "name": tool.name, "input": {}}
+        else:
+            block = {"type": "text", "text": ""}
+        self._emit("content_block_start", {"type": "content_block_start", "index": self._index,
+                                           "content_block": block})
+        self._open = kind
+
+    def _delta(self, kind: str, text: str) -> None:
+        if kind == "thinking":
+            delta = {"type": "thinking_delta", "thinking": text}
+        elif kind == "tool":
+            delta = {"type": "input_json_delta", "partial_json": text}
+        else:
+            delta = {"type": "text_delta", "text": text}
+        self._emit("content_block_delta",
+                   {"type": "content_block_delta", "index": self._index, "delta": delta})
+
+    def _close_block(self) -> None:
+        if self._open is None:
+            return
+        if self._open == "tool" and not self._live_sent:
+            self._delta("tool", "{}")
+        self._emit("content_block_stop", {"type": "content_block_stop", "index": self._index})
+        self._index += 1
+        self._open = None
+
+    def _tool_delta(self, call: dict) -> None:
+        index = call.get("index")
+        index = index if isinstance(index, int) else len(self._tools)
+        tool = self._tools.get(index)
+        if tool is None:
+            tool = self._tools[index] = _Tool()
+            tool.id = call.get("id") or f"toolu_{self._index}_{index}"
+        function = call.get("function") or {}
+        if function.get("name") and not tool.name:
+            tool.name = function["name"]
+        args = function.get("arguments")
+        if isinstance(args, str) and args:
+            self._chars += len(args)
+            tool.args.append(args)
+        if self._live is None and tool.name and len(self._tools) == 1:
+            self._live = index
+            self._open_block("tool", tool)
+        if self._live == index and tool.args:
+            text = "".join(tool.args)
+            tool.args = []
+            self._live_sent = True
+            self._delta("tool", text)
+
+    def _finalize(self) -> None:
+        self._close_block()
+        for index in sorted(self._tools):
+            tool = self._tools[index]
+            if index == self._live:
+                continue
+            self._live_sent = False
+            self._open_block("tool", tool)
+            if tool.args:
+                self._live_sent = True
+                self._delta("tool", "".join(tool.args))
+            self._close_block()
+        for kind, parts in self._after_tools:
+            self._open_block(kind)
+            self._delta(kind, "".join(parts))
+            self._close_block()
+        reason, sequence = stop_reason(self._finish, self._matched, bool(self._tools))
+        if self._usage:
+            usage = usage_to_anthropic(self._usage)
+        else:
+            usage = {"input_tokens": self._estimate, "cache_creation_input_tokens": 0,
+                     "cache_read_input_tokens": 0, "output_tokens": (self._chars + 3) // 4}
+        self.usage = usage
+        self._emit("message_delta", {"type": "message_delta",
+                                     "delta": {"stop_reason": reason, "stop_sequence": sequence},
+                                     "usage": usage})
+        self._emit("message_stop", {"type": "message_stop"})
+        self._done = True

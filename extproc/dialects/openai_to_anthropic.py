@@ -1,0 +1,339 @@
+"""Client speaks OpenAI Chat Completions, provider speaks Anthropic Messages (OpenAI SDK apps → Claude).
+
+Choices made here:
+- `system`/`developer` messages are hoisted, in order, into the top-level `system` blocks (Anthropic
+  has no general mid-conversation system role).
+- `role: "tool"` messages become `tool_result` blocks; they and a following user message are merged into
+  one user message, because Anthropic wants all results of a turn right after the `tool_use` turn.
+- assistant `reasoning_content` is dropped: Anthropic rejects thinking blocks without a signature.
+- `max_tokens` is required by Anthropic: `max_completion_tokens`, else `max_tokens`, else
+  `Target.default_max_tokens`, clamped to `Target.max_tokens`.
+- `temperature` above Anthropic's maximum 1 is clamped to 1; with thinking on, temperature/top_p are
+  dropped (Anthropic only accepts defaults there).
+- `reasoning_effort` → `thinking.budget_tokens` (minimal/low 1024, medium 4096, high 16384), raising
+  `max_tokens` above the budget when needed.
+- rejected with a 400 naming the field (no faithful mapping): `n` > 1, `logprobs`/`top_logprobs`,
+  `response_format` other than text, `audio`, `modalities` other than text, legacy `functions`,
+  non-function tools. Silently dropped (hints without an Anthropic counterpart): `seed`,
+  `frequency_penalty`, `presence_penalty`, `logit_bias`, `store`, `service_tier`, `prompt_cache_key`…
+- errors: Anthropic 529 `overloaded_error` → OpenAI 503 (a status every OpenAI client knows as retryable);
+  Anthropic's "prompt is too long: N tokens > M maximum" → OpenAI `context_length_exceeded`.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import orjson
+
+from extproc.dialects import openai as O
+from extproc.dialects.anthropic_stream_to_openai import AnthropicToOpenAIStream
+from extproc.dialects.base import Target, TranslationError
+from extproc.dialects.shapes import STOP_TO_FINISH, usage_to_openai
+
+_DATA_URL = re.compile(r"^data:([^;,]+);base64,(.*)$", re.S)
+_TOO_LONG = re.compile(r"prompt is too long: (\d+) tokens > (\d+) maximum")
+_BUDGET = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
+_MIN_BUDGET = 1024
+
+
+# ----------------------------------------------------------------------------------------------- request
+
+
+def translate_request(body: dict, target: Target) -> dict:
+    """OpenAI `/v1/chat/completions` body → Anthropic `/v1/messages` body."""
+    _reject_unfaithful(body)
+    out: dict = {"model": target.model or body.get("model")}
+    system: list[dict] = []
+    messages: list[dict] = []
+    for i, message in enumerate(body.get("messages") or ()):
+        if not isinstance(message, dict):
+            raise TranslationError("each message must be an object", f"messages[{i}]")
+        _message(message, i, system, messages)
+    if system:
+        out["system"] = system
+    out["messages"] = messages
+
+    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or target.default_max_tokens
+    if target.max_tokens:
+        max_tokens = min(max_tokens, target.max_tokens)
+    out["max_tokens"] = max_tokens
+    stop = body.get("stop")
+    if stop:
+        out["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+    if body.get("user"):
+        out["metadata"] = {"user_id": body["user"]}
+    if body.get("stream"):
+        out["stream"] = True
+    if body.get("tools"):
+        out["tools"] = [_tool(t, i) for i, t in enumerate(body["tools"])]
+    _tool_choice(body, out)
+    thinking = _thinking(body.get("reasoning_effort"), out, target)
+    if not thinking:
+        temperature = body.get("temperature")
+        if temperature is not None:
+            out["temperature"] = min(temperature, 1)
+        if body.get("top_p") is not None:
+            out["top_p"] = body["top_p"]
+    return out
+
+
+def _reject_unfaithful(body: dict) -> None:
+    if (body.get("n") or 1) != 1:
+        raise TranslationError("n > 1 is not supported by Anthropic providers", "n")
+    if body.get("logprobs") or body.get("top_logprobs"):
+        raise TranslationError("logprobs are not available from Anthropic providers", "logprobs")
+    fmt = body.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type", "text") != "text":
+        raise TranslationError(f"response_format {fmt.get('type')!r} is not supported by Anthropic providers",
+                               "response_format.type")
+    if body.get("audio"):
+        raise TranslationError("audio output is not supported by Anthropic providers", "audio")
+    modalities = body.get("modalities")
+    if modalities and list(modalities) != ["text"]:
+        raise TranslationError("only text output is supported by Anthropic providers", "modalities")
+    if body.get("functions") or body.get("function_call"):
+        raise TranslationError("legacy functions are not supported; use tools", "functions")
+
+
+def _message(message: dict, i: int, system: list[dict], out: list[dict]) -> None:
+    role = message.get("role")
+    content = message.get("content")
+    if role in ("system", "developer"):
+        text = _text_of(content, f"messages[{i}].content")
+        if text:
+            system.append({"type": "text", "text": text})
+    elif role == "user":
+        _push(out, "user", _user_blocks(content, i))
+    elif role == "tool":
+        text = _text_of(content, f"messages[{i}].content")
+        result = {"type": "tool_result", "tool_use_id": message.get("tool_call_id"), "content": text}
+        _push(out, "user", [result])
+    elif role == "assistant":
+        _push(out, "assistant", _assistant_blocks(message, i))
+    else:
+        raise TranslationError(f"unsupported message role {role!r}", f"messages[{i}].role")
+
+
+def _push(out: list[dict], role: str, blocks: list[dict]) -> None:
+    """Append blocks, merged into a preceding message of the same role (keeps tool results together)."""
+    if not blocks:
+        return
+    if out and out[-1]["role"] == role:
+        out[-1]["content"].extend(blocks)
+    else:
+        out.append({"role": role, "content": blocks})
+
+
+def _text_of(content: object, where: str) -> str:
+    if isinstance(content, str):
+        return content
+    texts = []
+    for j, part in enumerate(content or ()):
+        if not isinstance(part, dict) or part.get("type") != "text":
+            raise TranslationError("only text parts are allowed here", f"{where}[{j}].type")
+        texts.append(part.get("text") or "")
+    return "\n\n".join(texts)
+
+
+def _user_blocks(content: object, i: int) -> list[dict]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    blocks = []
+    for j, part in enumerate(content or ()):
+        where = f"messages[{i}].content[{j}]"
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text":
+            if part.get("text"):
+                blocks.append({"type": "text", "text": part["text"]})
+        elif kind == "image_url":
+            url = (part.get("image_url") or {}).get("url") or ""
+            blocks.append({"type": "image", "source": _source(url)})
+        elif kind == "file":
+            blocks.append(_file(part.get("file") or {}, where))
+        else:
+            raise TranslationError(f"content part {kind!r} is not supported by Anthropic providers",
+                                   f"{where}.type")
+    return blocks
+
+
+def _source(url: str) -> dict:
+    match = _DATA_URL.match(url)
+    if match:
+        return {"type": "base64", "media_type": match.group(1), "data": match.group(2)}
+    return {"type": "url", "url": url}
+
+
+def _file(file: dict, where: str) -> dict:
+    match = _DATA_URL.match(file.get("file_data") or "")
+    if not match:
+        raise TranslationError("only inline file_data can be sent to Anthropic providers", f"{where}.file")
+    block: dict = {"type": "document",
+                   "source": {"type": "base64", "media_type": match.group(1), "data": match.group(2)}}
+    name = file.get("filename")
+    if name:
+        block["title"] = name.removesuffix(".pdf")
+    return block
+
+
+def _assistant_blocks(message: dict, i: int) -> list[dict]:
+    content = message.get("content")
+    blocks: list[dict] = []
+    if isinstance(content, str):
+        if content:
+            blocks.append({"type": "text", "text": content})
+    else:
+        for part in content or ():
+            if isinstance(part, dict) and part.get("type") in ("text", "refusal"):
+                text = part.get("text") or part.get("refusal")
+                if text:
+                    blocks.append({"type": "text", "text": text})
+    for j, call in enumerate(message.get("tool_calls") or ()):
+        function = call.get("function") or {}
+        try:
+            arguments = orjson.loads(function.get("arguments") or "{}")
+        except orjson.JSONDecodeError:
+            raise TranslationError("tool call arguments are not valid JSON",
+                                   f"messages[{i}].tool_calls[{j}].function.arguments") from None
+        if not isinstance(arguments, dict):
+            arguments = {"raw_arguments": function.get("arguments")}
+        blocks.append({"type": "tool_use", "id": call.get("id"), "name": function.get("name"),
+                       "input": arguments})
+    return blocks
+
+
+def _tool(tool: dict, i: int) -> dict:
+    if tool.get("type") != "function":
+        raise TranslationError(f"tool type {tool.get('type')!r} is not supported by Anthropic providers",
+                               f"tools[{i}].type")
+    function = tool.get("function") or {}
+    out: dict = {"name": function.get("name")}
+    if function.get("description"):
+        out["description"] = function["description"]
+    out["input_schema"] = function.get("parameters") or {"type": "object", "properties": {}}
+    return out
+
+
+def _tool_choice(body: dict, out: dict) -> None:
+    choice = body.get("tool_choice")
+    result: dict | None = None
+    if choice == "auto":
+        result = {"type": "auto"}
+    elif choice == "required":
+        result = {"type": "any"}
+    elif choice == "none":
+        result = {"type": "none"}
+    elif isinstance(choice, dict):
+        name = (choice.get("function") or {}).get("name")
+        if not name:
+            raise TranslationError("tool_choice needs function.name", "tool_choice")
+        result = {"type": "tool", "name": name}
+    elif choice is not None:
+        raise TranslationError(f"unknown tool_choice {choice!r}", "tool_choice")
+    if body.get("parallel_tool_calls") is False and "tools" in out:
+        result = result or {"type": "auto"}
+        if result["type"] != "none":
+            result["disable_parallel_tool_use"] = True
+    if result:
+        out["tool_choice"] = result
+
+
+def _thinking(effort: object, out: dict, target: Target) -> bool:
+    budget = _BUDGET.get(effort) if isinstance(effort, str) else None
+    if not budget:
+        return False
+    if out["max_tokens"] <= budget:
+        wanted = out["max_tokens"] + budget
+        out["max_tokens"] = min(wanted, target.max_tokens) if target.max_tokens else wanted
+        budget = min(budget, out["max_tokens"] - 1)
+    if budget < _MIN_BUDGET:
+        return False  # the cap leaves no room for thinking: answer without it
+    out["thinking"] = {"type": "enabled", "budget_tokens": budget}
+    return True
+
+
+# ---------------------------------------------------------------------------------------------- response
+
+
+def translate_response(body: dict, target: Target | None = None) -> dict:
+    """Anthropic `message` → OpenAI `chat.completion`."""
+    texts: list[str] = []
+    thinking: list[str] = []
+    calls: list[dict] = []
+    for block in body.get("content") or ():
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text":
+            texts.append(block.get("text") or "")
+        elif kind == "thinking":
+            thinking.append(block.get("thinking") or "")
+        elif kind == "tool_use":
+            calls.append({"id": block.get("id"), "type": "function",
+                          "function": {"name": block.get("name"),
+                                       "arguments": orjson.dumps(block.get("input") or {}).decode()}})
+    message: dict = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
+    if calls:
+        message["tool_calls"] = calls
+    if thinking:
+        message["reasoning_content"] = "".join(thinking)
+    finish = STOP_TO_FINISH.get(body.get("stop_reason") or "end_turn", "stop")
+    return {
+        "id": f"chatcmpl-{body.get('id')}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model"),
+        "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+        "usage": usage_to_openai(body.get("usage")),
+    }
+
+
+# ------------------------------------------------------------------------------------------------ errors
+
+
+def provider_error(status: int, body: bytes) -> tuple[int, bytes]:
+    """Any Anthropic-provider error response (JSON or not) → OpenAI envelope."""
+    try:
+        data = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        data = None
+    err = data.get("error") if isinstance(data, dict) else None
+    if isinstance(err, dict) and isinstance(err.get("message"), str):
+        message = err["message"]
+    else:
+        text = body.decode("utf-8", "replace").strip()[:500] if body else ""
+        message = f"upstream error (HTTP {status})" + (f": {text}" if text else "")
+    if status == 529:
+        status = 503
+    too_long = _TOO_LONG.search(message)
+    if too_long:
+        message = (f"This model's maximum context length is {too_long.group(2)} tokens. "
+                   f"However, your messages resulted in {too_long.group(1)} tokens.")
+        return 400, O.error_body(400, message, "messages", "context_length_exceeded")
+    return status, O.error_body(status, message)
+
+
+# -------------------------------------------------------------------------------------------- translator
+
+
+class OpenAIToAnthropic:
+    """Translator for client=openai, provider=anthropic."""
+
+    client = "openai"
+    provider = "anthropic"
+
+    def request_path(self, client_path: str) -> str:
+        return "/v1/messages" if client_path.rstrip("/") == "/v1/chat/completions" else client_path
+
+    def request_body(self, body: dict, target: Target) -> dict:
+        return translate_request(body, target)
+
+    def response_body(self, body: dict, target: Target | None = None) -> dict:
+        return translate_response(body, target)
+
+    def stream(
+        self, target: Target | None = None, *, input_tokens_estimate: int = 0, include_usage: bool = False
+    ) -> AnthropicToOpenAIStream:
+        return AnthropicToOpenAIStream(include_usage)
+
+    def error(self, status: int, body: bytes) -> tuple[int, bytes]:
+        return provider_error(status, body)

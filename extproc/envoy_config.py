@@ -1,0 +1,347 @@
+"""Renders the Envoy bootstrap from the gateway's config: the one source of truth for Envoy.
+
+Envoy owns the networking: one cluster per provider (TLS with SNI, circuit breakers, outlier
+detection, retries), the route table that sends intercepted API paths through the ext_proc filter
+and everything else straight to the bypass provider with ext_proc disabled, and the provider
+keys, which Envoy's credential injector reads from the environment or a file itself — so no key
+ever passes through Python or appears in this rendered file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import Config, Provider
+from .paths import INTERCEPTED_EXACT, INTERCEPTED_PREFIXES
+
+CLUSTER_HEADER = "x-lunaroute-cluster"
+EXTPROC_CLUSTER = "lunaroute_extproc"
+EXTPROC_FILTER = "envoy.filters.http.ext_proc"
+DEFAULT_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
+_T = "type.googleapis.com/"
+
+
+def cluster_name(provider: str) -> str:
+    return f"provider_{provider}"
+
+
+def find_ca_file() -> str:
+    """A CA bundle Envoy can read: the system bundle, else certifi's."""
+    if os.path.exists(DEFAULT_CA_FILE):
+        return DEFAULT_CA_FILE
+    try:
+        import certifi
+
+        return certifi.where()
+    except ImportError:
+        return DEFAULT_CA_FILE
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:g}s"
+
+
+def ext_proc_filter(cfg: Config) -> dict[str, Any]:
+    """The ext_proc HTTP filter; shared with the Helm chart's mesh patches (same settings everywhere)."""
+    ep = cfg.extproc
+    return {
+        "name": EXTPROC_FILTER,
+        "typed_config": {
+            "@type": _T + "envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor",
+            "grpc_service": {
+                "envoy_grpc": {
+                    "cluster_name": EXTPROC_CLUSTER,
+                    "max_receive_message_length": ep.max_message_bytes,
+                },
+                "timeout": _duration(ep.message_timeout_ms / 1000),
+            },
+            "failure_mode_allow": False,
+            "processing_mode": processing_mode(),
+            "allow_mode_override": True,
+            "message_timeout": _duration(ep.message_timeout_ms / 1000),
+            "max_message_timeout": _duration(max(30.0, ep.message_timeout_ms / 1000)),
+            # The body answer re-routes (cluster header + clear_route_cache) and rewrites :path.
+            "mutation_rules": {"allow_all_routing": True},
+        },
+    }
+
+
+def processing_mode() -> dict[str, str]:
+    """Headers and the buffered request body always; response bodies only when Python asks for them."""
+    return {
+        "request_header_mode": "SEND",
+        "request_body_mode": "BUFFERED",
+        "request_trailer_mode": "SKIP",
+        "response_header_mode": "SEND",
+        "response_body_mode": "NONE",
+        "response_trailer_mode": "SKIP",
+    }
+
+
+def _ext_proc_off() -> dict[str, Any]:
+    return {
+        EXTPROC_FILTER: {
+            "@type": _T + "envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute",
+            "disabled": True,
+        }
+    }
+
+
+def _json_reply(status: int, body: str) -> dict[str, Any]:
+    return {
+        "direct_response": {"status": status, "body": {"inline_string": body}},
+        "response_headers_to_add": [
+            {"header": {"key": "content-type", "value": "application/json"}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+        ],
+        "typed_per_filter_config": _ext_proc_off(),
+    }
+
+
+def _retry_policy(cfg: Config) -> dict[str, Any]:
+    r = cfg.retries
+    return {
+        "retry_on": "connect-failure,refused-stream,reset-before-request,retriable-status-codes",
+        "retriable_status_codes": r.retry_on_status,
+        "num_retries": r.num_retries,
+        "retry_back_off": {
+            "base_interval": _duration(r.base_interval_ms / 1000),
+            "max_interval": _duration(r.max_interval_ms / 1000),
+        },
+        # Providers say when to come back; Envoy honours it (capped) instead of hammering them.
+        "rate_limited_retry_back_off": {
+            "reset_headers": [{"name": "retry-after", "format": "SECONDS"}],
+            "max_interval": "60s",
+        },
+    }
+
+
+def _provider_action(cfg: Config) -> dict[str, Any]:
+    return {
+        "timeout": "0s",  # no whole-request deadline: SSE streams run for minutes
+        "idle_timeout": _duration(cfg.timeouts.stream_idle_s),
+        "auto_host_rewrite": True,
+        "retry_policy": _retry_policy(cfg),
+    }
+
+
+def _routes(cfg: Config) -> list[dict[str, Any]]:
+    routes: list[dict[str, Any]] = [
+        {"name": "healthz", "match": {"path": "/healthz"}, **_json_reply(200, '{"status":"ok"}')},
+        {
+            # Claude Code probes HEAD / at every start, without credentials.
+            "name": "root",
+            "match": {
+                "path": "/",
+                "headers": [{"name": ":method", "string_match": {"safe_regex": {"regex": "GET|HEAD"}}}],
+            },
+            **_json_reply(200, '{"name":"lunaroute","status":"ok"}'),
+        },
+    ]
+    intercepted = {
+        "cluster_header": CLUSTER_HEADER,
+        **_provider_action(cfg),
+    }
+    for path in INTERCEPTED_EXACT:
+        routes.append({"name": f"intercept{path}", "match": {"path": path}, "route": intercepted,
+                       "request_headers_to_remove": [CLUSTER_HEADER]})
+    for prefix in INTERCEPTED_PREFIXES:
+        routes.append({"name": f"intercept{prefix}", "match": {"path_separated_prefix": prefix},
+                       "route": intercepted, "request_headers_to_remove": [CLUSTER_HEADER]})
+    if cfg.bypass.enabled:
+        bypass = cfg.providers[cfg.bypass_provider]
+        action: dict[str, Any] = {"cluster": cluster_name(cfg.bypass_provider), **_provider_action(cfg)}
+        if bypass.path_prefix:
+            action["prefix_rewrite"] = bypass.path_prefix + "/"
+        route: dict[str, Any] = {"name": "bypass", "match": {"prefix": "/"}, "route": action,
+                                 "typed_per_filter_config": _ext_proc_off()}
+        if not bypass.passthrough:
+            # The client's own credentials are not for this provider; Envoy injects the provider's.
+            route["request_headers_to_remove"] = ["x-api-key", "authorization"]
+        routes.append(route)
+    else:
+        routes.append({
+            "name": "not_found",
+            "match": {"prefix": "/"},
+            **_json_reply(404, '{"error":{"type":"not_found_error","message":"This path is not served by '
+                               'the gateway (bypass is disabled)."}}'),
+        })
+    return routes
+
+
+def _credential_filter(name: str, p: Provider) -> dict[str, Any]:
+    header, prefix = p.auth_header()
+    generic: dict[str, Any] = {
+        "@type": _T + "envoy.extensions.http.injected_credentials.generic.v3.Generic",
+        "credential": {"name": f"{name}_key"},
+        "header": header,
+    }
+    if prefix:
+        generic["header_value_prefix"] = prefix
+    return {
+        "name": "envoy.filters.http.credential_injector",
+        "typed_config": {
+            "@type": _T + "envoy.extensions.filters.http.credential_injector.v3.CredentialInjector",
+            "overwrite": True,
+            "credential": {"name": "envoy.http.injected_credentials.generic", "typed_config": generic},
+        },
+    }
+
+
+def _secret(name: str, p: Provider) -> dict[str, Any]:
+    if p.api_key_env:
+        source = {"environment_variable": p.api_key_env}
+    else:
+        source = {"filename": str(Path(p.api_key_file or "").expanduser())}
+    return {"name": f"{name}_key", "generic_secret": {"secret": source}}
+
+
+def _provider_cluster(cfg: Config, name: str, p: Provider, ca_file: str) -> dict[str, Any]:
+    options: dict[str, Any] = {"@type": _T + "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"}
+    if p.tls:
+        options["auto_config"] = {"http_protocol_options": {}, "http2_protocol_options": {}}
+        options["upstream_http_protocol_options"] = {"auto_sni": True, "auto_san_validation": True}
+    else:
+        options["explicit_http_config"] = {"http_protocol_options": {}}
+    options["common_http_protocol_options"] = {"idle_timeout": "300s"}
+    if not p.passthrough:
+        options["http_filters"] = [
+            _credential_filter(name, p),
+            {"name": "envoy.filters.http.upstream_codec",
+             "typed_config": {"@type": _T + "envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"}},
+        ]
+    cluster: dict[str, Any] = {
+        "name": cluster_name(name),
+        "type": "LOGICAL_DNS",
+        "dns_lookup_family": "V4_PREFERRED",
+        "connect_timeout": _duration(cfg.timeouts.connect_s),
+        "per_connection_buffer_limit_bytes": cfg.limits.max_request_bytes,
+        "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": options},
+        "circuit_breakers": {"thresholds": [{
+            "priority": "DEFAULT", "max_connections": 1024, "max_pending_requests": 1024,
+            "max_requests": 1024, "max_retries": 16,
+        }]},
+        "outlier_detection": {
+            "consecutive_5xx": 5, "consecutive_gateway_failure": 3, "interval": "10s",
+            "base_ejection_time": "30s", "max_ejection_percent": 100,
+        },
+        "load_assignment": {
+            "cluster_name": cluster_name(name),
+            "endpoints": [{"lb_endpoints": [{
+                "endpoint": {"address": {"socket_address": {"address": p.host, "port_value": p.port}},
+                             "hostname": p.host},
+                "metadata": {"filter_metadata": {"lunaroute": {"provider": name}}},
+            }]}],
+        },
+    }
+    if p.tls:
+        cluster["transport_socket"] = {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": _T + "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                "sni": p.host,
+                "common_tls_context": {
+                    "alpn_protocols": ["h2", "http/1.1"],
+                    "validation_context": {"trusted_ca": {"filename": ca_file}},
+                },
+            },
+        }
+    return cluster
+
+
+def extproc_cluster(cfg: Config) -> dict[str, Any]:
+    ep = cfg.extproc
+    return {
+        "name": EXTPROC_CLUSTER,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "lb_policy": "ROUND_ROBIN",
+        "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": _T + "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http2_protocol_options": {
+                "connection_keepalive": {"interval": "30s", "timeout": "5s"},
+            }},
+        }},
+        # A draining or dead worker leaves the rotation; /readyz fails only when none is left.
+        "health_checks": [{
+            "timeout": "1s", "interval": "2s", "unhealthy_threshold": 2, "healthy_threshold": 1,
+            "no_traffic_interval": "2s", "grpc_health_check": {},
+        }],
+        "common_lb_config": {"healthy_panic_threshold": {"value": 0}},
+        "load_assignment": {
+            "cluster_name": EXTPROC_CLUSTER,
+            "endpoints": [{"lb_endpoints": [
+                {"endpoint": {"address": {"socket_address": {"address": ep.host, "port_value": ep.port + i}}}}
+                for i in range(ep.workers)
+            ]}],
+        },
+    }
+
+
+def render(cfg: Config, ca_file: str | None = None) -> dict[str, Any]:
+    """The whole bootstrap as a dict (yaml-dumpable)."""
+    ca = ca_file or find_ca_file()
+    hcm = {
+        "@type": _T + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "lunaroute",
+        "codec_type": "AUTO",
+        "stream_idle_timeout": _duration(cfg.timeouts.stream_idle_s),
+        "request_timeout": "0s",
+        "common_http_protocol_options": {"idle_timeout": "3600s"},
+        "normalize_path": True,
+        "merge_slashes": True,
+        "route_config": {
+            "name": "lunaroute",
+            "virtual_hosts": [{"name": "lunaroute", "domains": ["*"], "routes": _routes(cfg)}],
+        },
+        "http_filters": [
+            ext_proc_filter(cfg),
+            {"name": "envoy.filters.http.router", "typed_config": {
+                "@type": _T + "envoy.extensions.filters.http.router.v3.Router",
+                "suppress_envoy_headers": True,
+            }},
+        ],
+        "access_log": [{
+            "name": "envoy.access_loggers.stdout",
+            "typed_config": {
+                "@type": _T + "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+                "log_format": {"text_format_source": {"inline_string":
+                    "[%START_TIME%] \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" "
+                    "%RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION%ms "
+                    "cluster=%UPSTREAM_CLUSTER%\n"}},
+            },
+        }],
+    }
+    clusters = [extproc_cluster(cfg)] + [
+        _provider_cluster(cfg, name, p, ca) for name, p in cfg.providers.items()
+    ]
+    secrets = [_secret(name, p) for name, p in cfg.providers.items() if not p.passthrough]
+    static: dict[str, Any] = {
+        "listeners": [{
+            "name": "lunaroute",
+            "address": {"socket_address": {"address": cfg.listen.host, "port_value": cfg.listen.port}},
+            # Claude Code's requests are large (75 KB - several MB); Envoy's 1 MiB default gives 413.
+            "per_connection_buffer_limit_bytes": cfg.limits.max_request_bytes,
+            "filter_chains": [{"filters": [{
+                "name": "envoy.filters.network.http_connection_manager", "typed_config": hcm,
+            }]}],
+        }],
+        "clusters": clusters,
+    }
+    if secrets:
+        static["secrets"] = secrets
+    return {
+        "node": {"id": "lunaroute", "cluster": "lunaroute"},
+        "admin": {"address": {"socket_address": {"address": cfg.admin.host, "port_value": cfg.admin.port}}},
+        "static_resources": static,
+        "layered_runtime": {"layers": [{"name": "static", "static_layer": {
+            "overload.global_downstream_max_connections": 50000,
+        }}]},
+    }
+
+
+def render_yaml(cfg: Config, ca_file: str | None = None) -> str:
+    return yaml.safe_dump(render(cfg, ca_file), sort_keys=False, width=120)

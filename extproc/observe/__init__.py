@@ -1,0 +1,1 @@
+"""Metrics and logs. Nothing here ever sees a credential: headers are never logged or labelled."""

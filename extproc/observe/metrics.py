@@ -1,0 +1,60 @@
+"""Prometheus metrics, shared across worker processes.
+
+Workers are separate processes, so the supervisor points `PROMETHEUS_MULTIPROC_DIR` at a fresh
+directory before starting them and `/metrics` (answered by any worker) aggregates all of them.
+Without that variable (a single in-process server, tests) the default registry is used.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import multiprocess
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+REQUESTS = Counter(
+    "lunaroute_requests_total",
+    "Requests that went through the gateway's ext_proc server, by route kind, provider and status.",
+    ["route", "provider", "status"],
+)
+PHASE_SECONDS = Histogram(
+    "lunaroute_extproc_phase_seconds",
+    "Time the ext_proc server spent on one processing phase.",
+    ["phase"],
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+ROUTING = Counter(
+    "lunaroute_routing_decisions_total",
+    "Routing decisions, by chosen provider and what decided it (marker, preferences, rule, default).",
+    ["provider", "reason"],
+)
+UNKNOWN_MARKERS = Counter(
+    "lunaroute_unknown_markers_total",
+    "[LUNAROUTE:name] markers naming no configured provider (routed by default).",
+)
+TRANSLATIONS = Counter(
+    "lunaroute_translations_total",
+    "Requests translated between dialects, by client dialect and provider dialect.",
+    ["client", "provider"],
+)
+CLIENT_ERRORS = Counter(
+    "lunaroute_gateway_errors_total",
+    "Errors the gateway answered itself, by kind (bad_json, bad_request, unsupported, internal...).",
+    ["kind"],
+)
+TOKENS = Counter(
+    "lunaroute_tokens_total",
+    "Tokens reported by providers in translated responses, by provider and direction.",
+    ["provider", "direction"],
+)
+
+
+def exposition() -> tuple[bytes, str]:
+    """The text for `/metrics`, across all workers when running multi-process."""
+    if os.environ.get(MULTIPROC_ENV):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST

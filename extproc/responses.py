@@ -1,0 +1,116 @@
+"""A translated response on its way back: JSON buffered whole, SSE translated chunk by chunk.
+
+Same-dialect responses never come here: Envoy hands them to the client untouched, compression
+and all. For translated ones the header phase picks the body mode (BUFFERED for JSON and errors,
+STREAMED for SSE), drops `content-length`/`content-encoding` (the body changes size and is sent
+decoded), and the body phase does the work.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+
+from .actions import Reply
+from .dialects.base import Dialect, Translator
+from .encoding import decoder
+
+log = logging.getLogger("lunaroute")
+
+
+def _usage_of(doc: dict) -> dict[str, int]:
+    """Input/output tokens from a response body in either dialect."""
+    usage = doc.get("usage")
+    if not isinstance(usage, dict):
+        return {}
+    if "input_tokens" in usage or "output_tokens" in usage:
+        return {
+            "input": int(usage.get("input_tokens") or 0) + int(usage.get("cache_read_input_tokens") or 0),
+            "output": int(usage.get("output_tokens") or 0),
+        }
+    return {"input": int(usage.get("prompt_tokens") or 0), "output": int(usage.get("completion_tokens") or 0)}
+
+
+class ResponseTranslation:
+    def __init__(self, translator: Translator, stream_options: dict) -> None:
+        self.translator = translator
+        self.stream_options = stream_options
+        self.mode = "json"  # json | error | stream
+        self.status = 200
+        self.usage: dict[str, int] = {}
+        self._decoder = decoder("")
+        self._buffer = bytearray()
+        self._stream = None
+
+    @classmethod
+    def for_request(cls, translator: Translator, client: Dialect, provider: Dialect,
+                    stream_options: dict) -> ResponseTranslation | None:
+        """None when the response can go back untouched."""
+        if client == provider:
+            return None
+        return cls(translator, stream_options)
+
+    def on_headers(self, status: int, headers: dict[str, str]) -> Reply:
+        self.status = status
+        try:
+            self._decoder = decoder(headers.get("content-encoding", ""))
+        except ValueError:
+            log.warning("provider answered with content-encoding %r; passing it on untranslated",
+                        headers.get("content-encoding"))
+            self.mode = "raw"
+            return Reply()
+        ctype = headers.get("content-type", "")
+        reply = Reply(remove_headers=["content-length", "content-encoding"])
+        if status >= 400:
+            self.mode = "error"
+            reply.response_body_mode = "BUFFERED"
+        elif ctype.startswith("text/event-stream"):
+            self.mode = "stream"
+            self._stream = self.translator.stream(**self.stream_options)
+            reply.response_body_mode = "STREAMED"
+        else:
+            self.mode = "json"
+            reply.response_body_mode = "BUFFERED"
+        return reply
+
+    def on_body(self, chunk: bytes, end_of_stream: bool) -> Reply:
+        if self.mode == "raw":
+            return Reply()
+        data = self._decoder.feed(chunk)
+        if end_of_stream:
+            data += self._decoder.flush()
+        if self.mode == "stream":
+            assert self._stream is not None
+            out = self._stream.feed(data) if data else b""
+            if end_of_stream:
+                out += self._stream.close()
+                self.usage = dict(getattr(self._stream, "usage", None) or {})
+            return Reply(body=out)
+        # BUFFERED: Envoy sends the whole body once; keep a buffer anyway in case it arrives in parts.
+        self._buffer += data
+        if not end_of_stream:
+            return Reply(body=b"")
+        raw = bytes(self._buffer)
+        if self.mode == "error":
+            status, body = self.translator.error(self.status, raw)
+            return self._whole(body, status)
+        try:
+            doc = orjson.loads(raw)
+            if not isinstance(doc, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            status, body = self.translator.error(502, b"the provider sent a response that is not JSON")
+            return self._whole(body, status)
+        out = self.translator.response_body(doc)
+        self.usage = _usage_of(out)
+        return self._whole(orjson.dumps(out), None)
+
+    @staticmethod
+    def _whole(body: bytes, status: int | None) -> Reply:
+        reply = Reply(body=body)
+        reply.set_headers["content-length"] = str(len(body))
+        reply.set_headers["content-type"] = "application/json"
+        if status is not None:
+            reply.set_headers[":status"] = str(status)
+        return reply

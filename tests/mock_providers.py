@@ -1,0 +1,307 @@
+"""Mock Anthropic and OpenAI providers (aiohttp) on loopback, for end-to-end tests.
+
+They answer like the real APIs (JSON and SSE shapes from the public references), record every
+request exactly as received (method, path, query, headers, raw body bytes), and can be told to
+fail the next N requests (e.g. 529 overloaded) or to send a scripted answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import socket
+import threading
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+
+def free_port(count: int = 1) -> int:
+    """A port p such that p..p+count-1 are all free on 127.0.0.1 right now."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = s.getsockname()[1]
+        if base + count > 65535:
+            continue
+        ok = True
+        for p in range(base + 1, base + count):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", p))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    raise RuntimeError("no free port range")
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> dict:
+        return json.loads(self.body)
+
+
+@dataclass
+class Scripted:
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+    chunks: list[bytes] | None = None  # sent one by one (SSE), instead of body
+
+
+def _sse(event: str | None, data: dict | str) -> bytes:
+    payload = data if isinstance(data, str) else json.dumps(data)
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {payload}\n\n".encode()
+
+
+def _last_user_text(messages: list) -> str:
+    for m in reversed(messages):
+        if m.get("role") != "user":
+            continue
+        c = m.get("content")
+        if isinstance(c, str):
+            return c
+        for b in reversed(c or []):
+            if b.get("type") == "text":
+                return b.get("text", "")
+        return ""
+    return ""
+
+
+def _tool_results(messages: list) -> list[str]:
+    out = []
+    for m in messages:
+        if m.get("role") == "tool":
+            out.append(str(m.get("content")))
+        if m.get("role") == "user" and isinstance(m.get("content"), list):
+            for b in m["content"]:
+                if b.get("type") == "tool_result":
+                    c = b.get("content")
+                    out.append(c if isinstance(c, str) else json.dumps(c))
+    return out
+
+
+class MockProvider:
+    """Base: the server in its own thread and loop, recording and failure injection."""
+
+    name = "mock"
+
+    def __init__(self) -> None:
+        self.requests: list[Recorded] = []
+        self.script: list[Scripted] = []
+        self.port = free_port()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._started = threading.Event()
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def fail_next(self, status: int, body: dict | str, count: int = 1, headers: dict | None = None) -> None:
+        raw = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        ctype = "text/plain" if isinstance(body, str) else "application/json"
+        for _ in range(count):
+            self.script.append(Scripted(status, raw, ctype, headers or {}))
+
+    def reset(self) -> None:
+        self.requests.clear()
+        self.script.clear()
+
+    def start(self) -> MockProvider:
+        self._thread.start()
+        if not self._started.wait(10):
+            raise RuntimeError(f"{self.name} mock did not start")
+        return self
+
+    def stop(self) -> None:
+        async def _cleanup() -> None:
+            if self._runner:
+                await self._runner.cleanup()
+
+        asyncio.run_coroutine_threadsafe(_cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        self._loop.run_until_complete(self._runner.setup())
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        self._loop.run_until_complete(site.start())
+        self._started.set()
+        self._loop.run_forever()
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        self.requests.append(Recorded(request.method, request.path, request.query_string,
+                                      {k.lower(): v for k, v in request.headers.items()}, body))
+        if self.script:
+            s = self.script.pop(0)
+            if s.chunks is None:
+                return web.Response(status=s.status, body=s.body, content_type=None,
+                                    headers={"content-type": s.content_type, **s.headers})
+            return await self._send_chunks(request, s.status, s.chunks, s.content_type)
+        return await self.route(request, body)
+
+    async def _send_chunks(self, request: web.Request, status: int, chunks: list[bytes],
+                           ctype: str = "text/event-stream") -> web.StreamResponse:
+        resp = web.StreamResponse(status=status, headers={"content-type": ctype, "cache-control": "no-cache"})
+        await resp.prepare(request)
+        for c in chunks:
+            await resp.write(c)
+            await asyncio.sleep(0.002)
+        await resp.write_eof()
+        return resp
+
+    async def route(self, request: web.Request, body: bytes) -> web.StreamResponse:
+        return web.json_response({"echo": request.path, "method": request.method})
+
+
+class MockAnthropic(MockProvider):
+    name = "anthropic"
+
+    async def route(self, request: web.Request, body: bytes) -> web.StreamResponse:
+        path = request.path
+        if path == "/v1/models":
+            return web.json_response({"data": [{"type": "model", "id": "claude-mock-1", "display_name": "Mock",
+                                                "created_at": "2025-01-01T00:00:00Z"}],
+                                      "has_more": False, "first_id": "claude-mock-1", "last_id": "claude-mock-1"})
+        if path == "/v1/messages/count_tokens":
+            return web.json_response({"input_tokens": 4242})
+        if path != "/v1/messages":
+            return await super().route(request, body)
+        req = json.loads(body)
+        model = req.get("model", "claude-x")
+        messages = req.get("messages", [])
+        results = _tool_results(messages)
+        text_in = _last_user_text(messages)
+        content: list[dict]
+        if req.get("tools") and "use the tool" in text_in and not results:
+            tool = req["tools"][0]["name"]
+            content = [{"type": "text", "text": "Let me check."},
+                       {"type": "tool_use", "id": "toolu_mock1", "name": tool, "input": {"city": "Paris"}}]
+            stop = "tool_use"
+        else:
+            text = f"tool said: {results[-1]}" if results else "Hello from mock Anthropic"
+            content = [{"type": "text", "text": text}]
+            stop = "end_turn"
+        usage = {"input_tokens": 21, "output_tokens": 7, "cache_read_input_tokens": 5,
+                 "cache_creation_input_tokens": 0}
+        msg = {"id": "msg_mock1", "type": "message", "role": "assistant", "model": model, "content": content,
+               "stop_reason": stop, "stop_sequence": None, "usage": usage}
+        if not req.get("stream"):
+            raw = json.dumps(msg).encode()
+            if "gzip" in request.headers.get("accept-encoding", ""):
+                return web.Response(body=gzip.compress(raw), headers={"content-type": "application/json",
+                                                                       "content-encoding": "gzip"})
+            return web.Response(body=raw, content_type="application/json")
+        start = {**msg, "content": [], "stop_reason": None,
+                 "usage": {**usage, "output_tokens": 1}}
+        chunks = [_sse("message_start", {"type": "message_start", "message": start}),
+                  _sse("ping", {"type": "ping"})]
+        for i, block in enumerate(content):
+            if block["type"] == "text":
+                chunks.append(_sse("content_block_start", {"type": "content_block_start", "index": i,
+                                                           "content_block": {"type": "text", "text": ""}}))
+                words = block["text"].split(" ")
+                for j, w in enumerate(words):
+                    piece = w if j == 0 else " " + w
+                    chunks.append(_sse("content_block_delta", {"type": "content_block_delta", "index": i,
+                                                               "delta": {"type": "text_delta", "text": piece}}))
+            else:
+                chunks.append(_sse("content_block_start", {"type": "content_block_start", "index": i,
+                                                           "content_block": {**block, "input": {}}}))
+                args = json.dumps(block["input"])
+                for part in (args[:5], args[5:]):
+                    chunks.append(_sse("content_block_delta", {"type": "content_block_delta", "index": i,
+                                                               "delta": {"type": "input_json_delta",
+                                                                         "partial_json": part}}))
+            chunks.append(_sse("content_block_stop", {"type": "content_block_stop", "index": i}))
+        chunks.append(_sse("message_delta", {"type": "message_delta",
+                                             "delta": {"stop_reason": stop, "stop_sequence": None},
+                                             "usage": {"output_tokens": 7}}))
+        chunks.append(_sse("message_stop", {"type": "message_stop"}))
+        return await self._send_chunks(request, 200, chunks)
+
+
+class MockOpenAI(MockProvider):
+    name = "openai"
+
+    async def route(self, request: web.Request, body: bytes) -> web.StreamResponse:
+        path = request.path
+        if path == "/v1/models":
+            return web.json_response({"object": "list", "data": [
+                {"id": "gpt-mock", "object": "model", "created": 1700000000, "owned_by": "mock"}]})
+        if path == "/v1/embeddings":
+            req = json.loads(body)
+            inputs = req["input"] if isinstance(req["input"], list) else [req["input"]]
+            return web.json_response({"object": "list", "model": req.get("model"), "data": [
+                {"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i, _ in enumerate(inputs)],
+                "usage": {"prompt_tokens": 3, "total_tokens": 3}})
+        if path != "/v1/chat/completions":
+            return await super().route(request, body)
+        req = json.loads(body)
+        model = req.get("model", "gpt-x")
+        messages = req.get("messages", [])
+        results = _tool_results(messages)
+        text_in = _last_user_text(messages)
+        tool_calls = None
+        text: str | None
+        if req.get("tools") and "use the tool" in text_in and not results:
+            names = [t["function"]["name"] for t in req["tools"]]
+            count = 2 if "parallel" in text_in and len(names) > 1 else 1
+            tool_calls = [{"id": f"call_mock{i}", "type": "function",
+                           "function": {"name": names[i], "arguments": json.dumps({"city": "Paris", "n": i})}}
+                          for i in range(count)]
+            text, finish = None, "tool_calls"
+        else:
+            text = f"tool said: {results[-1]}" if results else "Hello from mock OpenAI"
+            finish = "stop"
+        usage = {"prompt_tokens": 30, "completion_tokens": 9, "total_tokens": 39,
+                 "prompt_tokens_details": {"cached_tokens": 10}}
+        created = 1700000000
+        if not req.get("stream"):
+            message = {"role": "assistant", "content": text}
+            if tool_calls:
+                message["tool_calls"] = tool_calls
+            return web.json_response({"id": "chatcmpl-mock1", "object": "chat.completion", "created": created,
+                                      "model": model, "choices": [{"index": 0, "message": message,
+                                                                   "finish_reason": finish}], "usage": usage})
+        base = {"id": "chatcmpl-mock1", "object": "chat.completion.chunk", "created": created, "model": model}
+
+        def chunk(delta: dict, finish_reason: str | None = None) -> bytes:
+            return _sse(None, {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]})
+
+        chunks = [chunk({"role": "assistant", "content": ""})]
+        if text is not None:
+            for j, w in enumerate(text.split(" ")):
+                chunks.append(chunk({"content": w if j == 0 else " " + w}))
+        for i, call in enumerate(tool_calls or []):
+            chunks.append(chunk({"tool_calls": [{"index": i, "id": call["id"], "type": "function",
+                                                  "function": {"name": call["function"]["name"], "arguments": ""}}]}))
+        for i, call in enumerate(tool_calls or []):  # argument deltas interleave by index, no ids
+            args = call["function"]["arguments"]
+            chunks.append(chunk({"tool_calls": [{"index": i, "function": {"arguments": args[:6]}}]}))
+        for i, call in enumerate(tool_calls or []):
+            args = call["function"]["arguments"]
+            chunks.append(chunk({"tool_calls": [{"index": i, "function": {"arguments": args[6:]}}]}))
+        chunks.append(chunk({}, finish))
+        if (req.get("stream_options") or {}).get("include_usage"):
+            chunks.append(_sse(None, {**base, "choices": [], "usage": usage}))
+        chunks.append(b"data: [DONE]\n\n")
+        return await self._send_chunks(request, 200, chunks)

@@ -1,0 +1,124 @@
+"""The config schema: defaults, every key, env overrides, and one teaching line per mistake."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from extproc import config
+from extproc.config import ConfigError
+
+CONFIGS = Path(__file__).parent / "fixtures" / "configs"
+
+
+def test_no_config_gives_anthropic_passthrough_on_8080() -> None:
+    cfg = config.load(env={})
+    assert (cfg.listen.host, cfg.listen.port) == ("127.0.0.1", 8080)
+    assert cfg.default_provider == "anthropic"
+    p = cfg.providers["anthropic"]
+    assert (p.type, p.base_url, p.passthrough) == ("anthropic", "https://api.anthropic.com", True)
+    assert cfg.bypass.enabled and cfg.bypass_provider == "anthropic"
+
+
+def test_full_config_loads_every_key() -> None:
+    cfg = config.load(CONFIGS / "full.yaml", env={})
+    assert cfg.extproc.workers == 3
+    gpt = cfg.providers["gpt"]
+    assert gpt.api_key_env == "OPENAI_API_KEY" and not gpt.passthrough
+    assert gpt.max_tokens_field == "max_completion_tokens"
+    assert cfg.routing.rules[0].fallbacks == ["gpt"]
+    assert cfg.bypass_provider == "gpt"
+
+
+def test_config_path_from_env_variable() -> None:
+    cfg = config.load(env={"LUNAROUTE_CONFIG": str(CONFIGS / "full.yaml")})
+    assert cfg.listen.port == 8181
+
+
+@pytest.mark.parametrize(
+    ("base_url", "prefix", "authority", "tls"),
+    [
+        ("https://api.openai.com/v1", "", "api.openai.com", True),
+        ("https://api.openai.com/v1/", "", "api.openai.com", True),
+        ("https://api.anthropic.com", "", "api.anthropic.com", True),
+        ("https://openrouter.ai/api/v1", "/api", "openrouter.ai", True),
+        ("http://127.0.0.1:11434/v1", "", "127.0.0.1:11434", False),
+        ("https://gw.example.com:8443/llm/openai", "/llm/openai", "gw.example.com:8443", True),
+    ],
+)
+def test_base_url_trailing_v1_is_never_doubled_and_prefix_is_kept(base_url, prefix, authority, tls) -> None:
+    p = config.Provider(type="openai", base_url=base_url)
+    assert p.path_prefix == prefix
+    assert p.authority == authority
+    assert p.tls is tls
+    assert p.upstream_path("/v1/chat/completions") == prefix + "/v1/chat/completions"
+
+
+def test_env_overrides_bypass() -> None:
+    env = {"LUNAROUTE_BYPASS_ENABLED": "false", "LUNAROUTE_BYPASS_PROVIDER": "anthropic"}
+    cfg = config.load(CONFIGS / "full.yaml", env=env)
+    assert cfg.bypass.enabled is False
+    assert cfg.bypass_provider == "anthropic"
+
+
+def test_env_override_with_a_non_boolean_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="LUNAROUTE_BYPASS_ENABLED='maybe' is not a boolean"):
+        config.load(env={"LUNAROUTE_BYPASS_ENABLED": "maybe"})
+
+
+def test_default_provider_is_the_first_listed_when_not_set() -> None:
+    cfg = config.parse({"providers": {"local": {"type": "openai", "base_url": "http://127.0.0.1:1/v1"}}}, env={})
+    assert cfg.default_provider == "local"
+
+
+@pytest.mark.parametrize(
+    ("fixture", "expected"),
+    [
+        ("bad_unknown_key.yaml", "providers.gpt.bas_url: unknown key; did you mean 'base_url'?"),
+        ("bad_url.yaml", "providers.gpt.base_url: 'api.openai.com/v1' is not an http(s) URL; write it like"),
+        ("bad_type.yaml", "providers.gpt.type: Input should be 'anthropic' or 'openai' (got 'gemini')"),
+        ("bad_default.yaml", "default_provider: unknown provider 'claude'; use one of ['anthropic']"),
+        ("bad_rule.yaml", "routing.rules[0].provider: unknown provider 'openai'"),
+        ("bad_yaml.yaml", "not valid YAML at line"),
+        ("bad_two_auths.yaml", "providers.gpt: sets api_key_env and api_key_file; choose one"),
+        ("bad_port.yaml", "listen.port: Input should be a valid integer"),
+        ("bad_bypass.yaml", "bypass.provider: unknown provider 'openai'"),
+    ],
+)
+def test_each_mistake_is_one_line_naming_key_value_and_fix(fixture: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        config.load(CONFIGS / fixture, env={})
+    message = str(err.value)
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_missing_file_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match="cannot read the config file"):
+        config.load("/nonexistent/lunaroute.yaml", env={})
+
+
+def test_missing_key_env_var_stops_startup() -> None:
+    cfg = config.load(CONFIGS / "full.yaml", env={})
+    with pytest.raises(ConfigError, match="providers.gpt.api_key_env: environment variable OPENAI_API_KEY is not"):
+        cfg.check_secrets()
+
+
+def test_rule_needs_exactly_one_matcher_and_a_valid_regex() -> None:
+    base = {"providers": {"a": {"type": "anthropic", "base_url": "https://x"}}}
+    with pytest.raises(ConfigError, match="exactly one of model"):
+        config.parse({**base, "routing": {"rules": [{"provider": "a"}]}}, env={})
+    with pytest.raises(ConfigError, match="model_regex '\\(' is not a valid regex"):
+        config.parse({**base, "routing": {"rules": [{"model_regex": "(", "provider": "a"}]}}, env={})
+
+
+def test_cli_reports_config_errors_in_one_line_and_exit_code_2() -> None:
+    proc = subprocess.run([sys.executable, "-m", "extproc.cli", "check", "--config",
+                           str(CONFIGS / "bad_url.yaml")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("lunaroute: config error:")
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in proc.stderr
