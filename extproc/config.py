@@ -90,6 +90,10 @@ class Provider(_Model):
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
     max_tokens: int | None = Field(None, ge=1)
     pricing: Pricing | None = None
+    # Anthropic clients: how this provider's `reasoning_content` comes back (see README).
+    reasoning: Literal["thinking", "text", "drop"] = "thinking"
+    # Send `reasoning_effort` derived from Anthropic `thinking`; turn off for models that reject it.
+    reasoning_effort: bool = True
 
     @field_validator("base_url")
     @classmethod

@@ -95,7 +95,8 @@ def _json_reply(status: int, body: str) -> dict[str, Any]:
     return {
         "direct_response": {"status": status, "body": {"inline_string": body}},
         "response_headers_to_add": [
-            {"header": {"key": "content-type", "value": "application/json"}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+            {"header": {"key": "content-type", "value": "application/json"},
+             "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
         ],
         "typed_per_filter_config": _ext_proc_off(),
     }
@@ -345,3 +346,16 @@ def render(cfg: Config, ca_file: str | None = None) -> dict[str, Any]:
 
 def render_yaml(cfg: Config, ca_file: str | None = None) -> str:
     return yaml.safe_dump(render(cfg, ca_file), sort_keys=False, width=120)
+
+
+def for_validation(boot: dict[str, Any]) -> dict[str, Any]:
+    """A copy whose key sources are placeholders, so `envoy --mode validate` can check a bootstrap
+    on a machine that has neither the key variables nor the key files (CI, a laptop rendering for
+    Kubernetes). Whether the keys really are there is `Config.check_secrets`' job."""
+    static = dict(boot["static_resources"])
+    static["secrets"] = [
+        {**s, "generic_secret": {"secret": {"inline_string": "placeholder"}}} for s in static.get("secrets", [])
+    ]
+    if not static["secrets"]:
+        del static["secrets"]
+    return {**boot, "static_resources": static}

@@ -15,20 +15,26 @@ import orjson
 from . import paths
 from .actions import Reply
 from .config import Config, Provider
-from .dialects import translator_for
+from .dialects import count_tokens_estimate, translator_for
 from .dialects.base import Dialect, Target, TranslationError
 from .envoy_config import CLUSTER_HEADER, cluster_name
+from .local_replies import count_tokens_reply, error_reply, models_reply
 from .markers import take_marker
 from .observe import metrics
 from .paths import Kind
 from .responses import ResponseTranslation
-from .routing import Router, RoutingError, parse_preferences, pop_preferences
-from .local_replies import count_tokens_reply, error_reply, models_reply
+from .routing import Router, RoutingError, pop_preferences, request_model
 
 log = logging.getLogger("lunaroute")
 
 ANTHROPIC_VERSION = "2023-06-01"
 _ANTHROPIC_ONLY_HEADERS = ("anthropic-version", "anthropic-beta", "anthropic-dangerous-direct-browser-access")
+
+
+def target_for(name: str, p: Provider) -> Target:
+    """What a translator needs to know about a provider, from its config entry."""
+    return Target(name=name, dialect=p.type, model=p.model, max_tokens_field=p.max_tokens_field,
+                  max_tokens=p.max_tokens, reasoning=p.reasoning, reasoning_effort=p.reasoning_effort)
 
 
 class Gateway:
@@ -99,7 +105,6 @@ class Exchange:
         return Reply()
 
     def on_request_body(self, body: bytes) -> Reply:
-        req = self.req
         try:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -109,7 +114,7 @@ class Exchange:
         try:
             return self._route_body(doc, body)
         except RoutingError as exc:
-            return self._error(400, exc.message, param=exc.param, kind="bad_request")
+            return self._error(exc.status, exc.message, param=exc.param, kind="bad_request")
         except TranslationError as exc:
             return self._error(exc.status, exc.message, param=exc.param, kind="unsupported")
 
@@ -121,20 +126,18 @@ class Exchange:
         if marker.kind == "unknown":
             metrics.UNKNOWN_MARKERS.inc()
             log.warning("unknown provider in marker [LUNAROUTE:%s]; routing by default", marker.name)
-        prefs_value = pop_preferences(doc)
-        changed = changed or prefs_value is not None
-        prefs = parse_preferences(prefs_value, headers.get("x-provider"))
-        model = headers.get("x-model") or doc.get("model")
-        decision = gw.router.decide(marker, prefs, model if isinstance(model, str) else None, req.path)
-        name = decision.chain[0]
+        prefs_value, popped = pop_preferences(doc)
+        changed = changed or popped
+        prefs = gw.router.parse_preferences(prefs_value, headers.get("x-provider"))
+        model = request_model(doc.get("model"), headers.get("x-model"))
+        decision = gw.router.decide(marker, prefs, model, req.path)
+        name = decision.provider
         provider = gw.provider(name)
         self.provider_name = name
         metrics.ROUTING.labels(name, decision.reason).inc()
-        if decision.model_override and doc.get("model") != decision.model_override:
-            doc["model"] = decision.model_override
-            changed = True
-        elif headers.get("x-model") and doc.get("model") != headers["x-model"]:
-            doc["model"] = headers["x-model"]
+        model = decision.model_override or model
+        if model is not None and doc.get("model") != model:
+            doc["model"] = model
             changed = True
         self.model = str(doc.get("model", ""))
         log.info("route %s %s -> %s (%s%s)", req.method, req.path, name, decision.reason,
@@ -144,14 +147,19 @@ class Exchange:
         if req.kind is Kind.COUNT_TOKENS and provider.type != "anthropic":
             return self._answer(count_tokens_reply(doc))
         path = req.path
+        target = target_for(name, provider)
+        stream_options = {
+            "input_tokens_estimate": count_tokens_estimate(doc) if req.client == "anthropic" else 0,
+            "include_usage": bool((doc.get("stream_options") or {}).get("include_usage"))
+            if isinstance(doc.get("stream_options"), dict) else False,
+        }
         if provider.type != req.client:
-            target = Target(name=name, dialect=provider.type, model=provider.model,
-                            max_tokens_field=provider.max_tokens_field, max_tokens=provider.max_tokens)
             doc = translator.request_body(doc, target)
             path = translator.request_path(path)
             changed = True
             metrics.TRANSLATIONS.labels(req.client, provider.type).inc()
-        self.response = ResponseTranslation.for_request(translator, req.client, provider.type, doc)
+        self.response = ResponseTranslation.for_request(translator, req.client, provider.type, target,
+                                                        stream_options)
 
         reply = Reply(clear_route_cache=True)
         reply.set_headers[CLUSTER_HEADER] = cluster_name(name)

@@ -13,7 +13,7 @@ import logging
 import orjson
 
 from .actions import Reply
-from .dialects.base import Dialect, Translator
+from .dialects.base import Dialect, Target, Translator
 from .encoding import decoder
 
 log = logging.getLogger("lunaroute")
@@ -33,8 +33,9 @@ def _usage_of(doc: dict) -> dict[str, int]:
 
 
 class ResponseTranslation:
-    def __init__(self, translator: Translator, stream_options: dict) -> None:
+    def __init__(self, translator: Translator, target: Target, stream_options: dict) -> None:
         self.translator = translator
+        self.target = target
         self.stream_options = stream_options
         self.mode = "json"  # json | error | stream
         self.status = 200
@@ -44,12 +45,12 @@ class ResponseTranslation:
         self._stream = None
 
     @classmethod
-    def for_request(cls, translator: Translator, client: Dialect, provider: Dialect,
+    def for_request(cls, translator: Translator, client: Dialect, provider: Dialect, target: Target,
                     stream_options: dict) -> ResponseTranslation | None:
         """None when the response can go back untouched."""
         if client == provider:
             return None
-        return cls(translator, stream_options)
+        return cls(translator, target, stream_options)
 
     def on_headers(self, status: int, headers: dict[str, str]) -> Reply:
         self.status = status
@@ -67,7 +68,7 @@ class ResponseTranslation:
             reply.response_body_mode = "BUFFERED"
         elif ctype.startswith("text/event-stream"):
             self.mode = "stream"
-            self._stream = self.translator.stream(**self.stream_options)
+            self._stream = self.translator.stream(self.target, **self.stream_options)
             reply.response_body_mode = "STREAMED"
         else:
             self.mode = "json"
@@ -102,7 +103,7 @@ class ResponseTranslation:
         except ValueError:
             status, body = self.translator.error(502, b"the provider sent a response that is not JSON")
             return self._whole(body, status)
-        out = self.translator.response_body(doc)
+        out = self.translator.response_body(doc, self.target)
         self.usage = _usage_of(out)
         return self._whole(orjson.dumps(out), None)
 

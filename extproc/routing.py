@@ -52,7 +52,7 @@ from typing import Any, Literal
 
 import orjson
 
-from .config import Config, ConfigError, Provider
+from .config import Config, Provider
 from .markers import Marker
 
 Reason = Literal["marker", "preferences", "rule", "default"]
@@ -191,21 +191,12 @@ class Router:
 
     @staticmethod
     def _compile(config: Config) -> list[_CompiledRule]:
+        """Globs become regexes too, so matching is one `fullmatch` (config already checked the regexes)."""
         rules = []
         for i, rule in enumerate(config.routing.rules):
-            key = f"routing.rules[{i}]"
-            if (rule.model is None) == (rule.model_regex is None):
-                raise ConfigError(f"{key}: give exactly one of model (a glob like 'claude-*') or model_regex")
-            if rule.model is not None:
-                pattern = re.compile(fnmatch.translate(rule.model))
-            else:
-                try:
-                    pattern = re.compile(rule.model_regex or "")
-                except re.error as exc:
-                    raise ConfigError(f"{key}.model_regex: {rule.model_regex!r} is not a valid regular "
-                                      f"expression ({exc}); fix it or use a glob in model") from None
+            source = fnmatch.translate(rule.model) if rule.model is not None else rule.model_regex or ""
             chain = tuple(dict.fromkeys((rule.provider, *rule.fallbacks)))
-            rules.append(_CompiledRule(i, pattern, chain, rule.priority))
+            rules.append(_CompiledRule(i, re.compile(source), chain, rule.priority))
         return rules
 
     # -- eligibility ---------------------------------------------------------------------------------

@@ -19,8 +19,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from .config import Config
-from .envoy_config import render_yaml
+from .envoy_config import for_validation, render_yaml
 from .observe.metrics import MULTIPROC_ENV
 
 
@@ -45,7 +47,11 @@ def find_envoy() -> str | None:
 
 
 def validate_bootstrap(envoy_bin: str, bootstrap: Path) -> tuple[bool, str]:
-    """`envoy --mode validate`: Envoy's own verdict on a rendered config."""
+    """`envoy --mode validate`: Envoy's own verdict on a rendered config (key sources replaced by
+    placeholders, see `envoy_config.for_validation`)."""
+    boot = yaml.safe_load(bootstrap.read_text(encoding="utf-8"))
+    bootstrap = bootstrap.with_name(bootstrap.stem + ".validate.yaml")
+    bootstrap.write_text(yaml.safe_dump(for_validation(boot), sort_keys=False), encoding="utf-8")
     proc = subprocess.run(
         [envoy_bin, "--mode", "validate", "-c", str(bootstrap), "--disable-hot-restart", "-l", "error"],
         capture_output=True, text=True, timeout=60, check=False,

@@ -187,9 +187,10 @@ def test_system_reminder_in_the_same_text_as_the_prompt_is_cut_out_with_its_whit
 
 
 def test_reminders_without_a_marker_stay() -> None:
-    prompt = "<system-reminder>keep me</system-reminder>\n<system-reminder>[LUNAROUTE:gpt]</system-reminder>\nhi"
+    keep = "<system-reminder>keep me</system-reminder>\n"
+    prompt = keep + "<system-reminder>[LUNAROUTE:gpt]</system-reminder>\nhi"
     _, _, body = take([user(text(prompt))])
-    assert body["messages"][0]["content"] == [text("<system-reminder>keep me</system-reminder>\nhi")]
+    assert body["messages"][0]["content"] == [text(keep + "hi")]
 
 
 def test_block_left_blank_is_removed_and_its_cache_breakpoint_moves_back() -> None:
@@ -300,6 +301,10 @@ def _conversation(prompt_blocks: list[str], other: str) -> list[dict[str, Any]]:
     ]
 
 
+def _others(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [m for i, m in enumerate(messages) if i != 2]
+
+
 @given(st.lists(prompt_with_markers(no_brackets), min_size=1, max_size=3), prompt_with_markers(no_brackets))
 def test_property_stripping_removes_every_marker_prefix_and_nothing_elsewhere(
     blocks: list[str], other: str
@@ -309,7 +314,7 @@ def test_property_stripping_removes_every_marker_prefix_and_nothing_elsewhere(
     marker, changed, body = take(messages)
     assert changed and marker.kind != "none"
     assert PREFIX not in json.dumps(body["messages"][2], ensure_ascii=False)
-    assert [m for i, m in enumerate(body["messages"]) if i != 2] == [m for i, m in enumerate(before) if i != 2]
+    assert _others(body["messages"]) == _others(before)
 
 
 @given(st.lists(any_text, min_size=1, max_size=3), any_text)
@@ -321,5 +326,5 @@ def test_property_any_text_leaves_no_marker_and_a_second_pass_changes_nothing(
     _, _, body = take(messages)
     prompt = body["messages"][2]["content"]
     assert prompt and all(not MARKER_RE.search(b["text"]) for b in prompt)
-    assert [m for i, m in enumerate(body["messages"]) if i != 2] == [m for i, m in enumerate(before) if i != 2]
+    assert _others(body["messages"]) == _others(before)
     assert take(body["messages"])[:2] == (Marker("none"), False)

@@ -18,7 +18,7 @@ import orjson
 
 from extproc.dialects import anthropic as A
 from extproc.dialects import openai as O
-from extproc.dialects.shapes import STOP_TO_FINISH, usage_to_openai
+from extproc.dialects.shapes import MALFORMED, STOP_TO_FINISH, usage_to_openai
 from extproc.sse import SSEParser, encode, encode_json
 
 _DONE = encode("[DONE]")
@@ -43,7 +43,10 @@ class AnthropicToOpenAIStream:
 
     def feed(self, chunk: bytes) -> bytes:
         for event in self._parser.feed(chunk):
-            self._event(event.event, event.data)
+            try:
+                self._event(event.event, event.data)
+            except MALFORMED:
+                continue  # a chunk of the wrong shape is skipped; the stream goes on
         return self._flush()
 
     def close(self) -> bytes:

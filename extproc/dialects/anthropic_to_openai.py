@@ -27,7 +27,14 @@ import orjson
 from extproc.dialects import anthropic as A
 from extproc.dialects.base import Target, TranslationError
 from extproc.dialects.openai_stream_to_anthropic import OpenAIToAnthropicStream
-from extproc.dialects.shapes import parse_arguments, reasoning_of, stop_reason, usage_to_anthropic
+from extproc.dialects.shapes import (
+    MALFORMED,
+    body_excerpt,
+    parse_arguments,
+    reasoning_of,
+    stop_reason,
+    usage_to_anthropic,
+)
 
 BILLING_HEADER_PREFIX = "x-anthropic-billing-header:"
 OPENAI_USER_MAX = 64
@@ -355,8 +362,7 @@ def _error_message(status: int, body: bytes) -> tuple[str, str | None]:
             code = err.get("code")
             if isinstance(msg, str) and msg:
                 return msg, code if isinstance(code, str) else None
-    text = body.decode("utf-8", "replace").strip()[:500] if body else ""
-    return f"upstream error (HTTP {status})" + (f": {text}" if text else ""), None
+    return body_excerpt(status, body), None
 
 
 # -------------------------------------------------------------------------------------------- translator
@@ -372,7 +378,10 @@ class AnthropicToOpenAI:
         return "/v1/chat/completions" if client_path.rstrip("/") == "/v1/messages" else client_path
 
     def request_body(self, body: dict, target: Target) -> dict:
-        return translate_request(body, target)
+        try:
+            return translate_request(body, target)
+        except MALFORMED as exc:  # a wrongly shaped field: the client's 400, not the gateway's 500
+            raise TranslationError(f"malformed request body: {exc}") from exc
 
     def response_body(self, body: dict, target: Target | None = None) -> dict:
         return translate_response(body, target)

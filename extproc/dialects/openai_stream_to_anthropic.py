@@ -23,7 +23,7 @@ import orjson
 
 from extproc.dialects import anthropic as A
 from extproc.dialects.base import Target
-from extproc.dialects.shapes import reasoning_of, stop_reason, usage_to_anthropic
+from extproc.dialects.shapes import MALFORMED, reasoning_of, stop_reason, usage_to_anthropic
 from extproc.sse import SSEParser, encode_json
 
 
@@ -60,7 +60,10 @@ class OpenAIToAnthropicStream:
 
     def feed(self, chunk: bytes) -> bytes:
         for event in self._parser.feed(chunk):
-            self._event(event.data)
+            try:
+                self._event(event.data)
+            except MALFORMED:
+                continue  # a chunk of the wrong shape is skipped; the stream goes on
         return self._flush()
 
     def close(self) -> bytes:

@@ -30,7 +30,7 @@ import orjson
 from extproc.dialects import openai as O
 from extproc.dialects.anthropic_stream_to_openai import AnthropicToOpenAIStream
 from extproc.dialects.base import Target, TranslationError
-from extproc.dialects.shapes import STOP_TO_FINISH, usage_to_openai
+from extproc.dialects.shapes import MALFORMED, STOP_TO_FINISH, body_excerpt, usage_to_openai
 
 _DATA_URL = re.compile(r"^data:([^;,]+);base64,(.*)$", re.S)
 _TOO_LONG = re.compile(r"prompt is too long: (\d+) tokens > (\d+) maximum")
@@ -300,8 +300,7 @@ def provider_error(status: int, body: bytes) -> tuple[int, bytes]:
     if isinstance(err, dict) and isinstance(err.get("message"), str):
         message = err["message"]
     else:
-        text = body.decode("utf-8", "replace").strip()[:500] if body else ""
-        message = f"upstream error (HTTP {status})" + (f": {text}" if text else "")
+        message = body_excerpt(status, body)
     if status == 529:
         status = 503
     too_long = _TOO_LONG.search(message)
@@ -325,7 +324,10 @@ class OpenAIToAnthropic:
         return "/v1/messages" if client_path.rstrip("/") == "/v1/chat/completions" else client_path
 
     def request_body(self, body: dict, target: Target) -> dict:
-        return translate_request(body, target)
+        try:
+            return translate_request(body, target)
+        except MALFORMED as exc:  # a wrongly shaped field: the client's 400, not the gateway's 500
+            raise TranslationError(f"malformed request body: {exc}") from exc
 
     def response_body(self, body: dict, target: Target | None = None) -> dict:
         return translate_response(body, target)

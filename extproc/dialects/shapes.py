@@ -6,6 +6,8 @@ each other.
 
 from __future__ import annotations
 
+import re
+
 import orjson
 
 FINISH_TO_STOP = {
@@ -24,6 +26,10 @@ STOP_TO_FINISH = {
     "pause_turn": "stop",
     "model_context_window_exceeded": "length",
 }
+
+
+# What a body of the wrong shape (a number where a list belongs…) raises inside a translator.
+MALFORMED = (TypeError, AttributeError, KeyError, ValueError)
 
 
 def parse_arguments(raw: object) -> dict:
@@ -82,3 +88,14 @@ def usage_to_openai(usage: object) -> dict:
         "total_tokens": prompt + completion,
         "prompt_tokens_details": {"cached_tokens": cached},
     }
+
+
+_TAGS = re.compile(r"<[^>]*>")
+_SPACES = re.compile(r"\s+")
+
+
+def body_excerpt(status: int, body: bytes) -> str:
+    """A message for a non-JSON error body (an HTML error page, Envoy's plain-text local reply)."""
+    text = body.decode("utf-8", "replace")[:2000] if body else ""
+    text = _SPACES.sub(" ", _TAGS.sub(" ", text)).strip()[:300]
+    return f"upstream error (HTTP {status})" + (f": {text}" if text else "")

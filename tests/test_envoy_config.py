@@ -1,0 +1,99 @@
+"""The rendered Envoy bootstrap: valid for the real Envoy, and saying what the gateway promises."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from extproc import config, envoy_config
+from extproc.supervisor import find_envoy, validate_bootstrap
+
+CONFIGS = Path(__file__).parent / "fixtures" / "configs"
+
+
+def _routes(boot: dict) -> list[dict]:
+    hcm = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    return hcm["route_config"]["virtual_hosts"][0]["routes"]
+
+
+def _by_name(boot: dict, name: str) -> dict:
+    return next(r for r in _routes(boot) if r["name"] == name)
+
+
+@pytest.mark.parametrize("name", ["defaults", "full.yaml"])
+def test_rendered_bootstrap_passes_envoy_validate(tmp_path: Path, name: str) -> None:
+    cfg = config.load(None if name == "defaults" else CONFIGS / name, env={})
+    path = tmp_path / "envoy.yaml"
+    path.write_text(envoy_config.render_yaml(cfg))
+    ok, last = validate_bootstrap(find_envoy(), path)
+    assert ok, last
+
+
+def test_bypass_disabled_renders_a_json_404_and_still_validates(tmp_path: Path) -> None:
+    cfg = config.load(CONFIGS / "full.yaml", env={"LUNAROUTE_BYPASS_ENABLED": "0"})
+    boot = envoy_config.render(cfg)
+    route = _by_name(boot, "not_found")
+    assert route["direct_response"]["status"] == 404
+    path = tmp_path / "envoy.yaml"
+    path.write_text(envoy_config.render_yaml(cfg))
+    assert validate_bootstrap(find_envoy(), path)[0]
+
+
+def test_bypass_route_skips_ext_proc_and_rewrites_to_the_provider_prefix() -> None:
+    cfg = config.parse({"providers": {
+        "a": {"type": "anthropic", "base_url": "https://api.anthropic.com"},
+        "or": {"type": "openai", "base_url": "https://openrouter.ai/api/v1", "api_key_env": "K"}},
+        "bypass": {"provider": "or"}}, env={})
+    route = _by_name(envoy_config.render(cfg), "bypass")
+    assert route["typed_per_filter_config"]["envoy.filters.http.ext_proc"]["disabled"] is True
+    assert route["route"]["cluster"] == "provider_or"
+    assert route["route"]["prefix_rewrite"] == "/api/"
+    # the client's own credentials never reach a provider that has its own key
+    assert set(route["request_headers_to_remove"]) == {"x-api-key", "authorization"}
+
+
+def test_intercepted_paths_run_ext_proc_and_pick_the_cluster_from_its_header() -> None:
+    boot = envoy_config.render(config.load(env={}))
+    names = {r["name"] for r in _routes(boot)}
+    assert {"intercept/v1/messages", "intercept/v1/chat/completions", "intercept/v1/models",
+            "intercept/readyz", "intercept/metrics"} <= names
+    route = _by_name(boot, "intercept/v1/messages")
+    assert route["route"]["cluster_header"] == envoy_config.CLUSTER_HEADER
+    assert "typed_per_filter_config" not in route
+    assert route["route"]["timeout"] == "0s"  # SSE streams run long; idle timeouts cut dead ones
+
+
+def test_provider_keys_never_appear_in_the_rendered_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-very-secret-value")
+    text = envoy_config.render_yaml(config.load(CONFIGS / "full.yaml"))
+    assert "sk-very-secret-value" not in text
+    assert "environment_variable: OPENAI_API_KEY" in text
+    assert "filename: /run/secrets/local-key" in text
+
+
+def test_large_claude_code_bodies_and_slow_python_are_allowed_for() -> None:
+    cfg = config.load(env={})
+    boot = envoy_config.render(cfg)
+    listener = boot["static_resources"]["listeners"][0]
+    assert listener["per_connection_buffer_limit_bytes"] >= 32 * 1024 * 1024
+    ext = envoy_config.ext_proc_filter(cfg)["typed_config"]
+    assert ext["grpc_service"]["envoy_grpc"]["max_receive_message_length"] >= 32 * 1024 * 1024
+    assert float(ext["message_timeout"].rstrip("s")) >= 5
+    assert ext["allow_mode_override"] is True
+
+
+def test_https_providers_get_tls_with_sni_and_plain_http_does_not() -> None:
+    boot = envoy_config.render(config.load(CONFIGS / "full.yaml", env={}))
+    clusters = {c["name"]: c for c in boot["static_resources"]["clusters"]}
+    tls = clusters["provider_gpt"]["transport_socket"]["typed_config"]
+    assert tls["sni"] == "api.openai.com"
+    assert "transport_socket" not in clusters["provider_local"]
+    assert clusters["provider_gpt"]["outlier_detection"]["consecutive_5xx"] > 0
+    assert boot["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
+
+
+def test_render_is_plain_yaml_round_trip() -> None:
+    cfg = config.load(env={})
+    assert yaml.safe_load(envoy_config.render_yaml(cfg)) == envoy_config.render(cfg)
