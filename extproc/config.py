@@ -46,11 +46,17 @@ class Admin(_Model):
 class ExtProc(_Model):
     """Where the Python workers listen. Worker *i* listens on `port + i`; Envoy balances across them."""
 
-    host: str = "127.0.0.1"
+    host: str = "127.0.0.1"  # where Envoy connects to the workers
+    bind_host: str | None = None  # where the workers listen, when that differs (containers: 0.0.0.0)
     port: int = Field(50051, ge=1, le=65535)
     workers: int = Field(2, ge=1, le=64)
     message_timeout_ms: int = Field(10_000, ge=100)
     max_message_bytes: int = Field(64 * 1024 * 1024, ge=4 * 1024 * 1024)
+
+
+    @property
+    def listen_host(self) -> str:
+        return self.bind_host or self.host
 
 
 class Limits(_Model):

@@ -106,18 +106,37 @@ def handle(exchange: Exchange, req: pb.ProcessingRequest) -> tuple[str, Reply]:
         return phase or "unknown", Reply()
 
 
+def step(exchange: Exchange, req: pb.ProcessingRequest) -> pb.ProcessingResponse:
+    """One message in, one message out, timed per phase."""
+    started = perf_counter()
+    phase, reply = handle(exchange, req)
+    response = to_proto(phase, reply)
+    metrics.PHASE_SECONDS.labels(phase).observe(perf_counter() - started)
+    return response
+
+
 class ExternalProcessor(pb_grpc.ExternalProcessorServicer):
+    """The grpc.aio servicer the workers run."""
+
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
 
     async def Process(self, request_iterator, context):  # noqa: N802 - gRPC method name
         exchange = Exchange(self.gateway)
         async for req in request_iterator:
-            started = perf_counter()
-            phase, reply = handle(exchange, req)
-            response = to_proto(phase, reply)
-            metrics.PHASE_SECONDS.labels(phase).observe(perf_counter() - started)
-            yield response
+            yield step(exchange, req)
+
+
+class ExternalProcessorSync(pb_grpc.ExternalProcessorServicer):
+    """The same servicer for a thread-pool `grpc.server` (and for grpcio-testing, which has no aio)."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    def Process(self, request_iterator, context):  # noqa: N802 - gRPC method name
+        exchange = Exchange(self.gateway)
+        for req in request_iterator:
+            yield step(exchange, req)
 
 
 def grpc_options(cfg: Config) -> list[tuple[str, int]]:
@@ -139,12 +158,13 @@ async def serve(cfg: Config, port: int, drain_s: float = 10.0) -> None:
     server = grpc.aio.server(options=grpc_options(cfg))
     pb_grpc.add_ExternalProcessorServicer_to_server(ExternalProcessor(gateway), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    bound = server.add_insecure_port(f"{cfg.extproc.host}:{port}")
+    host = cfg.extproc.listen_host
+    bound = server.add_insecure_port(f"{host}:{port}")
     if not bound:
-        raise OSError(f"cannot listen on {cfg.extproc.host}:{port}")
+        raise OSError(f"cannot listen on {host}:{port}")
     await server.start()
     await _set_health(health_servicer, health_pb2.HealthCheckResponse.SERVING)
-    log.info("ext_proc worker listening on %s:%d", cfg.extproc.host, port)
+    log.info("ext_proc worker listening on %s:%d", host, port)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -120,7 +120,9 @@ class Supervisor:
 
     def _listening(self, port: int) -> bool:
         try:
-            with socket.create_connection((self.cfg.extproc.host, port), timeout=0.5):
+            host = self.cfg.extproc.listen_host
+            host = "127.0.0.1" if host in ("0.0.0.0", "::", "[::]") else host
+            with socket.create_connection((host, port), timeout=0.5):
                 return True
         except OSError:
             return False

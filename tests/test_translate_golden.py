@@ -24,7 +24,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from extproc.dialects import Target, TranslationError, translator_for
+from extproc.dialects import Target, TranslationError, anthropic, count_tokens_estimate, openai, translator_for
 from extproc.sse import SSEParser
 
 ROOT = Path(__file__).parent / "fixtures" / "translate"
@@ -118,3 +118,117 @@ def _check_identity(d: Path, translator, kind: str, dialect: str, meta: dict) ->
         assert translator.error(meta["status"], raw) == (meta["status"], raw)
     else:
         raise AssertionError(f"unknown passthrough fixture kind {kind!r}")
+
+
+# ------------------------------------------------------------------ the gateway's own bodies and small maps
+
+
+def test_registry_has_a_translator_for_every_dialect_pair() -> None:
+    for client in ("anthropic", "openai"):
+        for provider in ("anthropic", "openai"):
+            translator = translator_for(client, provider)
+            assert (translator.client, translator.provider) == (client, provider)
+
+
+def test_paths_are_rewritten_only_for_the_chat_endpoints() -> None:
+    assert translator_for("anthropic", "openai").request_path("/v1/messages") == "/v1/chat/completions"
+    assert translator_for("openai", "anthropic").request_path("/v1/chat/completions") == "/v1/messages"
+    assert translator_for("anthropic", "openai").request_path("/v1/models") == "/v1/models"
+    assert translator_for("openai", "openai").request_path("/v1/embeddings") == "/v1/embeddings"
+
+
+def test_passthrough_request_and_response_bodies_are_the_same_objects() -> None:
+    body = {"model": "m", "messages": [], "cache_control": {"type": "ephemeral"}}
+    translator = translator_for("anthropic", "anthropic")
+    assert translator.request_body(body, Target(name="a", dialect="anthropic")) is body
+    assert translator.response_body(body) is body
+
+
+@pytest.mark.parametrize(
+    ("choice", "expected"),
+    [({"type": "auto"}, "auto"), ({"type": "none"}, "none"), ({"type": "any"}, "required")],
+)
+def test_anthropic_tool_choice_maps_to_openai(choice: dict, expected: str) -> None:
+    body = {"model": "m", "max_tokens": 5, "messages": [], "tools": [{"name": "t", "input_schema": {}}],
+            "tool_choice": choice}
+    out = translator_for("anthropic", "openai").request_body(body, Target(name="p", dialect="openai"))
+    assert out["tool_choice"] == expected
+    assert "parallel_tool_calls" not in out
+    assert "strict" not in out["tools"][0]["function"]
+
+
+@pytest.mark.parametrize(("budget", "effort"), [(1024, "low"), (8000, "medium"), (31999, "high")])
+def test_thinking_budget_picks_reasoning_effort(budget: int, effort: str) -> None:
+    body = {"model": "m", "max_tokens": 64000, "messages": [], "thinking": {"type": "enabled", "budget_tokens": budget}}
+    out = translator_for("anthropic", "openai").request_body(body, Target(name="p", dialect="openai"))
+    assert out["reasoning_effort"] == effort
+    off = Target(name="p", dialect="openai", reasoning_effort=False)
+    assert "reasoning_effort" not in translator_for("anthropic", "openai").request_body(body, off)
+
+
+def test_reasoning_can_be_dropped_from_responses() -> None:
+    body = {"id": "x", "model": "m", "choices": [{"message": {"reasoning_content": "hmm", "content": "hi"},
+                                                  "finish_reason": "stop"}]}
+    target = Target(name="p", dialect="openai", reasoning="drop")
+    out = translator_for("anthropic", "openai").response_body(body, target)
+    assert out["content"] == [{"type": "text", "text": "hi"}]
+
+
+@pytest.mark.parametrize(
+    ("stop", "finish"),
+    [("end_turn", "stop"), ("max_tokens", "length"), ("tool_use", "tool_calls"), ("stop_sequence", "stop"),
+     ("refusal", "content_filter"), ("pause_turn", "stop")],
+)
+def test_anthropic_stop_reasons_map_to_openai_finish_reasons(stop: str, finish: str) -> None:
+    body = {"id": "msg_1", "model": "m", "content": [], "stop_reason": stop, "usage": {}}
+    out = translator_for("openai", "anthropic").response_body(body)
+    assert out["choices"][0]["finish_reason"] == finish
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [(400, "invalid_request_error"), (401, "authentication_error"), (403, "permission_error"),
+     (404, "not_found_error"), (413, "request_too_large"), (429, "rate_limit_error"), (500, "api_error"),
+     (503, "overloaded_error"), (529, "overloaded_error"), (418, "invalid_request_error"), (599, "api_error")],
+)
+def test_gateway_errors_in_anthropic_dialect_use_the_right_type(status: int, kind: str) -> None:
+    body = orjson.loads(anthropic.error_body(status, "boom", "model"))
+    assert body == {"type": "error", "error": {"type": kind, "message": "model: boom"}}
+
+
+def test_gateway_errors_in_openai_dialect_name_the_param() -> None:
+    body = orjson.loads(openai.error_body(429, "slow down", "model"))
+    assert body == {"error": {"message": "slow down", "type": "rate_limit_error", "param": "model",
+                              "code": "rate_limit_exceeded"}}
+
+
+def test_stream_errors_are_shaped_for_each_sdk() -> None:
+    assert anthropic.stream_error_event(529, "Overloaded").startswith(b"event: error\ndata: ")
+    chunk = openai.stream_error_chunk(503, "Overloaded")
+    assert chunk.startswith(b"data: {\"error\"") and b"event:" not in chunk
+
+
+def test_models_lists_in_both_dialects() -> None:
+    a = orjson.loads(anthropic.models_body(["claude-x", "anthropic/y"]))
+    assert a["data"][0] == {"type": "model", "id": "claude-x", "display_name": "claude-x",
+                            "created_at": a["data"][0]["created_at"]}
+    assert (a["has_more"], a["first_id"], a["last_id"]) == (False, "claude-x", "anthropic/y")
+    o = orjson.loads(openai.models_body(["gpt-5"]))
+    assert o["object"] == "list" and o["data"][0]["id"] == "gpt-5" and o["data"][0]["object"] == "model"
+
+
+def test_token_estimate_counts_every_block_kind_and_is_never_zero() -> None:
+    assert count_tokens_estimate({"messages": [{"role": "user", "content": "x"}]}) >= 1
+    small = {"messages": [{"role": "user", "content": "hello"}]}
+    big = {
+        "system": [{"type": "text", "text": "s" * 400}],
+        "messages": [
+            {"role": "user", "content": "hello"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "Bash",
+                                               "input": {"command": "c" * 400}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "r" * 400}]},
+        ],
+        "tools": [{"name": "Bash", "input_schema": {"type": "object", "description": "d" * 400}}],
+    }
+    assert count_tokens_estimate(big) >= count_tokens_estimate(small) + 400
+    assert orjson.loads(anthropic.count_tokens_body(big)) == {"input_tokens": count_tokens_estimate(big)}

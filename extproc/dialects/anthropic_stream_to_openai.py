@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import orjson
@@ -19,7 +20,7 @@ import orjson
 from extproc.dialects import anthropic as A
 from extproc.dialects import openai as O
 from extproc.dialects.shapes import MALFORMED, STOP_TO_FINISH, usage_to_openai
-from extproc.sse import SSEParser, encode, encode_json
+from extproc.sse import SSEEvent, SSEParser, encode, encode_json
 
 _DONE = encode("[DONE]")
 
@@ -42,19 +43,19 @@ class AnthropicToOpenAIStream:
         self.usage: dict | None = None  # final OpenAI usage, for metrics once the stream has ended
 
     def feed(self, chunk: bytes) -> bytes:
-        for event in self._parser.feed(chunk):
-            try:
-                self._event(event.event, event.data)
-            except MALFORMED:
-                continue  # a chunk of the wrong shape is skipped; the stream goes on
+        self._handle(self._parser.feed(chunk))
         return self._flush()
 
     def close(self) -> bytes:
-        for event in self._parser.close():
-            self._event(event.event, event.data)
+        self._handle(self._parser.close())
         if not self._done:
             self._stop()
         return self._flush()
+
+    def _handle(self, events: list[SSEEvent]) -> None:
+        for event in events:
+            with contextlib.suppress(*MALFORMED):  # a chunk of the wrong shape is skipped, the stream goes on
+                self._event(event.event, event.data)
 
     def _flush(self) -> bytes:
         out, self._out = b"".join(self._out), []

@@ -19,12 +19,14 @@ Anthropic content blocks cannot interleave, OpenAI deltas can. The policy:
 
 from __future__ import annotations
 
+import contextlib
+
 import orjson
 
 from extproc.dialects import anthropic as A
 from extproc.dialects.base import Target
 from extproc.dialects.shapes import MALFORMED, reasoning_of, stop_reason, usage_to_anthropic
-from extproc.sse import SSEParser, encode_json
+from extproc.sse import SSEEvent, SSEParser, encode_json
 
 
 class _Tool:
@@ -59,16 +61,11 @@ class OpenAIToAnthropicStream:
         self.usage: dict | None = None  # final Anthropic usage, for metrics once the stream has ended
 
     def feed(self, chunk: bytes) -> bytes:
-        for event in self._parser.feed(chunk):
-            try:
-                self._event(event.data)
-            except MALFORMED:
-                continue  # a chunk of the wrong shape is skipped; the stream goes on
+        self._handle(self._parser.feed(chunk))
         return self._flush()
 
     def close(self) -> bytes:
-        for event in self._parser.close():
-            self._event(event.data)
+        self._handle(self._parser.close())
         if not self._done:
             if self._started:
                 self._finalize()
@@ -76,6 +73,11 @@ class OpenAIToAnthropicStream:
                 self._out.append(A.stream_error_event(502, "provider stream ended without any data"))
                 self._done = True
         return self._flush()
+
+    def _handle(self, events: list[SSEEvent]) -> None:
+        for event in events:
+            with contextlib.suppress(*MALFORMED):  # a chunk of the wrong shape is skipped, the stream goes on
+                self._event(event.data)
 
     def _flush(self) -> bytes:
         out, self._out = b"".join(self._out), []

@@ -1,0 +1,141 @@
+"""The ext_proc servicer, message by message: grpcio-testing for the sync servicer, and a real
+grpc.aio server on loopback for the one the workers run."""
+
+from __future__ import annotations
+
+import grpc
+import grpc_testing
+import orjson
+import pytest
+
+from extproc import config
+from extproc._proto import ext_proc_pb2 as pb
+from extproc._proto import ext_proc_pb2_grpc as pb_grpc
+from extproc.envoy_config import CLUSTER_HEADER
+from extproc.exchange import Gateway
+from extproc.server import ExternalProcessor, ExternalProcessorSync, grpc_options
+
+SERVICE = pb.DESCRIPTOR.services_by_name["ExternalProcessor"]
+PROCESS = SERVICE.methods_by_name["Process"]
+
+
+def _cfg() -> config.Config:
+    return config.parse({"providers": {
+        "anthropic": {"type": "anthropic", "base_url": "https://api.anthropic.com"},
+        "gpt": {"type": "openai", "base_url": "https://api.openai.com/v1", "api_key_env": "K", "model": "gpt-5.1"},
+    }}, env={})
+
+
+def headers(**kv: str) -> pb.ProcessingRequest:
+    hm = pb.HeaderMap(headers=[pb.HeaderValue(key=k.replace("_", "-") if not k.startswith("_") else ":" + k[1:],
+                                              raw_value=v.encode()) for k, v in kv.items()])
+    return pb.ProcessingRequest(request_headers=pb.HttpHeaders(headers=hm))
+
+
+def body(doc: dict | bytes) -> pb.ProcessingRequest:
+    raw = doc if isinstance(doc, bytes) else orjson.dumps(doc)
+    return pb.ProcessingRequest(request_body=pb.HttpBody(body=raw, end_of_stream=True))
+
+
+@pytest.fixture
+def rpc():
+    server = grpc_testing.server_from_dictionary({SERVICE: ExternalProcessorSync(Gateway(_cfg()))},
+                                                 grpc_testing.strict_real_time())
+    call = server.invoke_stream_stream(PROCESS, (), None)
+    yield call
+    call.requests_closed()
+    call.termination()
+
+
+def _set(resp_headers: pb.HeaderMutation) -> dict[str, str]:
+    return {h.header.key: h.header.raw_value.decode() for h in resp_headers.set_headers}
+
+
+def test_passthrough_request_sets_the_cluster_and_keeps_the_body(rpc) -> None:
+    rpc.send_request(headers(_method="POST", _path="/v1/messages?beta=true", x_api_key="k"))
+    first = rpc.take_response()
+    assert first.WhichOneof("response") == "request_headers"
+    rpc.send_request(body({"model": "claude-x", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}))
+    second = rpc.take_response()
+    common = second.request_body.response
+    assert common.clear_route_cache
+    assert _set(common.header_mutation)[CLUSTER_HEADER] == "provider_anthropic"
+    assert _set(common.header_mutation)[":path"] == "/v1/messages?beta=true"
+    assert not common.HasField("body_mutation")  # exact bytes go upstream
+
+
+def test_marker_routes_to_the_marked_provider_and_rewrites_the_body(rpc) -> None:
+    rpc.send_request(headers(_method="POST", _path="/v1/messages", x_api_key="k"))
+    rpc.take_response()
+    rpc.send_request(body({"model": "claude-x", "max_tokens": 5,
+                           "messages": [{"role": "user", "content": "[LUNAROUTE:gpt] hi"}]}))
+    common = rpc.take_response().request_body.response
+    mutation = _set(common.header_mutation)
+    assert mutation[CLUSTER_HEADER] == "provider_gpt"
+    assert mutation[":path"] == "/v1/chat/completions"
+    sent = orjson.loads(common.body_mutation.body)
+    assert sent["model"] == "gpt-5.1"
+    assert "LUNAROUTE" not in orjson.dumps(sent).decode()
+    assert mutation["content-length"] == str(len(common.body_mutation.body))
+    assert {"x-api-key", "authorization"} <= set(common.header_mutation.remove_headers)
+
+
+def test_bad_json_is_an_immediate_anthropic_error(rpc) -> None:
+    rpc.send_request(headers(_method="POST", _path="/v1/messages"))
+    rpc.take_response()
+    rpc.send_request(body(b"{not json"))
+    imm = rpc.take_response().immediate_response
+    assert imm.status.code == 400
+    assert orjson.loads(imm.body)["error"]["type"] == "invalid_request_error"
+
+
+def test_bad_json_on_chat_completions_is_an_openai_error(rpc) -> None:
+    rpc.send_request(headers(_method="POST", _path="/v1/chat/completions"))
+    rpc.take_response()
+    rpc.send_request(body(b"[]"))
+    imm = rpc.take_response().immediate_response
+    assert imm.status.code == 400
+    assert "message" in orjson.loads(imm.body)["error"]
+
+
+def test_bypassed_path_in_a_mesh_skips_all_further_phases(rpc) -> None:
+    rpc.send_request(headers(_method="POST", _path="/v1/embeddings"))
+    resp = rpc.take_response()
+    mode = resp.mode_override
+    assert mode.request_body_mode == pb.ProcessingMode.NONE
+    assert mode.response_header_mode == pb.ProcessingMode.SKIP
+
+
+def test_readyz_and_metrics_are_answered_by_the_worker(rpc) -> None:
+    rpc.send_request(headers(_method="GET", _path="/readyz"))
+    assert rpc.take_response().immediate_response.status.code == 200
+
+
+def test_unknown_marker_is_routed_by_default(rpc) -> None:
+    rpc.send_request(headers(_method="POST", _path="/v1/messages"))
+    rpc.take_response()
+    rpc.send_request(body({"model": "claude-x", "max_tokens": 5,
+                           "messages": [{"role": "user", "content": "[LUNAROUTE:nope] hi"}]}))
+    common = rpc.take_response().request_body.response
+    assert _set(common.header_mutation)[CLUSTER_HEADER] == "provider_anthropic"
+    assert b"LUNAROUTE" not in common.body_mutation.body
+
+
+async def test_aio_server_answers_over_a_real_channel() -> None:
+    cfg = _cfg()
+    server = grpc.aio.server(options=grpc_options(cfg))
+    pb_grpc.add_ExternalProcessorServicer_to_server(ExternalProcessor(Gateway(cfg)), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = pb_grpc.ExternalProcessorStub(channel)
+
+            async def requests():
+                yield headers(_method="POST", _path="/v1/messages")
+                yield body({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "x"}]})
+
+            replies = [r async for r in stub.Process(requests())]
+        assert [r.WhichOneof("response") for r in replies] == ["request_headers", "request_body"]
+    finally:
+        await server.stop(None)
