@@ -125,3 +125,15 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, anthropic_mock: MockAnthro
     gw.start(env={"LR_TEST_OPENAI_KEY": TEST_OPENAI_KEY})
     yield gw
     gw.stop()
+
+
+@pytest.fixture(scope="session")
+def openai_gateway(tmp_path_factory: pytest.TempPathFactory, anthropic_mock: MockAnthropic,
+                   openai_mock: MockOpenAI) -> Iterator[Gateway]:
+    """The same providers, but an OpenAI-type provider is the default: Claude Code's requests get translated."""
+    config = standard_config(anthropic_mock.base_url, openai_mock.base_url)
+    config["default_provider"] = "gpt"
+    gw = Gateway(tmp_path_factory.mktemp("gw_openai"), config, workers=1)
+    gw.start(env={"LR_TEST_OPENAI_KEY": TEST_OPENAI_KEY})
+    yield gw
+    gw.stop()
