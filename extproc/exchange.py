@@ -163,7 +163,9 @@ class Exchange:
 
         reply = Reply(clear_route_cache=True)
         reply.set_headers[CLUSTER_HEADER] = cluster_name(name)
-        reply.set_headers[":path"] = provider.upstream_path(path) + req.query
+        # The client dialect's query (Claude Code's `?beta=true`) means nothing to the other dialect.
+        query = req.query if provider.type == req.client else ""
+        reply.set_headers[":path"] = provider.upstream_path(path) + query
         self._auth_headers(provider, headers, reply)
         if provider.type != req.client:
             reply.set_headers["accept-encoding"] = "identity"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import re
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -77,6 +78,15 @@ def _last_user_text(messages: list) -> str:
                 return b.get("text", "")
         return ""
     return ""
+
+
+_NAMED_TOOL = re.compile(r"use the tool (\w+) (\{.*\})", re.S)
+
+
+def _named_call(text: str) -> tuple[str, dict] | None:
+    """`use the tool Read {"file_path": "/x"}` asks the mock for exactly that call (real clients run it)."""
+    m = _NAMED_TOOL.search(text)
+    return (m.group(1), json.loads(m.group(2))) if m else None
 
 
 def _tool_results(messages: list) -> list[str]:
@@ -192,9 +202,9 @@ class MockAnthropic(MockProvider):
         text_in = _last_user_text(messages)
         content: list[dict]
         if req.get("tools") and "use the tool" in text_in and not results:
-            tool = req["tools"][0]["name"]
+            tool, args = _named_call(text_in) or (req["tools"][0]["name"], {"city": "Paris"})
             content = [{"type": "text", "text": "Let me check."},
-                       {"type": "tool_use", "id": "toolu_mock1", "name": tool, "input": {"city": "Paris"}}]
+                       {"type": "tool_use", "id": "toolu_mock1", "name": tool, "input": args}]
             stop = "tool_use"
         else:
             text = f"tool said: {results[-1]}" if results else "Hello from mock Anthropic"
@@ -268,6 +278,10 @@ class MockOpenAI(MockProvider):
             tool_calls = [{"id": f"call_mock{i}", "type": "function",
                            "function": {"name": names[i], "arguments": json.dumps({"city": "Paris", "n": i})}}
                           for i in range(count)]
+            named = _named_call(text_in)
+            if named:
+                tool_calls = [{"id": "call_mock0", "type": "function",
+                               "function": {"name": named[0], "arguments": json.dumps(named[1])}}]
             text, finish = None, "tool_calls"
         else:
             text = f"tool said: {results[-1]}" if results else "Hello from mock OpenAI"

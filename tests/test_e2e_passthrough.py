@@ -12,7 +12,7 @@ import anthropic
 import openai
 import pytest
 
-from tests.conftest import TEST_OPENAI_KEY, FIXTURES
+from tests.conftest import FIXTURES, TEST_OPENAI_KEY
 
 pytestmark = pytest.mark.e2e
 

@@ -1,0 +1,68 @@
+"""The real client: Claude Code (`claude -p`, from npm) pointed at the gateway, against mock providers.
+
+CI installs Claude Code (.ci/run); elsewhere set LUNAROUTE_CLAUDE_BIN or put `claude` on PATH.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _claude_bin() -> str | None:
+    for candidate in (os.environ.get("LUNAROUTE_CLAUDE_BIN"),
+                      str(ROOT / ".cache/claude-code/node_modules/.bin/claude"), shutil.which("claude")):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="module")
+def claude() -> str:
+    found = _claude_bin()
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("Claude Code is not installed; .ci/run installs it with npm")
+        pytest.skip("Claude Code not installed (npm install @anthropic-ai/claude-code, or set LUNAROUTE_CLAUDE_BIN)")
+    return found
+
+
+def run_claude(claude: str, gateway, prompt: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(cwd / "home"), "ANTHROPIC_BASE_URL": gateway.url,
+           "ANTHROPIC_API_KEY": "sk-ant-claude-code-user", "DISABLE_TELEMETRY": "1",
+           "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1"}
+    (cwd / "home").mkdir(exist_ok=True)
+    return subprocess.run([claude, "--model", "claude-sonnet-4-5", "-p", prompt], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_claude_code_works_through_anthropic_passthrough(claude, gateway, anthropic_mock, tmp_path) -> None:
+    proc = run_claude(claude, gateway, "say hi", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "Hello from mock Anthropic"
+    seen = anthropic_mock.requests[-1]
+    assert (seen.path, seen.query) == ("/v1/messages", "beta=true")
+    assert seen.headers["x-api-key"] == "sk-ant-claude-code-user"
+    assert "claude-code-20250219" in seen.headers["anthropic-beta"]
+
+
+def test_claude_code_completes_a_tool_round_trip_against_an_openai_provider(
+        claude, openai_gateway, openai_mock, tmp_path) -> None:
+    (tmp_path / "notes.txt").write_text("the secret word is pumpkin\n")
+    prompt = 'use the tool Read {"file_path": "%s"}' % (tmp_path / "notes.txt")
+    proc = run_claude(claude, openai_gateway, prompt, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "pumpkin" in proc.stdout
+    first, second = openai_mock.requests[-2:]
+    assert first.path == second.path == "/v1/chat/completions"
+    assert first.query == ""  # Anthropic's ?beta=true stays behind
+    assert second.json()["messages"][-1]["role"] == "tool"
+    assert first.headers["authorization"] == "Bearer sk-test-openai-0123456789"
