@@ -146,12 +146,14 @@ def _routes(cfg: Config) -> list[dict[str, Any]]:
         "cluster_header": CLUSTER_HEADER,
         **_provider_action(cfg),
     }
-    for path in INTERCEPTED_EXACT:
-        routes.append({"name": f"intercept{path}", "match": {"path": path}, "route": intercepted,
-                       "request_headers_to_remove": [CLUSTER_HEADER]})
-    for prefix in INTERCEPTED_PREFIXES:
-        routes.append({"name": f"intercept{prefix}", "match": {"path_separated_prefix": prefix},
-                       "route": intercepted, "request_headers_to_remove": [CLUSTER_HEADER]})
+    # Tells the client which provider answered (from the endpoint's metadata; empty for local answers).
+    provider_header = [{"header": {"key": "x-lunaroute-provider", "value": "%UPSTREAM_METADATA(lunaroute:provider)%"},
+                        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD", "keep_empty_value": False}]
+    for name, match in [(p, {"path": p}) for p in INTERCEPTED_EXACT] + [
+            (p, {"path_separated_prefix": p}) for p in INTERCEPTED_PREFIXES]:
+        routes.append({"name": f"intercept{name}", "match": match, "route": intercepted,
+                       "request_headers_to_remove": [CLUSTER_HEADER],
+                       "response_headers_to_add": provider_header})
     if cfg.bypass.enabled:
         bypass = cfg.providers[cfg.bypass_provider]
         action: dict[str, Any] = {"cluster": cluster_name(cfg.bypass_provider), **_provider_action(cfg)}

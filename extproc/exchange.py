@@ -140,8 +140,10 @@ class Exchange:
             doc["model"] = model
             changed = True
         self.model = str(doc.get("model", ""))
-        log.info("route %s %s -> %s (%s%s)", req.method, req.path, name, decision.reason,
-                 f", model_override:{decision.model_override}" if decision.model_override else "")
+        metrics.REQUESTS.labels(req.kind.value, name).inc()
+        log.log(logging.DEBUG if decision.reason == "default" else logging.INFO,
+                "route %s %s -> lunaroute:%s (%s)%s", req.method, req.path, name, decision.reason,
+                f" model_override:{decision.model_override}" if decision.model_override else "")
 
         translator = translator_for(req.client, provider.type)
         if req.kind is Kind.COUNT_TOKENS and provider.type != "anthropic":
@@ -172,6 +174,9 @@ class Exchange:
         if changed:
             reply.body = orjson.dumps(doc)
             reply.set_headers["content-length"] = str(len(reply.body))
+        if self.response is None:
+            # Nothing to translate: the response goes to the client without another trip to Python.
+            reply.response_header_mode = "SKIP"
         return reply
 
     def _auth_headers(self, provider: Provider, headers: dict[str, str], reply: Reply) -> None:
@@ -217,6 +222,7 @@ class Exchange:
     def _forward_as_is(self, name: str) -> Reply:
         provider = self.gw.provider(name)
         self.provider_name = name
+        metrics.REQUESTS.labels(self.req.kind.value, name).inc()
         reply = Reply(clear_route_cache=True)
         reply.set_headers[CLUSTER_HEADER] = cluster_name(name)
         reply.set_headers[":path"] = provider.upstream_path(self.req.path) + self.req.query
@@ -230,7 +236,10 @@ class Exchange:
     def _answer(self, reply: Reply) -> Reply:
         assert reply.immediate is not None
         self.status = reply.immediate.status
-        metrics.REQUESTS.labels(self.req.kind.value, self.provider_name or "-", str(self.status)).inc()
+        route, provider = self.req.kind.value, self.provider_name or "gateway"
+        if not self.provider_name:
+            metrics.REQUESTS.labels(route, provider).inc()
+        metrics.RESPONSES.labels(route, provider, str(self.status)).inc()
         return reply
 
     # -- response --------------------------------------------------------------------------------
@@ -240,11 +249,8 @@ class Exchange:
             self.status = int(headers.get(":status", "0"))
         except ValueError:
             self.status = 0
-        metrics.REQUESTS.labels(self.req.kind.value, self.provider_name or "-", str(self.status)).inc()
-        reply = self.response.on_headers(self.status, headers) if self.response else Reply()
-        if self.provider_name:
-            reply.set_headers["x-lunaroute-provider"] = self.provider_name
-        return reply
+        metrics.RESPONSES.labels(self.req.kind.value, self.provider_name or "gateway", str(self.status)).inc()
+        return self.response.on_headers(self.status, headers) if self.response else Reply()
 
     def on_response_body(self, chunk: bytes, end_of_stream: bool) -> Reply:
         if self.response is None:

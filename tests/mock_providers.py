@@ -319,3 +319,29 @@ class MockOpenAI(MockProvider):
             chunks.append(_sse(None, {**base, "choices": [], "usage": usage}))
         chunks.append(b"data: [DONE]\n\n")
         return await self._send_chunks(request, 200, chunks)
+
+
+def main() -> None:
+    """`python -m tests.mock_providers anthropic|openai PORT`: serve a mock until killed (benchmarks)."""
+    import sys
+    import time
+
+    kind, port = sys.argv[1], int(sys.argv[2])
+    mock = (MockAnthropic if kind == "anthropic" else MockOpenAI)()
+    mock.port = port
+    mock.requests = _Discard()
+    mock.start()
+    print("ready", flush=True)
+    while True:
+        time.sleep(3600)
+
+
+class _Discard(list):
+    """A request log that keeps nothing (long benchmark runs)."""
+
+    def append(self, item: object) -> None:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -112,7 +112,8 @@ def test_metrics_count_requests_and_phase_times(gateway) -> None:
     status, headers, body = gateway.get("/metrics")
     text = body.decode()
     assert status == 200 and headers["content-type"].startswith("text/plain")
-    assert 'lunaroute_requests_total{provider="anthropic",route="messages",status="200"}' in text
+    assert 'lunaroute_requests_total{provider="anthropic",route="messages"}' in text
+    assert 'lunaroute_routing_decisions_total{provider="anthropic",reason="default"}' in text
     assert 'lunaroute_extproc_phase_seconds_bucket{le="0.001",phase="request_body"}' in text
     assert CLIENT_KEY not in text and TEST_OPENAI_KEY not in text
 

@@ -22,7 +22,13 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 REQUESTS = Counter(
     "lunaroute_requests_total",
-    "Requests that went through the gateway's ext_proc server, by route kind, provider and status.",
+    "Requests the ext_proc server handled, by route kind and the provider chosen ('gateway': answered locally).",
+    ["route", "provider"],
+)
+RESPONSES = Counter(
+    "lunaroute_responses_total",
+    "Responses the gateway saw, by route kind, provider and status: its own answers and translated responses. "
+    "Passthrough responses skip Python; their status codes are in Envoy's per-cluster stats.",
     ["route", "provider", "status"],
 )
 PHASE_SECONDS = Histogram(

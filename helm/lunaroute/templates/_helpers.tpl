@@ -1,0 +1,339 @@
+{{/*
+Helpers. The `lunaroute.sidecar.*` templates and the names they use read only `.Values` and `.Release`,
+so another chart can include them with (dict "Values" .Values.lunaroute "Release" .Release).
+*/}}
+
+{{- define "lunaroute.name" -}}
+{{- default "lunaroute" .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "lunaroute.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := include "lunaroute.name" . }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "lunaroute.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "lunaroute.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "lunaroute.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "lunaroute.labels" -}}
+helm.sh/chart: {{ include "lunaroute.chart" . }}
+{{ include "lunaroute.selectorLabels" . }}
+{{- if .Chart.AppVersion }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{- end }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: lunaroute
+{{- end }}
+
+{{/* The Deployment's component: the gateway (Envoy + ext_proc) or, in mesh mode, ext_proc alone. */}}
+{{- define "lunaroute.component" -}}
+{{- if eq .Values.mode "mesh" }}extproc{{ else }}gateway{{ end }}
+{{- end }}
+
+{{- define "lunaroute.workloadName" -}}
+{{- if eq .Values.mode "mesh" }}{{ include "lunaroute.extprocServiceName" . }}{{ else }}{{ include "lunaroute.fullname" . }}{{ end }}
+{{- end }}
+
+{{- define "lunaroute.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "lunaroute.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "lunaroute.image" -}}
+{{- $tag := .Values.image.tag }}
+{{- if not $tag }}
+{{- if .Chart }}{{ $tag = .Chart.AppVersion }}{{ else }}{{ fail "lunaroute: set image.tag when including the sidecar templates from another chart" }}{{ end }}
+{{- end }}
+{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- end }}
+
+{{- define "lunaroute.extprocServiceName" -}}
+{{- printf "%s-extproc" (include "lunaroute.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "lunaroute.extprocHost" -}}
+{{- printf "%s.%s.svc.cluster.local" (include "lunaroute.extprocServiceName" .) .Release.Namespace }}
+{{- end }}
+
+{{/* The name of the Secret with provider keys, or nothing. */}}
+{{- define "lunaroute.keysSecretName" -}}
+{{- if .Values.providerKeys.existingSecret }}
+{{- .Values.providerKeys.existingSecret }}
+{{- else if .Values.providerKeys.keys }}
+{{- printf "%s-keys" (include "lunaroute.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{/*
+The gateway config (our YAML schema) as stored in the ConfigMap: `.Values.config`, with the keys the
+chart owns set from `envoy.*` / `extProc.*`, so Envoy, the ext_proc server and the mesh patches agree.
+*/}}
+{{- define "lunaroute.config" -}}
+{{- $cfg := deepCopy (.Values.config | default dict) }}
+{{- $ep := .Values.extProc }}
+{{- $managed := dict "port" (int $ep.port) "bind_host" "0.0.0.0" "message_timeout_ms" (int $ep.messageTimeoutMs) "max_message_bytes" (int64 $ep.maxMessageBytes) }}
+{{- if eq .Values.mode "mesh" }}
+{{- $_ := set $managed "host" (include "lunaroute.extprocHost" .) }}
+{{- $_ := set $managed "workers" 1 }}
+{{- else }}
+{{- $_ := set $managed "host" "127.0.0.1" }}
+{{- $_ := set $managed "workers" (int $ep.workers) }}
+{{- $_ := set $cfg "listen" (dict "host" "0.0.0.0" "port" (int .Values.envoy.port)) }}
+{{- $_ := set $cfg "admin" (dict "host" "127.0.0.1" "port" (int .Values.envoy.adminPort)) }}
+{{- end }}
+{{- $_ := set $cfg "extproc" (merge $managed (get $cfg "extproc" | default dict)) }}
+{{- toYaml $cfg }}
+{{- end }}
+
+{{/* Fail early when a provider's key variable has no source (Envoy would refuse to start). */}}
+{{- define "lunaroute.checkKeys" -}}
+{{- if and (ne .Values.mode "mesh") (not .Values.providerKeys.existingSecret) }}
+{{- $extra := list }}
+{{- range .Values.envoy.extraEnv }}{{ $extra = append $extra .name }}{{ end }}
+{{- range $name, $p := (.Values.config.providers | default dict) }}
+{{- if and (kindIs "map" $p) (get $p "api_key_env") }}
+{{- $var := get $p "api_key_env" }}
+{{- if not (or (hasKey ($.Values.providerKeys.keys | default dict) $var) (has $var $extra)) }}
+{{- fail (printf "config.providers.%s.api_key_env: %s has no source; set providerKeys.existingSecret to a Secret with the key %s (or providerKeys.keys.%s, or envoy.extraEnv)" $name $var $var $var) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* A Gateway API duration ("10s", "2500ms") from milliseconds. */}}
+{{- define "lunaroute.gwDuration" -}}
+{{- $ms := int . }}
+{{- if eq (mod $ms 1000) 0 }}{{ printf "%ds" (div $ms 1000) }}{{ else }}{{ printf "%dms" $ms }}{{ end }}
+{{- end }}
+
+{{/*
+The ext_proc HTTP filter for the mesh's proxies: the same settings as the renderer's
+`extproc.envoy_config.ext_proc_filter(cfg)`, only the gRPC cluster differs. Call with (list . clusterName).
+*/}}
+{{- define "lunaroute.extProcFilter" -}}
+{{- $root := index . 0 }}
+{{- $cluster := index . 1 }}
+{{- $ep := $root.Values.extProc }}
+{{- $timeout := divf $ep.messageTimeoutMs 1000.0 -}}
+name: envoy.filters.http.ext_proc
+typed_config:
+  "@type": type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor
+  grpc_service:
+    envoy_grpc:
+      cluster_name: {{ $cluster | quote }}
+      max_receive_message_length: {{ int64 $ep.maxMessageBytes }}
+    timeout: {{ printf "%gs" $timeout | quote }}
+  failure_mode_allow: {{ $ep.failOpen }}
+  processing_mode:
+    {{- toYaml $ep.processingMode | nindent 4 }}
+  allow_mode_override: {{ $ep.allowModeOverride }}
+  message_timeout: {{ printf "%gs" $timeout | quote }}
+  max_message_timeout: {{ printf "%gs" (maxf 30.0 $timeout) | quote }}
+  mutation_rules:
+    allow_all_routing: true
+{{- end }}
+
+{{/* Pod volumes for the gateway containers. */}}
+{{- define "lunaroute.sidecar.volumes" -}}
+- name: lunaroute-config
+  configMap:
+    name: {{ include "lunaroute.fullname" . }}
+- name: lunaroute-envoy-config
+  emptyDir:
+    sizeLimit: 16Mi
+- name: lunaroute-envoy-tmp
+  emptyDir:
+    sizeLimit: 64Mi
+- name: lunaroute-extproc-tmp
+  emptyDir:
+    sizeLimit: 256Mi
+{{- with .Values.extraVolumes }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* The initContainer that renders Envoy's bootstrap from the config: the renderer is the only source. */}}
+{{- define "lunaroute.sidecar.initContainers" -}}
+- name: lunaroute-render
+  image: {{ include "lunaroute.image" . | quote }}
+  imagePullPolicy: {{ .Values.image.pullPolicy }}
+  args:
+    - render-envoy
+    - --config
+    - /etc/lunaroute/config.yaml
+    - --output
+    - /envoy/envoy.yaml
+    - --ca-file
+    - {{ .Values.envoy.caFile }}
+  securityContext:
+    {{- toYaml .Values.securityContext | nindent 4 }}
+  resources:
+    requests: {cpu: 50m, memory: 64Mi}
+    limits: {memory: 256Mi}
+  volumeMounts:
+    - name: lunaroute-config
+      mountPath: /etc/lunaroute
+      readOnly: true
+    - name: lunaroute-envoy-config
+      mountPath: /envoy
+{{- end }}
+
+{{/* The ext_proc server container. */}}
+{{- define "lunaroute.extprocContainer" -}}
+- name: lunaroute-extproc
+  image: {{ include "lunaroute.image" . | quote }}
+  imagePullPolicy: {{ .Values.image.pullPolicy }}
+  args: [serve]
+  env:
+    - name: LUNAROUTE_CONFIG
+      value: /etc/lunaroute/config.yaml
+    {{- with .Values.extProc.env }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  ports:
+    - name: lr-grpc
+      containerPort: {{ .Values.extProc.port }}
+      protocol: TCP
+  livenessProbe:
+    grpc:
+      port: {{ .Values.extProc.port }}
+    {{- toYaml .Values.extProc.livenessProbe | nindent 4 }}
+  readinessProbe:
+    grpc:
+      port: {{ .Values.extProc.port }}
+    {{- toYaml .Values.extProc.readinessProbe | nindent 4 }}
+  resources:
+    {{- toYaml .Values.extProc.resources | nindent 4 }}
+  securityContext:
+    {{- toYaml .Values.securityContext | nindent 4 }}
+  volumeMounts:
+    - name: lunaroute-config
+      mountPath: /etc/lunaroute
+      readOnly: true
+    - name: lunaroute-extproc-tmp
+      mountPath: /tmp
+{{- end }}
+
+{{/* Envoy and the ext_proc server, side by side; Envoy reaches the workers on 127.0.0.1. */}}
+{{- define "lunaroute.sidecar.containers" -}}
+- name: lunaroute-envoy
+  image: "{{ .Values.envoy.image.repository }}:{{ .Values.envoy.image.tag }}"
+  imagePullPolicy: {{ .Values.envoy.image.pullPolicy }}
+  command: [envoy]
+  args:
+    - -c
+    - /envoy/envoy.yaml
+    - --disable-hot-restart
+    - --log-level
+    - {{ .Values.envoy.logLevel }}
+    {{- range .Values.envoy.extraArgs }}
+    - {{ . | quote }}
+    {{- end }}
+  ports:
+    - name: lr-http
+      containerPort: {{ .Values.envoy.port }}
+      protocol: TCP
+  {{- $secret := include "lunaroute.keysSecretName" . }}
+  {{- if $secret }}
+  envFrom:
+    - secretRef:
+        name: {{ $secret }}
+  {{- end }}
+  {{- with .Values.envoy.extraEnv }}
+  env:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  livenessProbe:
+    httpGet:
+      path: /healthz
+      port: {{ .Values.envoy.port }}
+    {{- toYaml .Values.envoy.livenessProbe | nindent 4 }}
+  readinessProbe:
+    httpGet:
+      path: /readyz
+      port: {{ .Values.envoy.port }}
+    {{- toYaml .Values.envoy.readinessProbe | nindent 4 }}
+  {{- if .Values.envoy.preStopSleepSeconds }}
+  lifecycle:
+    preStop:
+      exec:
+        command: [sleep, {{ .Values.envoy.preStopSleepSeconds | quote }}]
+  {{- end }}
+  resources:
+    {{- toYaml .Values.envoy.resources | nindent 4 }}
+  securityContext:
+    {{- toYaml .Values.securityContext | nindent 4 }}
+  volumeMounts:
+    - name: lunaroute-envoy-config
+      mountPath: /envoy
+      readOnly: true
+    - name: lunaroute-envoy-tmp
+      mountPath: /tmp
+    {{- with .Values.envoy.extraVolumeMounts }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+{{ include "lunaroute.extprocContainer" . }}
+{{- end }}
+
+{{/* The name the issue tracker and README use: the two containers to add to your pod. */}}
+{{- define "lunaroute.sidecarContainers" -}}
+{{ include "lunaroute.sidecar.containers" . }}
+{{- end }}
+
+{{/* Pod template annotations that roll the pods when the config or the chart's Secret changes. */}}
+{{- define "lunaroute.podAnnotations" -}}
+checksum/config: {{ include "lunaroute.config" . | sha256sum }}
+{{- if and (not .Values.providerKeys.existingSecret) .Values.providerKeys.keys }}
+checksum/keys: {{ toJson .Values.providerKeys.keys | sha256sum }}
+{{- end }}
+{{- end }}
+
+{{/* Scheduling and identity settings shared by both Deployments. */}}
+{{- define "lunaroute.podSpecCommon" -}}
+serviceAccountName: {{ include "lunaroute.serviceAccountName" . }}
+automountServiceAccountToken: {{ .Values.serviceAccount.automount }}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+terminationGracePeriodSeconds: {{ .Values.terminationGracePeriodSeconds }}
+{{- with .Values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
