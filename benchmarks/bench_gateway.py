@@ -115,7 +115,8 @@ def main() -> None:
         procs.append(start([sys.executable, "-m", "extproc.cli", "up", "--config", str(tmp / "gw.yaml")],
                            ready="ANTHROPIC_BASE_URL"))
         bare_port = free_port()
-        bare = bare_envoy_bootstrap(cfg.model_copy(update={"listen": cfg.listen.model_copy(update={"port": bare_port})}))
+        bare_listen = cfg.listen.model_copy(update={"port": bare_port})
+        bare = bare_envoy_bootstrap(cfg.model_copy(update={"listen": bare_listen}))
         (tmp / "bare.yaml").write_text(yaml.safe_dump(bare))
         procs.append(start([find_envoy(), "-c", str(tmp / "bare.yaml"), "--disable-hot-restart", "-l", "error"]))
         bare_url = f"http://127.0.0.1:{bare_port}"
