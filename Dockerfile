@@ -20,7 +20,8 @@ RUN pip install . && rm -rf /src
 
 # Non-root user. /envoy is where `render-envoy` writes the bootstrap when a volume is mounted there
 # (a fresh named volume takes this directory's owner, so uid 10001 may write to it).
-RUN useradd --uid 10001 --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin lunaroute \
+RUN groupadd --gid 10001 lunaroute \
+    && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin lunaroute \
     && mkdir -p /etc/lunaroute /envoy \
     && chown 10001:10001 /envoy
 WORKDIR /

@@ -66,7 +66,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"lunaroute: {exc}", file=sys.stderr)
         return 1
     ep = cfg.extproc
-    print(f"ext_proc listening on {ep.host}:{ep.port}..{ep.port + ep.workers - 1}", flush=True)
+    print(f"ext_proc listening on {ep.listen_host}:{ep.port}..{ep.port + ep.workers - 1}", flush=True)
     return sup.run_forever()
 
 

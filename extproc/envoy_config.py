@@ -9,6 +9,7 @@ ever passes through Python or appears in this rendered file.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,14 @@ from .config import Config, Provider
 from .paths import INTERCEPTED_EXACT, INTERCEPTED_PREFIXES
 
 CLUSTER_HEADER = "x-lunaroute-cluster"
+# Attempt N+1 of a fallback chain goes to the cluster named in `x-lunaroute-fallback-N`.
+FALLBACK_HEADER = "x-lunaroute-fallback-{}"
+# Present only on requests with a fallback chain: switches the per-attempt (upstream) ext_proc on.
+CHAIN_HEADER = "x-lunaroute-chain"
+ATTEMPT_PROVIDER_METADATA = "x-lunaroute-attempt-provider"
+# How many providers a chain has: selects the route whose retry budget fits it.
+ATTEMPTS_HEADER = "x-lunaroute-attempts"
+CHAIN_PREFIXES = ("/v1/messages", "/v1/chat/completions")
 EXTPROC_CLUSTER = "lunaroute_extproc"
 EXTPROC_FILTER = "envoy.filters.http.ext_proc"
 DEFAULT_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
@@ -129,6 +138,43 @@ def _provider_action(cfg: Config) -> dict[str, Any]:
     }
 
 
+def _header_input(name: str) -> dict[str, Any]:
+    return {"name": name, "typed_config": {
+        "@type": _T + "envoy.type.matcher.v3.HttpRequestHeaderMatchInput", "header_name": name}}
+
+
+def _cluster_by_header(cfg: Config, header: str, otherwise: dict[str, Any] | None) -> dict[str, Any]:
+    """A matcher picking the provider cluster named by `header`."""
+    tree: dict[str, Any] = {"matcher_tree": {
+        "input": _header_input(header),
+        "exact_match_map": {"map": {
+            cluster_name(n): {"action": {"name": "cluster", "typed_config": {
+                "@type": _T + "envoy.extensions.router.cluster_specifiers.matcher.v3.ClusterAction",
+                "cluster": cluster_name(n)}}}
+            for n in cfg.providers
+        }},
+    }}
+    if otherwise is not None:
+        tree["on_no_match"] = {"matcher": otherwise}
+    return tree
+
+
+def _cluster_matcher(cfg: Config) -> dict[str, Any]:
+    """Which cluster an attempt goes to. The first selection (no attempt count yet) reads the cluster
+    header the ext_proc server set; a retry re-selects (`refresh_cluster_on_retry`) seeing the previous
+    attempt's number N, and reads `x-lunaroute-fallback-N`, else stays on the first provider."""
+    first = _cluster_by_header(cfg, CLUSTER_HEADER, None)
+    retries = {
+        str(n): {"matcher": _cluster_by_header(cfg, FALLBACK_HEADER.format(n), first)}
+        for n in range(1, len(cfg.providers))
+    }
+    if not retries:
+        return first
+    return {"matcher_tree": {"input": _header_input("x-envoy-attempt-count"),
+                             "exact_match_map": {"map": retries}},
+            "on_no_match": {"matcher": first}}
+
+
 def _routes(cfg: Config) -> list[dict[str, Any]]:
     routes: list[dict[str, Any]] = [
         {"name": "healthz", "match": {"path": "/healthz"}, **_json_reply(200, '{"status":"ok"}')},
@@ -143,12 +189,30 @@ def _routes(cfg: Config) -> list[dict[str, Any]]:
         },
     ]
     intercepted = {
-        "cluster_header": CLUSTER_HEADER,
+        "inline_cluster_specifier_plugin": {"extension": {
+            "name": "envoy.router.cluster_specifier_plugin.matcher",
+            "typed_config": {
+                "@type": _T + "envoy.extensions.router.cluster_specifiers.matcher.v3.MatcherClusterSpecifier",
+                "cluster_matcher": _cluster_matcher(cfg),
+            },
+        }},
         **_provider_action(cfg),
     }
+    intercepted["retry_policy"] = {**intercepted["retry_policy"], "refresh_cluster_on_retry": True}
     # Tells the client which provider answered (from the endpoint's metadata; empty for local answers).
     provider_header = [{"header": {"key": "x-lunaroute-provider", "value": "%UPSTREAM_METADATA(lunaroute:provider)%"},
                         "append_action": "OVERWRITE_IF_EXISTS_OR_ADD", "keep_empty_value": False}]
+    # A fallback chain of n providers: n - 1 retries, each re-selecting its cluster (x-envoy-max-retries
+    # is honoured only for internal clients, so the retry budget comes from the route).
+    for n in range(2, len(cfg.providers) + 1):
+        chain_action = {**intercepted, "retry_policy": {**intercepted["retry_policy"], "num_retries": n - 1}}
+        for prefix in CHAIN_PREFIXES:
+            routes.append({
+                "name": f"chain{n}{prefix}",
+                "match": {"path_separated_prefix": prefix, "headers": [
+                    {"name": ATTEMPTS_HEADER, "string_match": {"exact": str(n)}}]},
+                "route": chain_action, "request_headers_to_remove": [CLUSTER_HEADER],
+                "response_headers_to_add": provider_header})
     for name, match in [(p, {"path": p}) for p in INTERCEPTED_EXACT] + [
             (p, {"path_separated_prefix": p}) for p in INTERCEPTED_PREFIXES]:
         routes.append({"name": f"intercept{name}", "match": match, "route": intercepted,
@@ -173,6 +237,33 @@ def _routes(cfg: Config) -> list[dict[str, Any]]:
                                'the gateway (bypass is disabled)."}}'),
         })
     return routes
+
+
+def _attempt_ext_proc(cfg: Config, provider: str) -> dict[str, Any]:
+    """The per-attempt ext_proc of a provider cluster: re-translates and re-authenticates each attempt
+    of a fallback chain for *this* provider. It only runs when the request carries a chain header, so
+    requests without fallbacks cost nothing here. gRPC metadata names the provider to the server."""
+    ext = ext_proc_filter(cfg)["typed_config"]
+    ext["grpc_service"] = {**ext["grpc_service"], "initial_metadata": [
+        {"key": ATTEMPT_PROVIDER_METADATA, "value": provider}]}
+    ext["processing_mode"] = {**ext["processing_mode"], "request_header_mode": "SEND"}
+    return {
+        "name": "lunaroute.attempt_ext_proc",
+        "typed_config": {
+            "@type": _T + "envoy.extensions.common.matching.v3.ExtensionWithMatcher",
+            "extension_config": {"name": EXTPROC_FILTER, "typed_config": ext},
+            "xds_matcher": {
+                # skip unless the chain header is there
+                "matcher_list": {"matchers": [{
+                    "predicate": {"not_matcher": {"single_predicate": {
+                        "input": _header_input(CHAIN_HEADER),
+                        "value_match": {"safe_regex": {"regex": ".+", "google_re2": {}}}}}},
+                    "on_match": {"action": {"name": "skip", "typed_config": {
+                        "@type": _T + "envoy.extensions.filters.common.matcher.action.v3.SkipFilter"}}},
+                }]},
+            },
+        },
+    }
 
 
 def _credential_filter(name: str, p: Provider) -> dict[str, Any]:
@@ -210,12 +301,12 @@ def _provider_cluster(cfg: Config, name: str, p: Provider, ca_file: str) -> dict
     else:
         options["explicit_http_config"] = {"http_protocol_options": {}}
     options["common_http_protocol_options"] = {"idle_timeout": "300s"}
-    if not p.passthrough:
-        options["http_filters"] = [
-            _credential_filter(name, p),
-            {"name": "envoy.filters.http.upstream_codec",
-             "typed_config": {"@type": _T + "envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"}},
-        ]
+    options["http_filters"] = [
+        _attempt_ext_proc(cfg, name),
+        *([_credential_filter(name, p)] if not p.passthrough else []),
+        {"name": "envoy.filters.http.upstream_codec",
+         "typed_config": {"@type": _T + "envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"}},
+    ]
     cluster: dict[str, Any] = {
         "name": cluster_name(name),
         "type": "LOGICAL_DNS",
@@ -257,9 +348,14 @@ def _provider_cluster(cfg: Config, name: str, p: Provider, ca_file: str) -> dict
 
 def extproc_cluster(cfg: Config) -> dict[str, Any]:
     ep = cfg.extproc
+    try:
+        ipaddress.ip_address(ep.host)
+        discovery: dict[str, Any] = {"type": "STATIC"}
+    except ValueError:  # a service name (compose, Kubernetes): resolve it, and every address it has
+        discovery = {"type": "STRICT_DNS", "dns_lookup_family": "V4_PREFERRED"}
     return {
         "name": EXTPROC_CLUSTER,
-        "type": "STATIC",
+        **discovery,
         "connect_timeout": "1s",
         "lb_policy": "ROUND_ROBIN",
         "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
@@ -298,7 +394,8 @@ def render(cfg: Config, ca_file: str | None = None) -> dict[str, Any]:
         "merge_slashes": True,
         "route_config": {
             "name": "lunaroute",
-            "virtual_hosts": [{"name": "lunaroute", "domains": ["*"], "routes": _routes(cfg)}],
+            "virtual_hosts": [{"name": "lunaroute", "domains": ["*"], "routes": _routes(cfg),
+                               "include_request_attempt_count": True}],
         },
         "http_filters": [
             ext_proc_filter(cfg),

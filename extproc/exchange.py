@@ -14,10 +14,11 @@ import orjson
 
 from . import paths
 from .actions import Reply
+from .attempts import Chain, encode_chain, usable_chain
 from .config import Config, Provider
-from .dialects import count_tokens_estimate, translator_for
-from .dialects.base import Dialect, Target, TranslationError
-from .envoy_config import CLUSTER_HEADER, cluster_name
+from .dialects.base import Dialect, TranslationError
+from .envoy_config import ATTEMPTS_HEADER, CHAIN_HEADER, CLUSTER_HEADER, FALLBACK_HEADER, cluster_name
+from .forwarding import STASHED_HEADERS, credentials, dialect_headers, for_provider
 from .local_replies import count_tokens_reply, error_reply, models_reply
 from .markers import take_marker
 from .observe import metrics
@@ -26,16 +27,6 @@ from .responses import ResponseTranslation
 from .routing import Router, RoutingError, pop_preferences, request_model
 
 log = logging.getLogger("lunaroute")
-
-ANTHROPIC_VERSION = "2023-06-01"
-_ANTHROPIC_ONLY_HEADERS = ("anthropic-version", "anthropic-beta", "anthropic-dangerous-direct-browser-access")
-
-
-def target_for(name: str, p: Provider) -> Target:
-    """What a translator needs to know about a provider, from its config entry."""
-    return Target(name=name, dialect=p.type, model=p.model, max_tokens_field=p.max_tokens_field,
-                  max_tokens=p.max_tokens, reasoning=p.reasoning, reasoning_effort=p.reasoning_effort)
-
 
 class Gateway:
     """Everything a worker builds once from the config."""
@@ -135,68 +126,53 @@ class Exchange:
         provider = gw.provider(name)
         self.provider_name = name
         metrics.ROUTING.labels(name, decision.reason).inc()
+        metrics.REQUESTS.labels(req.kind.value, name).inc()
+        log.log(logging.DEBUG if decision.reason == "default" else logging.INFO,
+                "route %s %s -> lunaroute:%s (%s)%s%s", req.method, req.path, name, decision.reason,
+                f" model_override:{decision.model_override}" if decision.model_override else "",
+                f" fallbacks:{','.join(decision.chain[1:])}" if len(decision.chain) > 1 else "")
+        if req.kind is Kind.COUNT_TOKENS and provider.type != "anthropic":
+            return self._answer(count_tokens_reply(doc))
+        chain = usable_chain(gw.cfg, decision.chain)
+        if len(chain) > 1 and req.kind is not Kind.COUNT_TOKENS:
+            return self._with_fallbacks(doc, changed, model, chain, decision.overrides)
         model = decision.model_override or model
         if model is not None and doc.get("model") != model:
             doc["model"] = model
             changed = True
-        self.model = str(doc.get("model", ""))
-        metrics.REQUESTS.labels(req.kind.value, name).inc()
-        log.log(logging.DEBUG if decision.reason == "default" else logging.INFO,
-                "route %s %s -> lunaroute:%s (%s)%s", req.method, req.path, name, decision.reason,
-                f" model_override:{decision.model_override}" if decision.model_override else "")
-
-        translator = translator_for(req.client, provider.type)
-        if req.kind is Kind.COUNT_TOKENS and provider.type != "anthropic":
-            return self._answer(count_tokens_reply(doc))
-        path = req.path
-        target = target_for(name, provider)
-        stream_options = {
-            "input_tokens_estimate": count_tokens_estimate(doc) if req.client == "anthropic" else 0,
-            "include_usage": bool((doc.get("stream_options") or {}).get("include_usage"))
-            if isinstance(doc.get("stream_options"), dict) else False,
-        }
-        if provider.type != req.client:
-            doc = translator.request_body(doc, target)
-            path = translator.request_path(path)
-            changed = True
-            metrics.TRANSLATIONS.labels(req.client, provider.type).inc()
-        self.response = ResponseTranslation.for_request(translator, req.client, provider.type, target,
-                                                        stream_options)
-
-        reply = Reply(clear_route_cache=True)
+        out = for_provider(name, provider, req.client, req.path, req.query, headers, doc, changed)
+        self.response = out.response
+        reply = out.reply
+        reply.clear_route_cache = True
         reply.set_headers[CLUSTER_HEADER] = cluster_name(name)
-        # The client dialect's query (Claude Code's `?beta=true`) means nothing to the other dialect.
-        query = req.query if provider.type == req.client else ""
-        reply.set_headers[":path"] = provider.upstream_path(path) + query
-        self._auth_headers(provider, headers, reply)
-        if provider.type != req.client:
-            reply.set_headers["accept-encoding"] = "identity"
-        if changed:
-            reply.body = orjson.dumps(doc)
-            reply.set_headers["content-length"] = str(len(reply.body))
         if self.response is None:
             # Nothing to translate: the response goes to the client without another trip to Python.
             reply.response_header_mode = "SKIP"
         return reply
 
-    def _auth_headers(self, provider: Provider, headers: dict[str, str], reply: Reply) -> None:
-        """Credentials and dialect headers for the chosen provider; keys are never logged."""
-        if not provider.passthrough:
-            # Envoy's credential injector adds the provider's key on the way out.
-            reply.remove_headers += ["x-api-key", "authorization"]
-        elif provider.type == "openai" and "x-api-key" in headers and "authorization" not in headers:
-            reply.set_headers["authorization"] = "Bearer " + headers["x-api-key"]
-            reply.remove_headers.append("x-api-key")
-        elif provider.type == "anthropic" and self.req.client == "openai" and "x-api-key" not in headers:
-            token = headers.get("authorization", "")
-            if token[:7].lower() == "bearer ":
-                reply.set_headers["x-api-key"] = token[7:]
-                reply.remove_headers.append("authorization")
-        if provider.type == "anthropic":
-            if "anthropic-version" not in headers:
-                reply.set_headers["anthropic-version"] = ANTHROPIC_VERSION
-        else:
-            reply.remove_headers += [h for h in _ANTHROPIC_ONLY_HEADERS if h in headers]
+    def _with_fallbacks(self, doc: dict, changed: bool, model: str | None, chain: tuple[str, ...],
+                        overrides: tuple[str | None, ...]) -> Reply:
+        """Envoy performs the fallbacks: each attempt's cluster comes from these headers, and the
+        per-attempt ext_proc (`attempts`) translates and authenticates the body for that provider.
+        The body stays in the client's dialect here."""
+        req = self.req
+        headers = req.headers or {}
+        if model is not None and doc.get("model") != model:
+            doc["model"] = model
+            changed = True
+        reply = Reply(clear_route_cache=True, response_header_mode="SKIP")
+        reply.set_headers[CLUSTER_HEADER] = cluster_name(chain[0])
+        for i, name in enumerate(chain[1:], start=1):
+            reply.set_headers[FALLBACK_HEADER.format(i)] = cluster_name(name)
+        reply.set_headers[ATTEMPTS_HEADER] = str(len(chain))
+        reply.set_headers[CHAIN_HEADER] = encode_chain(Chain(
+            client=req.client, path=req.path, query=req.query, providers=chain,
+            models={n: m for n, m in zip(chain, overrides, strict=False) if m},
+            stash={h: headers[h] for h in STASHED_HEADERS if h in headers}))
+        if changed:
+            reply.body = orjson.dumps(doc)
+            reply.set_headers["content-length"] = str(len(reply.body))
+        return reply
 
     # -- local answers ---------------------------------------------------------------------------
 
@@ -226,7 +202,9 @@ class Exchange:
         reply = Reply(clear_route_cache=True)
         reply.set_headers[CLUSTER_HEADER] = cluster_name(name)
         reply.set_headers[":path"] = provider.upstream_path(self.req.path) + self.req.query
-        self._auth_headers(provider, self.req.headers or {}, reply)
+        headers = self.req.headers or {}
+        credentials(provider, self.req.client, headers, reply)
+        dialect_headers(provider, False, headers, reply)
         return reply
 
     def _error(self, status: int, message: str, param: str | None = None, kind: str = "bad_request") -> Reply:

@@ -17,7 +17,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from ._proto import ext_proc_pb2 as pb
 from ._proto import ext_proc_pb2_grpc as pb_grpc
 from .actions import Reply
+from .attempts import AttemptExchange
 from .config import Config
+from .envoy_config import ATTEMPT_PROVIDER_METADATA
 from .exchange import Exchange, Gateway
 from .observe import metrics
 
@@ -84,7 +86,16 @@ def to_proto(phase: str, reply: Reply) -> pb.ProcessingResponse:
     return resp
 
 
-def handle(exchange: Exchange, req: pb.ProcessingRequest) -> tuple[str, Reply]:
+def exchange_for(gateway: Gateway, metadata) -> Exchange | AttemptExchange:  # noqa: ANN001 - gRPC metadata
+    """The request phase's exchange, or, on a provider cluster's per-attempt filter (which names its
+    provider in the stream's metadata), one attempt of a fallback chain."""
+    for key, value in metadata or ():
+        if key == ATTEMPT_PROVIDER_METADATA and value in gateway.cfg.providers:
+            return AttemptExchange(gateway.cfg, value)
+    return Exchange(gateway)
+
+
+def handle(exchange: Exchange | AttemptExchange, req: pb.ProcessingRequest) -> tuple[str, Reply]:
     """Dispatch one message to the exchange; any exception becomes an error reply."""
     phase = req.WhichOneof("request")
     try:
@@ -106,7 +117,7 @@ def handle(exchange: Exchange, req: pb.ProcessingRequest) -> tuple[str, Reply]:
         return phase or "unknown", Reply()
 
 
-def step(exchange: Exchange, req: pb.ProcessingRequest) -> pb.ProcessingResponse:
+def step(exchange: Exchange | AttemptExchange, req: pb.ProcessingRequest) -> pb.ProcessingResponse:
     """One message in, one message out, timed per phase."""
     started = perf_counter()
     phase, reply = handle(exchange, req)
@@ -122,7 +133,7 @@ class ExternalProcessor(pb_grpc.ExternalProcessorServicer):
         self.gateway = gateway
 
     async def Process(self, request_iterator, context):  # noqa: N802 - gRPC method name
-        exchange = Exchange(self.gateway)
+        exchange = exchange_for(self.gateway, context.invocation_metadata())
         async for req in request_iterator:
             yield step(exchange, req)
 
@@ -134,7 +145,7 @@ class ExternalProcessorSync(pb_grpc.ExternalProcessorServicer):
         self.gateway = gateway
 
     def Process(self, request_iterator, context):  # noqa: N802 - gRPC method name
-        exchange = Exchange(self.gateway)
+        exchange = exchange_for(self.gateway, context.invocation_metadata())
         for req in request_iterator:
             yield step(exchange, req)
 

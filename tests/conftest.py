@@ -137,3 +137,16 @@ def openai_gateway(tmp_path_factory: pytest.TempPathFactory, anthropic_mock: Moc
     gw.start(env={"LR_TEST_OPENAI_KEY": TEST_OPENAI_KEY})
     yield gw
     gw.stop()
+
+
+@pytest.fixture(scope="session")
+def fallback_gateway(tmp_path_factory: pytest.TempPathFactory, anthropic_mock: MockAnthropic,
+                     openai_mock: MockOpenAI) -> Iterator[Gateway]:
+    """Claude models go to Anthropic and fall back to the OpenAI-type provider."""
+    config = standard_config(anthropic_mock.base_url, openai_mock.base_url)
+    config["routing"] = {"rules": [{"model": "claude-*", "provider": "anthropic", "fallbacks": ["gpt"]}]}
+    config["retries"] = {"base_interval_ms": 10, "max_interval_ms": 50}
+    gw = Gateway(tmp_path_factory.mktemp("gw_fallback"), config, workers=1)
+    gw.start(env={"LR_TEST_OPENAI_KEY": TEST_OPENAI_KEY})
+    yield gw
+    gw.stop()

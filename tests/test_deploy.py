@@ -16,9 +16,9 @@ import copy
 import ipaddress
 import json
 import re
-import shlex
 import shutil
 import subprocess
+import sys
 from functools import cache
 from importlib.metadata import version
 from pathlib import Path
@@ -37,8 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "helm" / "lunaroute"
 COMPOSE = ROOT / "compose.yaml"
 COMPOSE_DIR = ROOT / "deploy" / "compose"
-DOCKER_COMPOSE = shutil.which("docker-compose") or str(Path(__file__).resolve().parents[1] / ".." / "venv" / "bin"
-                                                       / "docker-compose")
+DOCKER_COMPOSE = shutil.which("docker-compose") or str(Path(sys.executable).parent / "docker-compose")
 NS = "ai-gateway"
 RELEASE = "lr"
 # The chart's kubeVersion floor and the newest schemas kubernetes-validate ships.
@@ -239,13 +238,13 @@ def test_with_an_hpa_the_deployment_leaves_replicas_to_it(variant: str) -> None:
 def test_pdb_and_service_select_the_deployments_pods() -> None:
     for variant in ("gateway", "mesh-istio"):
         docs = manifests(variant)
-        labels = pod_spec_labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+        deploy = one(docs, "Deployment")
+        labels = deploy["spec"]["template"]["metadata"]["labels"]
+        assert deploy["spec"]["selector"]["matchLabels"].items() <= labels.items()
         for kind in ("Service", "PodDisruptionBudget"):
-            doc = one(docs, kind)
-            selector = doc["spec"]["selector"]
+            selector = one(docs, kind)["spec"]["selector"]
             selector = selector.get("matchLabels", selector)
             assert selector.items() <= labels.items(), kind
-        assert one(docs, "Deployment")["spec"]["selector"]["matchLabels"].items() <= pod_spec_labels.items()
 
 
 def test_provider_keys_only_travel_through_a_secret() -> None:
@@ -275,6 +274,16 @@ def test_a_key_variable_without_a_source_fails_the_install() -> None:
 def test_an_unknown_mode_fails_the_install() -> None:
     with helm.Chart.load(CHART) as chart, pytest.raises(helm.HelmError, match="mode"):
         chart.render({"mode": "proxy"}, name=RELEASE, namespace=NS)
+
+
+def test_values_schema_rejects_settings_the_gateway_would_reject() -> None:
+    with helm.Chart.load(CHART) as chart:
+        chart.validate_schema({})
+        for bad in ({"extProc": {"messageTimeoutMs": 50}}, {"extProc": {"maxMessageBytes": 1024}},
+                    {"extProc": {"processingMode": {"request_body_mode": "buffered"}}},
+                    {"mesh": {"envoyGateway": {"requestTimeout": "1.5s"}}}):
+            with pytest.raises(helm.HelmError):
+                chart.validate_schema(bad)
 
 
 # -- the gateway pod: Envoy bootstrap from the renderer, wiring between the containers --------------
@@ -448,7 +457,7 @@ def test_envoy_gateway_policies_match_the_renderers_filter() -> None:
 def test_sidecar_templates_can_be_included_from_another_chart(tmp_path: Path) -> None:
     """The README's example: an app chart with lunaroute as a dependency adds the containers to its pod."""
     app = tmp_path / "app"
-    shutil.copytree(CHART.parent.parent / "helm" / "lunaroute" / "examples" / "app-with-sidecar", app)
+    shutil.copytree(CHART / "examples" / "app-with-sidecar", app)
     charts = app / "charts"
     charts.mkdir(exist_ok=True)
     shutil.copytree(CHART, charts / "lunaroute")
@@ -561,9 +570,7 @@ def test_compose_gateway_config_renders_a_bootstrap_envoy_accepts(compose: dict[
 
 def test_dockerfile_matches_what_compose_and_the_chart_expect(compose: dict[str, Any]) -> None:
     text = (ROOT / "Dockerfile").read_text()
-    directives = [line.split(None, 1) for line in text.splitlines() if line and not line.startswith("#")
-                  and line.split(None, 1)[0].isupper()]
-    last = {d[0]: d[1] for d in directives if len(d) == 2}
+    last = dict(re.findall(r"^(FROM|USER|EXPOSE|ENTRYPOINT|CMD) +(.+)$", text, re.MULTILINE))
     assert last["FROM"] == "python:3.11-slim"
     assert last["USER"].split(":")[0] == "10001"
     assert json.loads(last["ENTRYPOINT"]) == ["lunaroute"]
@@ -574,4 +581,3 @@ def test_dockerfile_matches_what_compose_and_the_chart_expect(compose: dict[str,
     assert int(last["EXPOSE"]) == cfg.extproc.port
     with helm.Chart.load(CHART) as chart:
         assert chart.values["podSecurityContext"]["runAsUser"] == 10001
-    assert shlex.split(last["ENTRYPOINT"].strip("[]").replace(",", " ")) == ['lunaroute']

@@ -60,7 +60,9 @@ def test_intercepted_paths_run_ext_proc_and_pick_the_cluster_from_its_header() -
     assert {"intercept/v1/messages", "intercept/v1/chat/completions", "intercept/v1/models",
             "intercept/readyz", "intercept/metrics"} <= names
     route = _by_name(boot, "intercept/v1/messages")
-    assert route["route"]["cluster_header"] == envoy_config.CLUSTER_HEADER
+    plugin = route["route"]["inline_cluster_specifier_plugin"]["extension"]
+    assert plugin["name"] == "envoy.router.cluster_specifier_plugin.matcher"
+    assert route["route"]["retry_policy"]["refresh_cluster_on_retry"] is True
     assert "typed_per_filter_config" not in route
     assert route["route"]["timeout"] == "0s"  # SSE streams run long; idle timeouts cut dead ones
 
@@ -92,6 +94,41 @@ def test_https_providers_get_tls_with_sni_and_plain_http_does_not() -> None:
     assert "transport_socket" not in clusters["provider_local"]
     assert clusters["provider_gpt"]["outlier_detection"]["consecutive_5xx"] > 0
     assert boot["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
+
+
+def test_each_attempt_picks_its_cluster_from_the_headers_the_ext_proc_server_set() -> None:
+    cfg = config.load(CONFIGS / "full.yaml", env={})
+    matcher = envoy_config._cluster_matcher(cfg)
+    assert matcher["matcher_tree"]["input"]["typed_config"]["header_name"] == "x-envoy-attempt-count"
+    retry_1 = matcher["matcher_tree"]["exact_match_map"]["map"]["1"]["matcher"]["matcher_tree"]
+    assert retry_1["input"]["typed_config"]["header_name"] == "x-lunaroute-fallback-1"
+    first = matcher["on_no_match"]["matcher"]["matcher_tree"]
+    assert first["input"]["typed_config"]["header_name"] == envoy_config.CLUSTER_HEADER
+    assert set(first["exact_match_map"]["map"]) == {"provider_anthropic", "provider_gpt", "provider_local"}
+
+
+def test_provider_clusters_run_the_per_attempt_ext_proc_only_for_chains() -> None:
+    boot = envoy_config.render(config.load(CONFIGS / "full.yaml", env={}))
+    gpt = next(c for c in boot["static_resources"]["clusters"] if c["name"] == "provider_gpt")
+    filters = gpt["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"][
+        "http_filters"]
+    assert [f["name"] for f in filters] == ["lunaroute.attempt_ext_proc", "envoy.filters.http.credential_injector",
+                                            "envoy.filters.http.upstream_codec"]
+    wrapped = filters[0]["typed_config"]
+    skip_unless_chain = wrapped["xds_matcher"]["matcher_list"]["matchers"][0]
+    assert skip_unless_chain["on_match"]["action"]["name"] == "skip"
+    assert "not_matcher" in skip_unless_chain["predicate"]
+    metadata = wrapped["extension_config"]["typed_config"]["grpc_service"]["initial_metadata"]
+    assert metadata == [{"key": envoy_config.ATTEMPT_PROVIDER_METADATA, "value": "gpt"}]
+
+
+def test_a_chain_of_n_providers_gets_a_route_with_n_minus_1_retries() -> None:
+    boot = envoy_config.render(config.load(CONFIGS / "full.yaml", env={}))
+    routes = {r["name"]: r for r in _routes(boot)}
+    assert routes["chain3/v1/messages"]["route"]["retry_policy"]["num_retries"] == 2
+    assert routes["chain2/v1/chat/completions"]["match"]["headers"][0]["name"] == envoy_config.ATTEMPTS_HEADER
+    names = list(routes)
+    assert names.index("chain2/v1/messages") < names.index("intercept/v1/messages")
 
 
 def test_render_is_plain_yaml_round_trip() -> None:

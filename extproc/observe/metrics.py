@@ -46,6 +46,11 @@ UNKNOWN_MARKERS = Counter(
     "lunaroute_unknown_markers_total",
     "[LUNAROUTE:name] markers naming no configured provider (routed by default).",
 )
+FALLBACKS = Counter(
+    "lunaroute_fallbacks_total",
+    "Attempts Envoy moved to the next provider of a fallback chain, by failed and next provider.",
+    ["from_provider", "to_provider"],
+)
 TRANSLATIONS = Counter(
     "lunaroute_translations_total",
     "Requests translated between dialects, by client dialect and provider dialect.",

@@ -1,0 +1,139 @@
+"""Fallback chains: each attempt Envoy makes, prepared for the provider it goes to.
+
+Envoy owns the retry. The request phase (`exchange`) names the chain's clusters in headers and the
+route re-selects the cluster per attempt (`refresh_cluster_on_retry`). Each provider cluster runs a
+per-attempt ext_proc filter, switched on only by the chain header, which lands here: translate the
+client's body for *this* provider, set its path and credentials, and translate its response back.
+
+Envoy shares one header map between attempts, so every attempt sets everything it needs (`:path`,
+credentials, `content-length`) and restores from the chain's stash what an earlier attempt removed.
+A provider that uses the client's own credentials (passthrough) can only follow other passthrough
+providers: once an attempt has replaced or removed the client's key, it is gone for good.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import orjson
+
+from .actions import Reply
+from .config import Config
+from .dialects.base import Dialect, TranslationError
+from .envoy_config import CHAIN_HEADER
+from .forwarding import for_provider
+from .local_replies import error_reply
+from .observe import metrics
+from .responses import ResponseTranslation
+
+log = logging.getLogger("lunaroute")
+
+RETRIABLE = frozenset({429, 500, 502, 503, 504, 529})
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    client: Dialect
+    path: str
+    query: str
+    providers: tuple[str, ...]
+    models: dict[str, str] = field(default_factory=dict)  # per-provider model override
+    stash: dict[str, str] = field(default_factory=dict)  # client headers an attempt may need back
+
+
+def encode_chain(chain: Chain) -> str:
+    return orjson.dumps({"c": chain.client, "p": chain.path, "q": chain.query, "n": chain.providers,
+                         "m": chain.models, "s": chain.stash}).decode()
+
+
+def decode_chain(value: str) -> Chain:
+    raw = orjson.loads(value)
+    return Chain(client=raw["c"], path=raw["p"], query=raw["q"], providers=tuple(raw["n"]),
+                 models=raw.get("m") or {}, stash=raw.get("s") or {})
+
+
+def usable_chain(cfg: Config, chain: tuple[str, ...]) -> tuple[str, ...]:
+    """Drop passthrough providers that follow a provider with its own key (see module docstring)."""
+    out: list[str] = []
+    keyed_seen = False
+    for name in chain:
+        provider = cfg.providers[name]
+        if provider.passthrough and keyed_seen:
+            log.debug("fallback %s skipped: passthrough credentials cannot follow a keyed provider", name)
+            continue
+        keyed_seen = keyed_seen or not provider.passthrough
+        out.append(name)
+    return tuple(out)
+
+
+class AttemptExchange:
+    """One attempt of a fallback chain, on the provider cluster Envoy chose for it."""
+
+    def __init__(self, cfg: Config, provider: str) -> None:
+        self.cfg = cfg
+        self.name = provider
+        self.provider = cfg.providers[provider]
+        self.chain: Chain | None = None
+        self.headers: dict[str, str] = {}
+        self.attempt = 1
+        self.response: ResponseTranslation | None = None
+        self.status = 0
+
+    @property
+    def more_to_come(self) -> bool:
+        return self.chain is not None and self.attempt < len(self.chain.providers)
+
+    def on_request_headers(self, headers: dict[str, str], end_of_stream: bool) -> Reply:
+        self.headers = headers
+        self.chain = decode_chain(headers[CHAIN_HEADER])
+        try:
+            self.attempt = int(headers.get("x-envoy-attempt-count", "1"))
+        except ValueError:
+            self.attempt = 1
+        if self.attempt > 1:
+            previous = self.chain.providers[(self.attempt - 2) % len(self.chain.providers)]
+            metrics.FALLBACKS.labels(previous, self.name).inc()
+            log.warning("fallback: attempt %d goes to lunaroute:%s after %s failed", self.attempt, self.name,
+                        previous)
+        return Reply()
+
+    def on_request_body(self, body: bytes) -> Reply:
+        chain = self.chain
+        assert chain is not None
+        doc = orjson.loads(body)  # the request phase already parsed and checked it
+        model = chain.models.get(self.name)
+        changed = bool(model) and doc.get("model") != model
+        if changed:
+            doc["model"] = model
+        try:
+            out = for_provider(self.name, self.provider, chain.client, chain.path, chain.query, self.headers, doc,
+                               changed, stash=chain.stash)
+        except TranslationError as exc:
+            return error_reply(chain.client, exc.status, exc.message, exc.param)
+        if out.reply.body is None:
+            # Untouched bytes, but the shared header map may hold an earlier attempt's length.
+            out.reply.set_headers["content-length"] = str(len(body))
+        self.response = out.response
+        if self.response is None and not self.more_to_come:
+            out.reply.response_header_mode = "SKIP"
+        return out.reply
+
+    def on_response_headers(self, headers: dict[str, str]) -> Reply:
+        try:
+            self.status = int(headers.get(":status", "0"))
+        except ValueError:
+            self.status = 0
+        reply = self.response.on_headers(self.status, headers) if self.response else Reply()
+        if self.status in RETRIABLE and self.more_to_come and "retry-after" in headers:
+            # Another provider is next: do not make Envoy wait for this one's rate limit to pass.
+            reply.remove_headers.append("retry-after")
+        return reply
+
+    def on_response_body(self, chunk: bytes, end_of_stream: bool) -> Reply:
+        return self.response.on_body(chunk, end_of_stream) if self.response else Reply()
+
+    def internal_error(self, phase: str) -> Reply:
+        log.exception("internal error in attempt phase %s", phase)
+        client = self.chain.client if self.chain else "anthropic"
+        return error_reply(client, 500, "the gateway failed to prepare this attempt")

@@ -1,0 +1,99 @@
+"""Preparing one request for one provider: path, credentials, dialect headers, body, and how its
+response comes back. Used for the single provider the request phase picks, and again for each
+attempt of a fallback chain (see `attempts`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+
+from .actions import Reply
+from .config import Provider
+from .dialects import count_tokens_estimate, translator_for
+from .dialects.base import Dialect, Target
+from .observe import metrics
+from .responses import ResponseTranslation
+
+ANTHROPIC_VERSION = "2023-06-01"
+# Headers only Anthropic understands; kept in a fallback chain's stash so a later Anthropic attempt
+# gets them back after an OpenAI attempt removed them from the (shared) header map.
+ANTHROPIC_ONLY_HEADERS = ("anthropic-version", "anthropic-beta", "anthropic-dangerous-direct-browser-access")
+STASHED_HEADERS = (*ANTHROPIC_ONLY_HEADERS, "accept-encoding")
+
+
+def target_for(name: str, p: Provider) -> Target:
+    """What a translator needs to know about a provider, from its config entry."""
+    return Target(name=name, dialect=p.type, model=p.model, max_tokens_field=p.max_tokens_field,
+                  max_tokens=p.max_tokens, reasoning=p.reasoning, reasoning_effort=p.reasoning_effort)
+
+
+@dataclass(slots=True)
+class Outgoing:
+    reply: Reply
+    response: ResponseTranslation | None  # None: the response goes back untouched
+
+
+def credentials(provider: Provider, client: Dialect, headers: dict[str, str], reply: Reply) -> None:
+    """The provider's credentials: Envoy injects configured keys; passthrough moves the client's own
+    key into the header this provider's dialect reads. Keys are never logged."""
+    if not provider.passthrough:
+        reply.remove_headers += ["x-api-key", "authorization"]
+    elif provider.type == "openai" and "x-api-key" in headers and "authorization" not in headers:
+        reply.set_headers["authorization"] = "Bearer " + headers["x-api-key"]
+        reply.remove_headers.append("x-api-key")
+    elif provider.type == "anthropic" and client == "openai" and "x-api-key" not in headers:
+        token = headers.get("authorization", "")
+        if token[:7].lower() == "bearer ":
+            reply.set_headers["x-api-key"] = token[7:]
+            reply.remove_headers.append("authorization")
+
+
+def dialect_headers(provider: Provider, translating: bool, headers: dict[str, str], reply: Reply,
+                    stash: dict[str, str] | None = None) -> None:
+    """Anthropic-only headers go only to Anthropic-type providers; a translated response must come in
+    an encoding we can read. `stash` restores what an earlier attempt of a chain removed."""
+    if provider.type == "anthropic":
+        for name, value in (stash or {}).items():
+            if name in ANTHROPIC_ONLY_HEADERS and headers.get(name) != value:
+                reply.set_headers[name] = value
+        if "anthropic-version" not in headers and "anthropic-version" not in reply.set_headers:
+            reply.set_headers["anthropic-version"] = ANTHROPIC_VERSION
+    else:
+        reply.remove_headers += [h for h in ANTHROPIC_ONLY_HEADERS if h in headers]
+    if translating:
+        reply.set_headers["accept-encoding"] = "identity"
+    elif stash and "accept-encoding" in stash and headers.get("accept-encoding") != stash["accept-encoding"]:
+        reply.set_headers["accept-encoding"] = stash["accept-encoding"]
+
+
+def for_provider(name: str, provider: Provider, client: Dialect, path: str, query: str,
+                 headers: dict[str, str], doc: dict, changed: bool,
+                 stash: dict[str, str] | None = None) -> Outgoing:
+    """Rewrite a parsed client request (`doc`, already marker-stripped and with its model set) for
+    `provider`: translate when the dialects differ, set `:path`, credentials, dialect headers, and the
+    body with its `content-length` when it changed."""
+    translating = provider.type != client
+    translator = translator_for(client, provider.type)
+    target = target_for(name, provider)
+    stream_options = {
+        "input_tokens_estimate": count_tokens_estimate(doc) if client == "anthropic" and translating else 0,
+        "include_usage": bool(doc["stream_options"].get("include_usage"))
+        if isinstance(doc.get("stream_options"), dict) else False,
+    }
+    if translating:
+        doc = translator.request_body(doc, target)
+        path = translator.request_path(path)
+        changed = True
+        metrics.TRANSLATIONS.labels(client, provider.type).inc()
+    reply = Reply()
+    # The client dialect's query (Claude Code's `?beta=true`) means nothing to the other dialect.
+    reply.set_headers[":path"] = provider.upstream_path(path) + ("" if translating else query)
+    credentials(provider, client, headers, reply)
+    dialect_headers(provider, translating, headers, reply, stash)
+    if changed:
+        reply.body = orjson.dumps(doc)
+        reply.set_headers["content-length"] = str(len(reply.body))
+    response = ResponseTranslation.for_request(translator, client, provider.type, target, stream_options)
+    return Outgoing(reply, response)
