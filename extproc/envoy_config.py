@@ -380,6 +380,47 @@ def extproc_cluster(cfg: Config) -> dict[str, Any]:
     }
 
 
+# Envoy's own error replies (no healthy upstream, connect failure, timeout, body too large) in the
+# dialect of the path: an Anthropic or OpenAI SDK then raises its usual error instead of choking on
+# plain text. Only replies Envoy generated itself (a response flag is set) are rewritten; the gateway's
+# own answers and providers' errors pass untouched. A translated request's path is the provider's, so
+# its reply is written in the provider's dialect and translated back like any provider error.
+_ANTHROPIC_TYPES = {404: "not_found_error", 408: "timeout_error", 413: "request_too_large",
+                    429: "rate_limit_error", 502: "api_error", 503: "overloaded_error", 504: "timeout_error"}
+_OPENAI_TYPES = {404: "not_found_error", 413: "invalid_request_error", 429: "rate_limit_exceeded",
+                 502: "server_error", 503: "server_error", 504: "timeout"}
+
+
+# Statuses on API paths that only Envoy produces (the gateway's own answers there are 400/404/500).
+_ENVOY_ONLY = frozenset({413, 502, 503, 504})
+
+
+def _local_reply_mapper(status: int | None, path_contains: str, body: dict[str, Any]) -> dict[str, Any]:
+    filters: list[dict[str, Any]] = [
+        {"status_code_filter": {"comparison": {"op": "EQ" if status else "GE", "value": {
+            "default_value": status or 400, "runtime_key": f"lunaroute.local_reply.{status or 'min'}"}}}},
+        {"header_filter": {"header": {"name": ":path", "string_match": {"contains": path_contains}}}},
+    ]
+    if status not in _ENVOY_ONLY:
+        filters.append({"response_flag_filter": {}})  # any flag: Envoy failed, not the gateway answering
+    return {"filter": {"and_filter": {"filters": filters}}, "body_format_override": {"json_format": body}}
+
+
+def local_reply_config() -> dict[str, Any]:
+    mappers = []
+    for status, kind in _OPENAI_TYPES.items():
+        mappers.append(_local_reply_mapper(status, "/chat/completions", {"error": {
+            "message": "%LOCAL_REPLY_BODY%", "type": kind, "param": None, "code": kind}}))
+    mappers.append(_local_reply_mapper(None, "/chat/completions", {"error": {
+        "message": "%LOCAL_REPLY_BODY%", "type": "server_error", "param": None, "code": None}}))
+    for status, kind in _ANTHROPIC_TYPES.items():
+        mappers.append(_local_reply_mapper(status, "/v1/", {"type": "error", "error": {
+            "type": kind, "message": "%LOCAL_REPLY_BODY%"}}))
+    mappers.append(_local_reply_mapper(None, "/v1/", {"type": "error", "error": {
+        "type": "api_error", "message": "%LOCAL_REPLY_BODY%"}}))
+    return {"mappers": mappers}
+
+
 def render(cfg: Config, ca_file: str | None = None) -> dict[str, Any]:
     """The whole bootstrap as a dict (yaml-dumpable)."""
     ca = ca_file or find_ca_file()
@@ -391,6 +432,7 @@ def render(cfg: Config, ca_file: str | None = None) -> dict[str, Any]:
         "request_timeout": "0s",
         "common_http_protocol_options": {"idle_timeout": "3600s"},
         "normalize_path": True,
+        "local_reply_config": local_reply_config(),
         "merge_slashes": True,
         "route_config": {
             "name": "lunaroute",
