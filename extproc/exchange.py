@@ -8,7 +8,9 @@ worker (config, router); an `Exchange` holds one request's state.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from time import perf_counter
 
 import orjson
 
@@ -24,18 +26,28 @@ from .markers import take_marker
 from .observe import metrics
 from .paths import Kind
 from .responses import ResponseTranslation
-from .routing import Router, RoutingError, pop_preferences, request_model
+from .routing import Observed, Router, RoutingError, pop_preferences, request_model
 
 log = logging.getLogger("lunaroute")
 
 class Gateway:
     """Everything a worker builds once from the config."""
 
-    def __init__(self, cfg: Config, healthy: callable | None = None) -> None:  # type: ignore[valid-type]
+    # One untranslated response in this many still comes through Python, to measure its latency for
+    # `sort: latency` (translated responses are always measured).
+    SAMPLE_EVERY = 16
+
+    def __init__(self, cfg: Config, healthy: Callable[[], bool] | None = None) -> None:
         self.cfg = cfg
-        self.router = Router(cfg)
+        self.observed = Observed()
+        self.router = Router(cfg, self.observed)
         self.provider_names = frozenset(cfg.providers)
         self._healthy = healthy or (lambda: True)
+        self._ticks = 0
+
+    def sample(self) -> bool:
+        self._ticks += 1
+        return self._ticks % self.SAMPLE_EVERY == 0
 
     def ready(self) -> bool:
         return bool(self._healthy())
@@ -64,6 +76,8 @@ class Exchange:
         self.model = ""
         self.response: ResponseTranslation | None = None
         self.status = 0
+        self.started = 0.0  # when the request left for the provider
+        self.ttfb = -1.0
 
     # -- request ---------------------------------------------------------------------------------
 
@@ -145,7 +159,8 @@ class Exchange:
         reply = out.reply
         reply.clear_route_cache = True
         reply.set_headers[CLUSTER_HEADER] = cluster_name(name)
-        if self.response is None:
+        self.started = perf_counter()
+        if self.response is None and not gw.sample():
             # Nothing to translate: the response goes to the client without another trip to Python.
             reply.response_header_mode = "SKIP"
         return reply
@@ -228,6 +243,10 @@ class Exchange:
         except ValueError:
             self.status = 0
         metrics.RESPONSES.labels(self.req.kind.value, self.provider_name or "gateway", str(self.status)).inc()
+        if self.started and self.status < 400:
+            self.ttfb = perf_counter() - self.started
+            if self.response is None:  # a sampled passthrough: latency only
+                self.gw.observed.observe(self.provider_name, self.ttfb, 0, self.ttfb)
         return self.response.on_headers(self.status, headers) if self.response else Reply()
 
     def on_response_body(self, chunk: bytes, end_of_stream: bool) -> Reply:
@@ -238,6 +257,9 @@ class Exchange:
             usage = self.response.usage
             metrics.TOKENS.labels(self.provider_name, "input").inc(usage.get("input", 0))
             metrics.TOKENS.labels(self.provider_name, "output").inc(usage.get("output", 0))
+            if self.ttfb >= 0:
+                self.gw.observed.observe(self.provider_name, self.ttfb, usage.get("output", 0),
+                                         perf_counter() - self.started)
         return reply
 
     def internal_error(self, phase: str) -> Reply:

@@ -1,0 +1,112 @@
+"""The request pipeline without gRPC or Envoy: dicts and bytes in, `Reply`s out."""
+
+from __future__ import annotations
+
+import gzip
+
+import orjson
+
+from extproc import config
+from extproc.attempts import AttemptExchange, Chain, decode_chain, encode_chain, usable_chain
+from extproc.envoy_config import ATTEMPTS_HEADER, CHAIN_HEADER, CLUSTER_HEADER, FALLBACK_HEADER
+from extproc.exchange import Exchange, Gateway
+
+CFG = config.parse({
+    "providers": {
+        "anthropic": {"type": "anthropic", "base_url": "https://api.anthropic.com"},
+        "gpt": {"type": "openai", "base_url": "https://api.openai.com/v1", "api_key_env": "K", "model": "gpt-5.1"},
+        "local": {"type": "openai", "base_url": "http://127.0.0.1:11434/v1"},
+    },
+    "routing": {"rules": [{"model": "claude-*", "provider": "anthropic", "fallbacks": ["gpt"]}]},
+}, env={})
+
+MESSAGES = {":method": "POST", ":path": "/v1/messages?beta=true", "x-api-key": "sk-ant-user",
+            "anthropic-beta": "b1", "accept-encoding": "gzip, br"}
+OPENAI_JSON = {"id": "c1", "object": "chat.completion", "created": 1, "model": "gpt-5.1",
+               "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+               "usage": {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13}}
+
+
+def _exchange(doc: dict, headers: dict | None = None) -> tuple[Exchange, object]:
+    ex = Exchange(Gateway(CFG))
+    ex.on_request_headers(headers or MESSAGES, end_of_stream=False)
+    return ex, ex.on_request_body(orjson.dumps(doc))
+
+
+def test_rule_with_fallbacks_names_every_attempts_cluster_and_keeps_the_client_body() -> None:
+    doc = {"model": "claude-x", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+    _, reply = _exchange(doc)
+    h = reply.set_headers
+    assert h[CLUSTER_HEADER] == "provider_anthropic"
+    assert h[FALLBACK_HEADER.format(1)] == "provider_gpt"
+    assert h[ATTEMPTS_HEADER] == "2"
+    chain = decode_chain(h[CHAIN_HEADER])
+    assert chain.providers == ("anthropic", "gpt") and chain.models == {"gpt": "gpt-5.1"}
+    assert chain.stash["anthropic-beta"] == "b1" and chain.query == "?beta=true"
+    assert reply.body is None  # untouched: each attempt translates for its own provider
+
+
+def test_an_attempt_on_the_fallback_translates_and_restores_what_it_needs() -> None:
+    chain = Chain(client="anthropic", path="/v1/messages", query="?beta=true", providers=("anthropic", "gpt"),
+                  models={"gpt": "gpt-5.1"}, stash={"anthropic-beta": "b1"})
+    attempt = AttemptExchange(CFG, "gpt")
+    attempt.on_request_headers({CHAIN_HEADER: encode_chain(chain), "x-envoy-attempt-count": "2",
+                                "x-api-key": "sk-ant-user", "anthropic-beta": "b1", "content-length": "90"}, False)
+    reply = attempt.on_request_body(orjson.dumps({"model": "claude-x", "max_tokens": 5,
+                                                  "messages": [{"role": "user", "content": "hi"}]}))
+    assert reply.set_headers[":path"] == "/v1/chat/completions"  # no ?beta=true for OpenAI
+    assert orjson.loads(reply.body)["model"] == "gpt-5.1"
+    assert reply.set_headers["content-length"] == str(len(reply.body))
+    assert {"x-api-key", "authorization", "anthropic-beta"} <= set(reply.remove_headers)
+    back = attempt.on_response_headers({":status": "200", "content-type": "application/json"})
+    assert back.response_body_mode == "BUFFERED"
+    out = attempt.on_response_body(orjson.dumps(OPENAI_JSON), True)
+    assert orjson.loads(out.body)["content"][0]["text"] == "hi"
+
+
+def test_a_failed_attempt_with_another_provider_next_drops_retry_after() -> None:
+    chain = Chain(client="anthropic", path="/v1/messages", query="", providers=("anthropic", "gpt"))
+    attempt = AttemptExchange(CFG, "anthropic")
+    attempt.on_request_headers({CHAIN_HEADER: encode_chain(chain), "x-envoy-attempt-count": "1"}, False)
+    attempt.on_request_body(b'{"model": "claude-x", "max_tokens": 5, "messages": []}')
+    reply = attempt.on_response_headers({":status": "529", "retry-after": "30"})
+    assert "retry-after" in reply.remove_headers
+
+
+def test_passthrough_providers_cannot_follow_a_keyed_one() -> None:
+    assert usable_chain(CFG, ("gpt", "anthropic", "local")) == ("gpt",)
+    assert usable_chain(CFG, ("anthropic", "local", "gpt")) == ("anthropic", "local", "gpt")
+
+
+def test_a_gzip_compressed_translated_response_is_decoded_and_sent_plain() -> None:
+    headers = {**MESSAGES, ":path": "/v1/messages"}
+    ex, reply = _exchange({"model": "claude-x", "max_tokens": 5,
+                           "messages": [{"role": "user", "content": "[LUNAROUTE:gpt] hi"}]}, headers)
+    assert reply.set_headers["accept-encoding"] == "identity"
+    mode = ex.on_response_headers({":status": "200", "content-type": "application/json", "content-encoding": "gzip"})
+    assert "content-encoding" in mode.remove_headers and "content-length" in mode.remove_headers
+    out = ex.on_response_body(gzip.compress(orjson.dumps(OPENAI_JSON)), True)
+    assert orjson.loads(out.body)["content"][0]["text"] == "hi"
+    assert out.set_headers["content-length"] == str(len(out.body))
+
+
+def test_translated_responses_feed_the_latency_and_throughput_used_by_sort() -> None:
+    gw = Gateway(CFG)
+    ex = Exchange(gw)
+    ex.on_request_headers({**MESSAGES, ":path": "/v1/messages"}, False)
+    ex.on_request_body(orjson.dumps({"model": "m", "max_tokens": 5,
+                                     "messages": [{"role": "user", "content": "[LUNAROUTE:gpt] hi"}]}))
+    ex.on_response_headers({":status": "200", "content-type": "application/json"})
+    ex.on_response_body(orjson.dumps(OPENAI_JSON), True)
+    assert gw.observed.ttfb("gpt") is not None and gw.observed.throughput("gpt") is not None
+
+
+def test_untranslated_responses_skip_python_except_a_sample_for_latency() -> None:
+    gw = Gateway(CFG)
+    skipped = 0
+    for _ in range(gw.SAMPLE_EVERY):
+        ex = Exchange(gw)
+        ex.on_request_headers({**MESSAGES, ":path": "/v1/messages"}, False)
+        reply = ex.on_request_body(b'{"model": "other", "max_tokens": 5, "messages": []}')
+        skipped += reply.response_header_mode == "SKIP"
+    assert skipped == gw.SAMPLE_EVERY - 1
