@@ -448,6 +448,10 @@ def render(cfg: Config, ca_file: str | None = None) -> dict[str, Any]:
         ],
         "access_log": [{
             "name": "envoy.access_loggers.stdout",
+            # probes are not news
+            "filter": {"header_filter": {"header": {
+                "name": ":path", "string_match": {"safe_regex": {"regex": "^/(readyz|healthz)$"}},
+                "invert_match": True}}},
             "typed_config": {
                 "@type": _T + "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
                 "log_format": {"text_format_source": {"inline_string":
@@ -479,9 +483,14 @@ def render(cfg: Config, ca_file: str | None = None) -> dict[str, Any]:
         "node": {"id": "lunaroute", "cluster": "lunaroute"},
         "admin": {"address": {"socket_address": {"address": cfg.admin.host, "port_value": cfg.admin.port}}},
         "static_resources": static,
-        "layered_runtime": {"layers": [{"name": "static", "static_layer": {
-            "overload.global_downstream_max_connections": 50000,
-        }}]},
+        "overload_manager": {"resource_monitors": [{
+            "name": "envoy.resource_monitors.global_downstream_max_connections",
+            "typed_config": {
+                "@type": _T + "envoy.extensions.resource_monitors.downstream_connections.v3."
+                              "DownstreamConnectionsConfig",
+                "max_active_downstream_connections": 50000,
+            },
+        }]},
     }
 
 

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,6 +82,7 @@ class Supervisor:
                    "--port", str(ep.port + i)]
             self.procs[f"ext_proc worker {i} (port {ep.port + i})"] = subprocess.Popen(cmd, env=env)
         if self.with_envoy:
+            self._wait_for(self._workers_listening, "the ext_proc workers never listened")
             self._start_envoy()
 
     def _start_envoy(self) -> None:
@@ -101,17 +103,23 @@ class Supervisor:
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:
         """Until `/readyz` answers 200 through Envoy and the workers (or a process died)."""
+        self._wait_for(self._ready, f"{self.url}/readyz never answered 200", timeout_s)
+
+    def _wait_for(self, condition: Callable[[], bool], failure: str, timeout_s: float = 30.0) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             self.check_alive()
-            if self._ready():
+            if condition():
                 return
             time.sleep(0.1)
-        raise SupervisorError(f"not ready after {timeout_s:g}s: {self.url}/readyz never answered 200")
+        raise SupervisorError(f"not ready after {timeout_s:g}s: {failure}")
+
+    def _workers_listening(self) -> bool:
+        return all(self._listening(self.cfg.extproc.port + i) for i in range(self.cfg.extproc.workers))
 
     def _ready(self) -> bool:
         if not self.with_envoy:
-            return all(self._listening(self.cfg.extproc.port + i) for i in range(self.cfg.extproc.workers))
+            return self._workers_listening()
         try:
             with urllib.request.urlopen(self.url + "/readyz", timeout=1) as resp:  # noqa: S310 - loopback
                 return resp.status == 200
