@@ -33,17 +33,14 @@ def claude_code_body() -> dict:
     return {**recorded["body"], "stream": False}
 
 
-def start(cmd: list[str], env: dict | None = None, ready: str | None = None) -> subprocess.Popen:
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})},
-                            cwd=ROOT, text=True)
-    if ready:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if ready in line:
-                break
-        else:
-            raise RuntimeError(f"{cmd[0]} did not become ready")
+def start(cmd: list[str], log: Path, ready: str | None = None) -> subprocess.Popen:
+    """Start a process logging to a file (a pipe nobody drains would stall it under load)."""
+    proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT)
+    deadline = time.monotonic() + 30
+    while ready and ready.encode() not in log.read_bytes():
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError(f"{cmd[0]} did not become ready; see {log}")
+        time.sleep(0.1)
     return proc
 
 
@@ -54,12 +51,15 @@ def bare_envoy_bootstrap(cfg: config_mod.Config) -> dict:
     hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] != envoy_config.EXTPROC_FILTER]
     for route in hcm["route_config"]["virtual_hosts"][0]["routes"]:
         action = route.get("route")
-        if action and "cluster_header" in action:
-            del action["cluster_header"]
+        if action and "inline_cluster_specifier_plugin" in action:
+            del action["inline_cluster_specifier_plugin"]
             action["cluster"] = envoy_config.cluster_name("anthropic")
         route.pop("typed_per_filter_config", None)
-    boot["static_resources"]["clusters"] = [c for c in boot["static_resources"]["clusters"]
-                                            if c["name"] != envoy_config.EXTPROC_CLUSTER]
+    clusters = [c for c in boot["static_resources"]["clusters"] if c["name"] != envoy_config.EXTPROC_CLUSTER]
+    for cluster in clusters:
+        options = cluster["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+        options["http_filters"] = [f for f in options.get("http_filters", []) if "ext_proc" not in f["name"]]
+    boot["static_resources"]["clusters"] = clusters
     return boot
 
 
@@ -71,9 +71,9 @@ async def drive(url: str, body: bytes, path: str, n: int, concurrency: int, head
             for _ in queue:
                 t0 = time.perf_counter()
                 async with session.post(url + path, data=body, headers=headers) as resp:
-                    await resp.read()
+                    answer = await resp.read()
                     if resp.status != 200:
-                        raise RuntimeError(f"{path}: HTTP {resp.status}")
+                        raise RuntimeError(f"{url}{path}: HTTP {resp.status}: {answer[:300]!r} {dict(resp.headers)}")
                 latencies.append(time.perf_counter() - t0)
         started = time.perf_counter()
         await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(concurrency))), timeout=300)
@@ -99,7 +99,8 @@ def main() -> None:
     try:
         ports = {"anthropic": free_port(), "openai": free_port()}
         for kind, port in ports.items():
-            procs.append(start([sys.executable, "-m", "tests.mock_providers", kind, str(port)], ready="ready"))
+            procs.append(start([sys.executable, "-m", "tests.mock_providers", kind, str(port)], tmp / f"{kind}.log",
+                               ready="ready"))
         raw = {
             "providers": {
                 "anthropic": {"type": "anthropic", "base_url": f"http://127.0.0.1:{ports['anthropic']}"},
@@ -113,12 +114,13 @@ def main() -> None:
         cfg = config_mod.load(tmp / "gw.yaml", env={})
         gateway_url = f"http://127.0.0.1:{cfg.listen.port}"
         procs.append(start([sys.executable, "-m", "extproc.cli", "up", "--config", str(tmp / "gw.yaml")],
-                           ready="ANTHROPIC_BASE_URL"))
+                           tmp / "gateway.log", ready="ANTHROPIC_BASE_URL"))
         bare_port = free_port()
         bare_listen = cfg.listen.model_copy(update={"port": bare_port})
         bare = bare_envoy_bootstrap(cfg.model_copy(update={"listen": bare_listen}))
         (tmp / "bare.yaml").write_text(yaml.safe_dump(bare))
-        procs.append(start([find_envoy(), "-c", str(tmp / "bare.yaml"), "--disable-hot-restart", "-l", "error"]))
+        procs.append(start([find_envoy(), "-c", str(tmp / "bare.yaml"), "--disable-hot-restart", "-l", "error"],
+                           tmp / "bare.log"))
         bare_url = f"http://127.0.0.1:{bare_port}"
         time.sleep(1.0)
 
