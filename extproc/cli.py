@@ -38,9 +38,8 @@ def _logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def cmd_up(args: argparse.Namespace) -> int:
-    cfg = _load(args, secrets=True)
-    sup = Supervisor(cfg, envoy_bin=find_envoy())
+def _supervise(sup: Supervisor, banner: list[str]) -> int:
+    """Start, wait until ready, print the banner, run until a signal or a death."""
     try:
         sup.start()
         sup.wait_ready()
@@ -48,26 +47,26 @@ def cmd_up(args: argparse.Namespace) -> int:
         sup.stop()
         print(f"lunaroute: {exc}", file=sys.stderr)
         return 1
-    print(f"LunaRoute is listening on {sup.url}  (default provider: {cfg.default_provider})")
-    print("Point Claude Code at it:")
-    print(f"  export ANTHROPIC_BASE_URL={sup.url}")
-    print("Ctrl-C stops it.", flush=True)
+    print("\n".join(banner), flush=True)
     return sup.run_forever()
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    cfg = _load(args, secrets=True)
+    sup = Supervisor(cfg, envoy_bin=find_envoy())
+    return _supervise(sup, [
+        f"LunaRoute is listening on {sup.url}  (default provider: {cfg.default_provider})",
+        "Point Claude Code at it:",
+        f"  export ANTHROPIC_BASE_URL={sup.url}",
+        "Ctrl-C stops it.",
+    ])
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     cfg = _load(args, secrets=False)
-    sup = Supervisor(cfg, with_envoy=False)
-    try:
-        sup.start()
-        sup.wait_ready()
-    except SupervisorError as exc:
-        sup.stop()
-        print(f"lunaroute: {exc}", file=sys.stderr)
-        return 1
     ep = cfg.extproc
-    print(f"ext_proc listening on {ep.listen_host}:{ep.port}..{ep.port + ep.workers - 1}", flush=True)
-    return sup.run_forever()
+    return _supervise(Supervisor(cfg, with_envoy=False),
+                      [f"ext_proc listening on {ep.listen_host}:{ep.port}..{ep.port + ep.workers - 1}"])
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

@@ -20,13 +20,14 @@ from .attempts import Chain, encode_chain, usable_chain
 from .config import Config, Provider
 from .dialects.base import Dialect, TranslationError
 from .envoy_config import ATTEMPTS_HEADER, CHAIN_HEADER, CLUSTER_HEADER, FALLBACK_HEADER, cluster_name
+from .errors import ClientError
 from .forwarding import STASHED_HEADERS, credentials, dialect_headers, for_provider
 from .local_replies import count_tokens_reply, error_reply, models_reply
 from .markers import take_marker
 from .observe import metrics
 from .paths import Kind
 from .responses import ResponseTranslation
-from .routing import Observed, Router, RoutingError, pop_preferences, request_model
+from .routing import Observed, Router, pop_preferences, request_model
 
 log = logging.getLogger("lunaroute")
 
@@ -118,10 +119,9 @@ class Exchange:
             return self._error(400, "the request body must be a JSON object", kind="bad_json")
         try:
             return self._route_body(doc, body)
-        except RoutingError as exc:
-            return self._error(exc.status, exc.message, param=exc.param, kind="bad_request")
-        except TranslationError as exc:
-            return self._error(exc.status, exc.message, param=exc.param, kind="unsupported")
+        except ClientError as exc:
+            kind = "unsupported" if isinstance(exc, TranslationError) else "bad_request"
+            return self._error(exc.status, exc.message, param=exc.param, kind=kind)
 
     def _route_body(self, doc: dict, raw: bytes) -> Reply:
         req = self.req

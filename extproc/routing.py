@@ -53,6 +53,7 @@ from typing import Any, Literal
 import orjson
 
 from .config import Config, Provider
+from .errors import ClientError
 from .markers import Marker
 
 Reason = Literal["marker", "preferences", "rule", "default"]
@@ -69,17 +70,11 @@ _TRANSLATED_PATHS = {
 }
 
 
-class RoutingError(Exception):
+class RoutingError(ClientError):
     """A request the gateway cannot route as asked; the caller answers it in the client's dialect.
 
     `param` names the offending field (e.g. ``"provider.only"``, ``"X-Provider"``, ``"model"``).
     """
-
-    def __init__(self, message: str, param: str | None = None, status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.param = param
-        self.status = status
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,20 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from extproc.errors import ClientError
+
 Dialect = Literal["anthropic", "openai"]
 
 
-class TranslationError(Exception):
+class TranslationError(ClientError):
     """The request cannot be translated faithfully; becomes a 400 in the client's dialect.
 
     `param` names the offending field (e.g. ``"n"``, ``"response_format.type"``).
     """
-
-    def __init__(self, message: str, param: str | None = None, status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.param = param
-        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
