@@ -7,8 +7,8 @@ client's body for *this* provider, set its path and credentials, and translate i
 
 Envoy shares one header map between attempts, so every attempt sets everything it needs (`:path`,
 credentials, `content-length`) and restores from the chain's stash what an earlier attempt removed.
-A provider that uses the client's own credentials (passthrough) can only follow other passthrough
-providers: once an attempt has replaced or removed the client's key, it is gone for good.
+A provider that uses the client's own credentials can only follow providers that do too: once an
+attempt has replaced or removed the client's key, it is gone for good.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import orjson
 from .actions import Reply
 from .config import Config
 from .dialects.base import Dialect, TranslationError
-from .envoy_config import CHAIN_HEADER
-from .forwarding import for_provider
+from .envoy_config import CHAIN_HEADER, INTERNAL_PREFIX
+from .forwarding import credentials, dialect_headers, for_provider
 from .local_replies import error_reply
 from .observe import metrics
 from .responses import ResponseTranslation
@@ -54,15 +54,15 @@ def decode_chain(value: str) -> Chain:
 
 
 def usable_chain(cfg: Config, chain: tuple[str, ...]) -> tuple[str, ...]:
-    """Drop passthrough providers that follow a provider with its own key (see module docstring)."""
+    """Drop providers needing the client's key once an earlier one removed it (see module docstring)."""
     out: list[str] = []
-    keyed_seen = False
+    key_gone = False
     for name in chain:
         provider = cfg.providers[name]
-        if provider.passthrough and keyed_seen:
-            log.debug("fallback %s skipped: passthrough credentials cannot follow a keyed provider", name)
+        if provider.uses_client_key and key_gone:
+            log.debug("fallback %s skipped: the client's credentials are gone after a keyed provider", name)
             continue
-        keyed_seen = keyed_seen or not provider.passthrough
+        key_gone = key_gone or not provider.uses_client_key
         out.append(name)
     return tuple(out)
 
@@ -86,23 +86,32 @@ class AttemptExchange:
 
     def on_request_headers(self, headers: dict[str, str], end_of_stream: bool) -> Reply:
         self.headers = headers
+        # The request phase removed any chain header a client sent and wrote this one itself.
         self.chain = decode_chain(headers[CHAIN_HEADER])
+        if self.name not in self.chain.providers or not set(self.chain.providers) <= set(self.cfg.providers):
+            raise ValueError(f"attempt on {self.name} outside its chain {self.chain.providers}")
         try:
             self.attempt = int(headers.get("x-envoy-attempt-count", "1"))
         except ValueError:
             self.attempt = 1
+        reply = Reply()
+        if not self.more_to_come:
+            # The last attempt: the chain's bookkeeping need not reach the provider.
+            reply.remove_headers += [h for h in headers if h.startswith(INTERNAL_PREFIX)]
         if self.attempt > 1:
             previous = self.chain.providers[(self.attempt - 2) % len(self.chain.providers)]
             metrics.FALLBACKS.labels(previous, self.name).inc()
             log.warning("fallback: attempt %d goes to lunaroute:%s after %s failed", self.attempt, self.name,
                         previous)
-        return Reply()
+        return reply
 
     def on_request_body(self, body: bytes) -> Reply:
         chain = self.chain
         assert chain is not None
-        doc = orjson.loads(body)  # the request phase already parsed and checked it
         model = chain.models.get(self.name)
+        if self.provider.type == chain.client and not model:
+            return self._as_sent(body)
+        doc = orjson.loads(body)  # the request phase already parsed and checked it
         changed = bool(model) and doc.get("model") != model
         if changed:
             doc["model"] = model
@@ -118,6 +127,20 @@ class AttemptExchange:
         if self.response is None and not self.more_to_come:
             out.reply.response_header_mode = "SKIP"
         return out.reply
+
+    def _as_sent(self, body: bytes) -> Reply:
+        """Same dialect, no model change: the client's bytes go as they are, no parsing."""
+        chain = self.chain
+        assert chain is not None
+        reply = Reply()
+        reply.set_headers[":path"] = self.provider.upstream_path(chain.path) + chain.query
+        credentials(self.provider, chain.client, self.headers, reply)
+        dialect_headers(self.provider, False, self.headers, reply, chain.stash)
+        # Untouched bytes, but the shared header map may hold an earlier attempt's length.
+        reply.set_headers["content-length"] = str(len(body))
+        if not self.more_to_come:
+            reply.response_header_mode = "SKIP"
+        return reply
 
     def on_response_headers(self, headers: dict[str, str]) -> Reply:
         try:

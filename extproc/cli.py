@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -39,7 +40,13 @@ def _logging(level: str) -> None:
 
 
 def _supervise(sup: Supervisor, banner: list[str]) -> int:
-    """Start, wait until ready, print the banner, run until a signal or a death."""
+    """Start, wait until ready, print the banner, run until a signal or a death. A signal during
+    start-up stops whatever already started."""
+
+    def interrupted(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)
     try:
         sup.start()
         sup.wait_ready()
@@ -47,6 +54,9 @@ def _supervise(sup: Supervisor, banner: list[str]) -> int:
         sup.stop()
         print(f"lunaroute: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        sup.stop()
+        return 130
     print("\n".join(banner), flush=True)
     return sup.run_forever()
 

@@ -75,6 +75,14 @@ class Retries(_Model):
     base_interval_ms: int = Field(250, ge=1)
     max_interval_ms: int = Field(5_000, ge=1)
 
+    @field_validator("retry_on_status")
+    @classmethod
+    def _errors_only(cls, v: list[int]) -> list[int]:
+        for code in v:
+            if not 400 <= code <= 599:
+                raise ValueError(f"{code} is not an error status; list 4xx/5xx codes such as 429, 503, 529")
+        return v
+
 
 class Pricing(_Model):
     """USD per million tokens; used by `sort: price` in provider preferences."""
@@ -86,7 +94,10 @@ class Pricing(_Model):
 class Provider(_Model):
     type: Dialect
     base_url: str
-    auth: Literal["passthrough"] | None = None
+    # passthrough: the client's own credentials, converted to this provider's header if the client
+    # speaks the other dialect; none: no credentials; unset: the client's own, only when it speaks
+    # this provider's dialect (a key meant for one vendor never goes to another by accident).
+    auth: Literal["passthrough", "none"] | None = None
     api_key_env: str | None = None
     api_key_file: str | None = None
     model: str | None = None
@@ -95,6 +106,8 @@ class Provider(_Model):
     # OpenAI-type only: which field carries the output cap, and a cap the provider enforces.
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
     max_tokens: int | None = Field(None, ge=1)
+    # Per-model caps, first matching glob wins (e.g. {"deepseek-reasoner": 32768, "*": 8192}).
+    max_tokens_by_model: dict[str, int] = {}
     pricing: Pricing | None = None
     # Anthropic clients: how this provider's `reasoning_content` comes back (see README).
     reasoning: Literal["thinking", "text", "drop"] = "thinking"
@@ -133,8 +146,14 @@ class Provider(_Model):
         return self
 
     @property
-    def passthrough(self) -> bool:
-        return not (self.api_key_env or self.api_key_file)
+    def keyed(self) -> bool:
+        """Envoy injects this provider's own key."""
+        return bool(self.api_key_env or self.api_key_file)
+
+    @property
+    def uses_client_key(self) -> bool:
+        """The client's own credentials may reach this provider."""
+        return not self.keyed and self.auth != "none"
 
     @cached_property
     def _parts(self):  # noqa: ANN202 - private helper

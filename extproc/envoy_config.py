@@ -19,6 +19,7 @@ import yaml
 from .config import Config, Provider
 from .paths import INTERCEPTED_EXACT, INTERCEPTED_PREFIXES
 
+INTERNAL_PREFIX = "x-lunaroute-"  # request headers only the gateway itself may set
 CLUSTER_HEADER = "x-lunaroute-cluster"
 # Attempt N+1 of a fallback chain goes to the cluster named in `x-lunaroute-fallback-N`.
 FALLBACK_HEADER = "x-lunaroute-fallback-{}"
@@ -205,7 +206,10 @@ def _routes(cfg: Config) -> list[dict[str, Any]]:
     # A fallback chain of n providers: n - 1 retries, each re-selecting its cluster (x-envoy-max-retries
     # is honoured only for internal clients, so the retry budget comes from the route).
     for n in range(2, len(cfg.providers) + 1):
-        chain_action = {**intercepted, "retry_policy": {**intercepted["retry_policy"], "num_retries": n - 1}}
+        # any 5xx or reset moves on to the next provider (the same provider is retried only on 429/503/529)
+        chain_action = {**intercepted, "retry_policy": {
+            **intercepted["retry_policy"], "num_retries": n - 1,
+            "retry_on": "5xx,reset,connect-failure,refused-stream,retriable-status-codes"}}
         for prefix in CHAIN_PREFIXES:
             routes.append({
                 "name": f"chain{n}{prefix}",
@@ -225,7 +229,7 @@ def _routes(cfg: Config) -> list[dict[str, Any]]:
             action["prefix_rewrite"] = bypass.path_prefix + "/"
         route: dict[str, Any] = {"name": "bypass", "match": {"prefix": "/"}, "route": action,
                                  "typed_per_filter_config": _ext_proc_off()}
-        if not bypass.passthrough:
+        if not bypass.uses_client_key:
             # The client's own credentials are not for this provider; Envoy injects the provider's.
             route["request_headers_to_remove"] = ["x-api-key", "authorization"]
         routes.append(route)
@@ -233,8 +237,9 @@ def _routes(cfg: Config) -> list[dict[str, Any]]:
         routes.append({
             "name": "not_found",
             "match": {"prefix": "/"},
-            **_json_reply(404, '{"error":{"type":"not_found_error","message":"This path is not served by '
-                               'the gateway (bypass is disabled)."}}'),
+            # readable by both SDKs: Anthropic's envelope with OpenAI's fields
+            **_json_reply(404, '{"type":"error","error":{"type":"not_found_error","code":"not_found","param":null,'
+                               '"message":"This path is not served by the gateway (bypass is disabled)."}}'),
         })
     return routes
 
@@ -303,7 +308,7 @@ def _provider_cluster(cfg: Config, name: str, p: Provider, ca_file: str) -> dict
     options["common_http_protocol_options"] = {"idle_timeout": "300s"}
     options["http_filters"] = [
         _attempt_ext_proc(cfg, name),
-        *([_credential_filter(name, p)] if not p.passthrough else []),
+        *([_credential_filter(name, p)] if p.keyed else []),
         {"name": "envoy.filters.http.upstream_codec",
          "typed_config": {"@type": _T + "envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"}},
     ]
@@ -407,17 +412,18 @@ def _local_reply_mapper(status: int | None, path_contains: str, body: dict[str, 
 
 
 def local_reply_config() -> dict[str, Any]:
+    """Chat paths get OpenAI's envelope, Messages paths Anthropic's, every other path (bypassed APIs
+    of either vendor) Anthropic's envelope carrying OpenAI's fields too, which both SDKs read."""
     mappers = []
-    for status, kind in _OPENAI_TYPES.items():
+    for status in (*_OPENAI_TYPES, None):
+        kind = _OPENAI_TYPES.get(status, "server_error")  # type: ignore[arg-type]
         mappers.append(_local_reply_mapper(status, "/chat/completions", {"error": {
             "message": "%LOCAL_REPLY_BODY%", "type": kind, "param": None, "code": kind}}))
-    mappers.append(_local_reply_mapper(None, "/chat/completions", {"error": {
-        "message": "%LOCAL_REPLY_BODY%", "type": "server_error", "param": None, "code": None}}))
-    for status, kind in _ANTHROPIC_TYPES.items():
-        mappers.append(_local_reply_mapper(status, "/v1/", {"type": "error", "error": {
-            "type": kind, "message": "%LOCAL_REPLY_BODY%"}}))
-    mappers.append(_local_reply_mapper(None, "/v1/", {"type": "error", "error": {
-        "type": "api_error", "message": "%LOCAL_REPLY_BODY%"}}))
+    for path, extra in (("/messages", {}), ("/", {"param": None, "code": "%RESPONSE_CODE%"})):
+        for status in (*_ANTHROPIC_TYPES, None):
+            kind = _ANTHROPIC_TYPES.get(status, "api_error")  # type: ignore[arg-type]
+            mappers.append(_local_reply_mapper(status, path, {"type": "error", "error": {
+                "type": kind, "message": "%LOCAL_REPLY_BODY%", **extra}}))
     return {"mappers": mappers}
 
 
@@ -454,8 +460,12 @@ def render(cfg: Config, ca_file: str | None = None) -> dict[str, Any]:
                 "invert_match": True}}},
             "typed_config": {
                 "@type": _T + "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
-                "log_format": {"text_format_source": {"inline_string":
-                    "[%START_TIME%] \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" "
+                "log_format": {
+                    # never the query string: some APIs take keys there
+                    "formatters": [{"name": "envoy.formatter.req_without_query", "typed_config": {
+                        "@type": _T + "envoy.extensions.formatter.req_without_query.v3.ReqWithoutQuery"}}],
+                    "text_format_source": {"inline_string":
+                    "[%START_TIME%] \"%REQ(:METHOD)% %REQ_WITHOUT_QUERY(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" "
                     "%RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION%ms "
                     "cluster=%UPSTREAM_CLUSTER%\n"}},
             },
@@ -464,7 +474,7 @@ def render(cfg: Config, ca_file: str | None = None) -> dict[str, Any]:
     clusters = [extproc_cluster(cfg)] + [
         _provider_cluster(cfg, name, p, ca) for name, p in cfg.providers.items()
     ]
-    secrets = [_secret(name, p) for name, p in cfg.providers.items() if not p.passthrough]
+    secrets = [_secret(name, p) for name, p in cfg.providers.items() if p.keyed]
     static: dict[str, Any] = {
         "listeners": [{
             "name": "lunaroute",

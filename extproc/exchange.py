@@ -19,7 +19,7 @@ from .actions import Reply
 from .attempts import Chain, encode_chain, usable_chain
 from .config import Config, Provider
 from .dialects.base import Dialect, TranslationError
-from .envoy_config import ATTEMPTS_HEADER, CHAIN_HEADER, CLUSTER_HEADER, FALLBACK_HEADER, cluster_name
+from .envoy_config import ATTEMPTS_HEADER, CHAIN_HEADER, CLUSTER_HEADER, FALLBACK_HEADER, INTERNAL_PREFIX, cluster_name
 from .errors import ClientError
 from .forwarding import STASHED_HEADERS, credentials, dialect_headers, for_provider
 from .local_replies import count_tokens_reply, error_reply, models_reply
@@ -111,6 +111,19 @@ class Exchange:
         return Reply()
 
     def on_request_body(self, body: bytes) -> Reply:
+        reply = self._on_request_body(body)
+        if reply.immediate is None:
+            self._scrub(reply)
+        return reply
+
+    def _scrub(self, reply: Reply) -> None:
+        """A client must not steer the gateway's internals: drop every `x-lunaroute-*` header it sent
+        that the gateway is not setting itself (clusters, fallback chains, attempt counts)."""
+        for name in self.req.headers or ():
+            if name.startswith(INTERNAL_PREFIX) and name not in reply.set_headers:
+                reply.remove_headers.append(name)
+
+    def _on_request_body(self, body: bytes) -> Reply:
         try:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -141,8 +154,7 @@ class Exchange:
         self.provider_name = name
         metrics.ROUTING.labels(name, decision.reason).inc()
         metrics.REQUESTS.labels(req.kind.value, name).inc()
-        log.log(logging.DEBUG if decision.reason == "default" else logging.INFO,
-                "route %s %s -> lunaroute:%s (%s)%s%s", req.method, req.path, name, decision.reason,
+        log.info("route %s %s -> lunaroute:%s (%s)%s%s", req.method, req.path, name, decision.reason,
                 f" model_override:{decision.model_override}" if decision.model_override else "",
                 f" fallbacks:{','.join(decision.chain[1:])}" if len(decision.chain) > 1 else "")
         if req.kind is Kind.COUNT_TOKENS and provider.type != "anthropic":
@@ -220,6 +232,7 @@ class Exchange:
         headers = self.req.headers or {}
         credentials(provider, self.req.client, headers, reply)
         dialect_headers(provider, False, headers, reply)
+        self._scrub(reply)
         return reply
 
     def _error(self, status: int, message: str, param: str | None = None, kind: str = "bad_request") -> Reply:

@@ -26,7 +26,8 @@ STASHED_HEADERS = (*ANTHROPIC_ONLY_HEADERS, "accept-encoding")
 def target_for(name: str, p: Provider) -> Target:
     """What a translator needs to know about a provider, from its config entry."""
     return Target(name=name, dialect=p.type, model=p.model, max_tokens_field=p.max_tokens_field,
-                  max_tokens=p.max_tokens, reasoning=p.reasoning, reasoning_effort=p.reasoning_effort)
+                  max_tokens=p.max_tokens, max_tokens_by_model=tuple(p.max_tokens_by_model.items()),
+                  reasoning=p.reasoning, reasoning_effort=p.reasoning_effort)
 
 
 @dataclass(slots=True)
@@ -36,10 +37,11 @@ class Outgoing:
 
 
 def credentials(provider: Provider, client: Dialect, headers: dict[str, str], reply: Reply) -> None:
-    """The provider's credentials: Envoy injects configured keys; passthrough moves the client's own
-    key into the header this provider's dialect reads. Keys are never logged."""
-    if not provider.passthrough:
-        reply.remove_headers += ["x-api-key", "authorization"]
+    """The provider's credentials. Envoy injects configured keys. The client's own credentials go on
+    only to a provider of the client's dialect, or, with `auth: passthrough`, moved into the header
+    the provider's dialect reads. Keys are never logged."""
+    if not provider.uses_client_key or (provider.type != client and provider.auth != "passthrough"):
+        reply.remove_headers += [h for h in ("x-api-key", "authorization") if h in headers or provider.keyed]
     elif provider.type == "openai" and "x-api-key" in headers and "authorization" not in headers:
         reply.set_headers["authorization"] = "Bearer " + headers["x-api-key"]
         reply.remove_headers.append("x-api-key")
@@ -78,7 +80,9 @@ def for_provider(name: str, provider: Provider, client: Dialect, path: str, quer
     translator = translator_for(client, provider.type)
     target = target_for(name, provider)
     stream_options = {
-        "input_tokens_estimate": count_tokens_estimate(doc) if client == "anthropic" and translating else 0,
+        # message_start needs input tokens before the provider reports any: estimate, for streams only
+        "input_tokens_estimate": count_tokens_estimate(doc)
+        if client == "anthropic" and translating and doc.get("stream") else 0,
         "include_usage": bool(doc["stream_options"].get("include_usage"))
         if isinstance(doc.get("stream_options"), dict) else False,
     }

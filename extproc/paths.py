@@ -47,13 +47,13 @@ BODY_KINDS = frozenset({Kind.MESSAGES, Kind.COUNT_TOKENS, Kind.CHAT})
 def split_path(raw: str) -> tuple[str, str]:
     """`/v1/messages?beta=true` → (`/v1/messages`, `?beta=true`)."""
     path, sep, query = raw.partition("?")
+    if len(path) > 1 and path.endswith("/"):
+        path = path.rstrip("/") or "/"
     return path, sep + query
 
 
 def classify(method: str, path: str) -> Kind:
-    """`path` without the query string."""
-    if len(path) > 1 and path.endswith("/"):
-        path = path.rstrip("/")
+    """`path` without the query string (and without a trailing slash: see `split_path`)."""
     kind = _EXACT.get(path)
     if kind is not None:
         return kind

@@ -13,10 +13,16 @@ import logging
 import orjson
 
 from .actions import Reply
+from .dialects import anthropic, openai
 from .dialects.base import Dialect, Target, Translator
 from .encoding import decoder
+from .errors import ClientError
 
 log = logging.getLogger("lunaroute")
+
+# Per client dialect: (error body, stream error event) writers.
+_ERRORS = {"anthropic": (anthropic.error_body, anthropic.stream_error_event),
+           "openai": (openai.error_body, openai.stream_error_chunk)}
 
 
 def _usage_of(doc: dict) -> dict[str, int]:
@@ -76,6 +82,25 @@ class ResponseTranslation:
         return reply
 
     def on_body(self, chunk: bytes, end_of_stream: bool) -> Reply:
+        if self.mode == "failed":
+            return Reply(body=b"")  # the client already has its error; drop the rest
+        try:
+            return self._on_body(chunk, end_of_stream)
+        except Exception as exc:  # noqa: BLE001 - never pass untranslated bytes on, never crash
+            log.exception("could not translate the provider's response")
+            return self._failed(exc)
+
+    def _failed(self, exc: Exception) -> Reply:
+        """The client gets an error in its own dialect: a stream error event mid-stream, else a 502."""
+        error_body, stream_error = _ERRORS[self.translator.client]
+        message = exc.message if isinstance(exc, ClientError) else (
+            f"the gateway could not translate the provider's response ({type(exc).__name__})")
+        streaming, self.mode = self.mode == "stream", "failed"
+        if streaming:
+            return Reply(body=stream_error(502, message))
+        return self._whole(error_body(502, message), 502)
+
+    def _on_body(self, chunk: bytes, end_of_stream: bool) -> Reply:
         if self.mode == "raw":
             return Reply()
         data = self._decoder.feed(chunk)
@@ -86,7 +111,7 @@ class ResponseTranslation:
             out = self._stream.feed(data) if data else b""
             if end_of_stream:
                 out += self._stream.close()
-                self.usage = dict(getattr(self._stream, "usage", None) or {})
+                self.usage = _usage_of({"usage": getattr(self._stream, "usage", None)})
             return Reply(body=out)
         # BUFFERED: Envoy sends the whole body once; keep a buffer anyway in case it arrives in parts.
         self._buffer += data

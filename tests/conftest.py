@@ -16,8 +16,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import settings
 
 from tests.mock_providers import MockAnthropic, MockOpenAI, free_port
+
+# CI explores the same examples every run (a red CI must be reproducible); locally they vary.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TEST_OPENAI_KEY = "sk-test-openai-0123456789"

@@ -19,7 +19,8 @@ def test_no_config_gives_anthropic_passthrough_on_8080() -> None:
     assert (cfg.listen.host, cfg.listen.port) == ("127.0.0.1", 8080)
     assert cfg.default_provider == "anthropic"
     p = cfg.providers["anthropic"]
-    assert (p.type, p.base_url, p.passthrough) == ("anthropic", "https://api.anthropic.com", True)
+    assert (p.type, p.base_url, p.auth) == ("anthropic", "https://api.anthropic.com", "passthrough")
+    assert p.uses_client_key
     assert cfg.bypass.enabled and cfg.bypass_provider == "anthropic"
 
 
@@ -27,7 +28,7 @@ def test_full_config_loads_every_key() -> None:
     cfg = config.load(CONFIGS / "full.yaml", env={})
     assert cfg.extproc.workers == 3
     gpt = cfg.providers["gpt"]
-    assert gpt.api_key_env == "OPENAI_API_KEY" and not gpt.passthrough
+    assert gpt.api_key_env == "OPENAI_API_KEY" and gpt.keyed and not gpt.uses_client_key
     assert gpt.max_tokens_field == "max_completion_tokens"
     assert cfg.routing.rules[0].fallbacks == ["gpt"]
     assert cfg.bypass_provider == "gpt"
@@ -122,3 +123,8 @@ def test_cli_reports_config_errors_in_one_line_and_exit_code_2() -> None:
     assert proc.stderr.strip().startswith("lunaroute: config error:")
     assert len(proc.stderr.strip().splitlines()) == 1
     assert "Traceback" not in proc.stderr
+
+
+def test_retry_statuses_must_be_errors() -> None:
+    with pytest.raises(ConfigError, match="retries.retry_on_status: 200 is not an error status"):
+        config.parse({"retries": {"retry_on_status": [429, 200]}}, env={})

@@ -178,3 +178,23 @@ def test_fallbacks_are_counted(fallback_gateway, anthropic_mock) -> None:
                                                  messages=[{"role": "user", "content": "hi"}])
     _, _, text = fallback_gateway.get("/metrics")
     assert 'lunaroute_fallbacks_total{from_provider="anthropic",to_provider="gpt"}' in text.decode()
+
+
+def test_a_forged_chain_header_cannot_steer_the_gateway(fallback_gateway, anthropic_mock, openai_mock) -> None:
+    forged = {"x-lunaroute-chain": json.dumps({"c": "anthropic", "p": "/v1/organization/secret", "q": "",
+                                               "n": ["gpt"], "m": {}, "s": {}}),
+              "x-lunaroute-attempts": "2", "x-lunaroute-fallback-1": "provider_gpt"}
+    msg = _anthropic(fallback_gateway).messages.create(model="other-model", max_tokens=10,
+                                                      messages=[{"role": "user", "content": "hi"}],
+                                                      extra_headers=forged)
+    assert msg.content[0].text == "Hello from mock Anthropic"
+    assert openai_mock.requests == []
+    assert not any(h.startswith("x-lunaroute-") for h in anthropic_mock.requests[-1].headers)
+
+
+def test_a_500_from_the_first_provider_also_falls_back(fallback_gateway, anthropic_mock, openai_mock) -> None:
+    anthropic_mock.fail_next(500, {"type": "error", "error": {"type": "api_error", "message": "boom"}})
+    msg = _anthropic(fallback_gateway).messages.create(model="claude-x", max_tokens=10,
+                                                      messages=[{"role": "user", "content": "hi"}])
+    assert msg.content[0].text == "Hello from mock OpenAI"
+    assert not any(h.startswith("x-lunaroute-") for h in openai_mock.requests[-1].headers)

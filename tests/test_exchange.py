@@ -110,3 +110,68 @@ def test_untranslated_responses_skip_python_except_a_sample_for_latency() -> Non
         reply = ex.on_request_body(b'{"model": "other", "max_tokens": 5, "messages": []}')
         skipped += reply.response_header_mode == "SKIP"
     assert skipped == gw.SAMPLE_EVERY - 1
+
+
+def test_internal_headers_a_client_sends_are_removed() -> None:
+    forged = {**MESSAGES, ":path": "/v1/messages", CHAIN_HEADER: '{"c":"anthropic","p":"/v1/secret","n":["gpt"]}',
+              ATTEMPTS_HEADER: "3", FALLBACK_HEADER.format(1): "provider_gpt"}
+    _, reply = _exchange({"model": "other", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]},
+                         forged)
+    assert {CHAIN_HEADER, ATTEMPTS_HEADER, FALLBACK_HEADER.format(1)} <= set(reply.remove_headers)
+    assert reply.set_headers[CLUSTER_HEADER] == "provider_anthropic"
+
+
+def _credentials_sent(provider: dict, client_headers: dict, path: str = "/v1/messages") -> tuple[dict, list]:
+    cfg = config.parse({"providers": {"p": provider}}, env={})
+    ex = Exchange(Gateway(cfg))
+    ex.on_request_headers({":method": "POST", ":path": path, **client_headers}, False)
+    body = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+    reply = ex.on_request_body(orjson.dumps(body))
+    return reply.set_headers, reply.remove_headers
+
+
+def test_a_client_key_never_reaches_a_provider_of_the_other_dialect_by_default() -> None:
+    set_, removed = _credentials_sent({"type": "openai", "base_url": "https://api.deepseek.com"},
+                                      {"x-api-key": "sk-ant-secret"})
+    assert "x-api-key" in removed and "authorization" not in set_
+
+
+def test_explicit_passthrough_moves_the_client_key_into_the_providers_header() -> None:
+    set_, removed = _credentials_sent({"type": "openai", "base_url": "http://127.0.0.1:1/v1", "auth": "passthrough"},
+                                      {"x-api-key": "sk-own"})
+    assert set_["authorization"] == "Bearer sk-own" and "x-api-key" in removed
+
+
+def test_auth_none_sends_no_credentials_at_all() -> None:
+    set_, removed = _credentials_sent({"type": "anthropic", "base_url": "http://127.0.0.1:1", "auth": "none"},
+                                      {"x-api-key": "sk-own"})
+    assert "x-api-key" in removed
+
+
+def test_same_dialect_provider_without_auth_setting_gets_the_clients_own_key() -> None:
+    set_, removed = _credentials_sent({"type": "anthropic", "base_url": "http://127.0.0.1:1"}, {"x-api-key": "k"})
+    assert "x-api-key" not in removed and "x-api-key" not in set_
+
+
+def _translated_exchange() -> Exchange:
+    ex = Exchange(Gateway(CFG))
+    ex.on_request_headers({**MESSAGES, ":path": "/v1/messages"}, False)
+    ex.on_request_body(orjson.dumps({"model": "m", "max_tokens": 5, "stream": True,
+                                     "messages": [{"role": "user", "content": "[LUNAROUTE:gpt] hi"}]}))
+    return ex
+
+
+def test_a_response_the_translator_cannot_read_becomes_a_502_in_the_client_dialect() -> None:
+    ex = _translated_exchange()
+    ex.on_response_headers({":status": "200", "content-type": "application/json"})
+    out = ex.on_response_body(b'{"choices": ["x"], "usage": 7}', True)
+    assert out.set_headers[":status"] == "502"
+    assert orjson.loads(out.body)["type"] == "error"
+
+
+def test_a_broken_stream_ends_with_the_client_dialects_error_event() -> None:
+    ex = _translated_exchange()
+    ex.on_response_headers({":status": "200", "content-type": "text/event-stream", "content-encoding": "gzip"})
+    out = ex.on_response_body(b"definitely not gzip", False)  # the decoder fails
+    assert out.body.startswith(b"event: error")
+    assert ex.on_response_body(b"more", True).body == b""

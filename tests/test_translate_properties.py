@@ -64,43 +64,81 @@ _delta = st.one_of(
 )
 
 
+_small_json = st.none() | st.booleans() | st.integers(-5, 10**6) | st.text(max_size=6)
+
+
 @st.composite
-def openai_streams(draw: st.DrawFn) -> tuple[bytes, dict[int, str]]:
-    """A provider stream: every tool call announced (id + name) before its argument fragments."""
+def openai_streams(draw: st.DrawFn) -> tuple[bytes, dict[int, str], bool]:
+    """A provider stream: every tool call announced (id + name) before its argument fragments.
+
+    A tool's arguments are mostly a JSON object cut into fragments, sometimes arbitrary text. Returns the
+    raw stream, each tool's whole arguments, and whether the provider finished (finish_reason or [DONE]).
+    """
+    deltas = draw(st.lists(_delta, max_size=25))
+    fragments: dict[int, int] = {}
+    for delta in deltas:
+        for call in delta.get("tool_calls") or ():
+            fragments[call["index"]] = fragments.get(call["index"], 0) + 1
+    pieces: dict[int, list[str]] = {}
+    for i, n in fragments.items():
+        if draw(st.booleans()):
+            text = orjson.dumps(draw(st.dictionaries(st.text(max_size=4), _small_json, max_size=3))).decode()
+            cuts = sorted(draw(st.lists(st.integers(0, len(text)), min_size=n - 1, max_size=n - 1)))
+            pieces[i] = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
     chunks: list[dict] = [{"id": "c1", "model": "m", "choices": [{"index": 0, "delta": {"role": "assistant"}}]}]
     announced: set[int] = set()
     args: dict[int, str] = {}
-    for delta in draw(st.lists(_delta, max_size=25)):
+    for delta in deltas:
         for call in delta.get("tool_calls") or ():
             i = call["index"]
+            if i in pieces:
+                call["function"]["arguments"] = pieces[i].pop(0)
             if i not in announced:
                 announced.add(i)
                 call.update({"id": f"call_{i}", "type": "function"})
                 call["function"]["name"] = f"tool{i}"
             args[i] = args.get(i, "") + call["function"]["arguments"]
         chunks.append({"id": "c1", "model": "m", "choices": [{"index": 0, "delta": delta}]})
-    if draw(st.booleans()):
+    finished = draw(st.booleans())
+    if finished:
         chunks.append({"id": "c1", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
     if draw(st.booleans()):
         chunks.append({"id": "c1", "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2}})
     raw = b"".join(encode_json(c) for c in chunks)
     if draw(st.booleans()):
         raw += b"data: [DONE]\n\n"
-    return raw, args
+        finished = True
+    return raw, args, finished
+
+
+def _whole_object(text: str) -> bool:
+    """Complete JSON object arguments, or none at all (blank means `{}`)."""
+    if not text.strip():
+        return True
+    try:
+        return isinstance(orjson.loads(text), dict)
+    except orjson.JSONDecodeError:
+        return False
 
 
 @SETTINGS
 @given(stream=openai_streams(), data=st.data())
 def test_openai_stream_becomes_well_formed_anthropic_events_under_any_split(
-    stream: tuple[bytes, dict[int, str]], data: st.DataObject
+    stream: tuple[bytes, dict[int, str], bool], data: st.DataObject
 ) -> None:
-    raw, args = stream
+    raw, args, finished = stream
     cuts = data.draw(st.lists(st.integers(0, len(raw)), max_size=30))
     out = _translate(raw, cuts, "anthropic", "openai", input_tokens_estimate=10)
     assert _events(out) == _events(_translate(raw, [], "anthropic", "openai", input_tokens_estimate=10))
     events = [payload for _, payload in _events(out)]
     kinds = [e["type"] for e in events]
     assert kinds[0] == "message_start" and events[0]["message"]["usage"]["input_tokens"] > 0
+    live = next(iter(args), None)  # the first tool call streams live, the others are buffered
+    if not finished or (live is not None and not _whole_object(args[live])):
+        # cut off, or the live tool's arguments turned out broken: an error, never a normal finish
+        assert kinds[-1] == "error" and events[-1]["error"]["type"] == "api_error"
+        assert "message_delta" not in kinds and "message_stop" not in kinds
+        return
     assert kinds[-2:] == ["message_delta", "message_stop"]
     open_index = None
     tool_inputs: dict[str, str] = {}
@@ -121,7 +159,9 @@ def test_openai_stream_becomes_well_formed_anthropic_events_under_any_split(
             assert e["index"] == open_index
             open_index = None
     assert open_index is None
-    assert tool_inputs == {f"tool{i}": text for i, text in args.items()}
+    expected = {f"tool{i}": text if _whole_object(text) else orjson.dumps({"raw_arguments": text}).decode()
+                for i, text in args.items()}
+    assert tool_inputs == expected
 
 
 # ------------------------------------------------------------------------------------- request robustness
@@ -251,3 +291,77 @@ def test_any_error_body_becomes_a_json_envelope_in_the_client_dialect(raw: bytes
         assert 400 <= new_status < 600
         envelope = orjson.loads(body)
         assert isinstance(envelope["error"]["message"], str)
+
+
+# ------------------------------------------------------------------ malformed provider output never raises
+
+_OPENAI_KEYS = ["id", "model", "choices", "usage", "error", "index", "delta", "message", "finish_reason",
+                "stop_reason", "tool_calls", "function", "name", "arguments", "content", "reasoning_content",
+                "refusal", "prompt_tokens", "completion_tokens", "prompt_tokens_details", "cached_tokens",
+                "completion_tokens_details", "reasoning_tokens", "code"]
+_ANTHROPIC_KEYS = ["type", "message", "id", "model", "usage", "index", "content_block", "delta", "text",
+                   "thinking", "partial_json", "name", "input", "stop_reason", "error", "content",
+                   "input_tokens", "output_tokens", "cache_read_input_tokens", "output_tokens_details"]
+_ANTHROPIC_TYPES = ["message_start", "content_block_start", "content_block_delta", "content_block_stop",
+                    "message_delta", "message_stop", "error", "text", "tool_use", "thinking", "text_delta",
+                    "input_json_delta", "thinking_delta"]
+
+
+def _shaped(keys: list[str], values: st.SearchStrategy) -> st.SearchStrategy:
+    """Random JSON whose object keys are the dialect's own field names, so the odd shapes hit real code."""
+    leaves = st.none() | st.booleans() | st.integers(-3, 10**6) | st.floats(allow_nan=False) | values
+    return st.recursive(
+        leaves,
+        lambda children: st.lists(children, max_size=3) | st.dictionaries(st.sampled_from(keys), children,
+                                                                          max_size=5),
+        max_leaves=20,
+    )
+
+
+_openai_json = _shaped(_OPENAI_KEYS, st.sampled_from(["stop", "length", "tool_calls", "", "{\"a", "x"]))
+_anthropic_json = _shaped(_ANTHROPIC_KEYS, st.sampled_from([*_ANTHROPIC_TYPES, "end_turn", "{\"a", "x"]))
+
+
+def _sse(chunks: list[object], names: list[str | None]) -> bytes:
+    return b"".join(encode_json(c, names[n % len(names)] if names else None) for n, c in enumerate(chunks))
+
+
+@SETTINGS
+@given(chunks=st.lists(st.dictionaries(st.sampled_from(_OPENAI_KEYS), _openai_json, max_size=5), max_size=8),
+       done=st.booleans())
+def test_random_json_objects_as_openai_chunks_never_raise(chunks: list[dict], done: bool) -> None:
+    raw = _sse(chunks, []) + (b"data: [DONE]\n\n" if done else b"")
+    events = _events(_translate(raw, [], "anthropic", "openai", input_tokens_estimate=3))
+    assert events, "the client always gets an ending: message_stop or an error event"
+    assert events[-1][1]["type"] in ("message_stop", "error")
+
+
+@SETTINGS
+@given(chunks=st.lists(st.dictionaries(st.sampled_from(_ANTHROPIC_KEYS), _anthropic_json, max_size=5),
+                       max_size=8),
+       names=st.lists(st.sampled_from([None, *_ANTHROPIC_TYPES]), max_size=3))
+def test_random_json_objects_as_anthropic_events_never_raise(chunks: list[dict], names: list) -> None:
+    events = _events(_translate(_sse(chunks, names), [], "openai", "anthropic", include_usage=True))
+    assert events, "the client always gets an ending: [DONE] or an error chunk"
+    assert events[-1][1] == "[DONE]" or "error" in events[-1][1]
+
+
+@SETTINGS
+@given(body=st.dictionaries(st.sampled_from(_OPENAI_KEYS), _openai_json, max_size=6))
+def test_random_openai_responses_translate_or_raise_a_502(body: dict) -> None:
+    _response_survives("anthropic", "openai", body)
+
+
+@SETTINGS
+@given(body=st.dictionaries(st.sampled_from(_ANTHROPIC_KEYS), _anthropic_json, max_size=6))
+def test_random_anthropic_responses_translate_or_raise_a_502(body: dict) -> None:
+    _response_survives("openai", "anthropic", body)
+
+
+def _response_survives(client: str, provider: str, body: dict) -> None:
+    try:
+        out = translator_for(client, provider).response_body(body, None)
+    except TranslationError as exc:
+        assert exc.status == 502 and "not understood" in exc.message
+        return
+    orjson.dumps(out)

@@ -7,7 +7,9 @@
 - `message_delta` → the chunk with `finish_reason`; `message_stop` → the usage chunk (``choices: []``)
   only when the client asked for it with `stream_options.include_usage`, then ``data: [DONE]``.
 - `ping`, signatures and unknown events are ignored; ``event: error`` → an OpenAI error chunk, no [DONE].
-- a stream cut before `message_stop` is still finished (finish chunk, [DONE]) at `close`.
+- a stream cut before `message_stop` ends with an OpenAI error chunk (502, server_error): no
+  `finish_reason` "stop" and no [DONE] that would make a truncated answer look complete.
+- usage `output_tokens_details.reasoning_tokens` (when present) → `completion_tokens_details`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from extproc.dialects.shapes import MALFORMED, STOP_TO_FINISH, usage_to_openai
 from extproc.sse import SSEEvent, SSEParser, encode, encode_json
 
 _DONE = encode("[DONE]")
+_CUT_OFF = "the provider's stream ended early (before message_stop); the response is incomplete"
 
 
 class AnthropicToOpenAIStream:
@@ -39,6 +42,7 @@ class AnthropicToOpenAIStream:
         self._usage: dict = {}
         self._finish: str | None = None
         self._finish_sent = False
+        self._started = False
         self._done = False
         self.usage: dict | None = None  # final OpenAI usage, for metrics once the stream has ended
 
@@ -49,7 +53,10 @@ class AnthropicToOpenAIStream:
     def close(self) -> bytes:
         self._handle(self._parser.close())
         if not self._done:
-            self._stop()
+            self.usage = usage_to_openai(self._usage)
+            message = _CUT_OFF if self._started else "provider stream ended without any data"
+            self._out.append(O.stream_error_chunk(502, message))
+            self._done = True
         return self._flush()
 
     def _handle(self, events: list[SSEEvent]) -> None:
@@ -87,8 +94,9 @@ class AnthropicToOpenAIStream:
         elif kind == "content_block_delta":
             self._block_delta(event)
         elif kind == "message_delta":
-            self._usage.update(event.get("usage") or {})
-            self._finish = STOP_TO_FINISH.get((event.get("delta") or {}).get("stop_reason") or "", "stop")
+            self._add_usage(event.get("usage"))
+            reason = (event.get("delta") or {}).get("stop_reason")
+            self._finish = STOP_TO_FINISH.get(reason, "stop") if isinstance(reason, str) else "stop"
             self._send_finish()
         elif kind == "message_stop":
             self._stop()
@@ -96,10 +104,17 @@ class AnthropicToOpenAIStream:
             self._error(event.get("error") or {})
 
     def _start(self, message: dict) -> None:
+        if not isinstance(message, dict):
+            return
+        self._started = True
         self._id = f"chatcmpl-{message.get('id') or 'stream'}"
         self._model = message.get("model")
-        self._usage.update(message.get("usage") or {})
+        self._add_usage(message.get("usage"))
         self._chunk({"role": "assistant", "content": ""})
+
+    def _add_usage(self, usage: object) -> None:
+        if isinstance(usage, dict):
+            self._usage.update(usage)
 
     def _block_start(self, event: dict) -> None:
         block = event.get("content_block") or {}
@@ -141,8 +156,11 @@ class AnthropicToOpenAIStream:
         self._out.append(_DONE)
         self._done = True
 
-    def _error(self, error: dict) -> None:
-        status = A.TYPE_TO_STATUS.get(error.get("type") or "", 500)
+    def _error(self, error: object) -> None:
+        error = error if isinstance(error, dict) else {"message": error if isinstance(error, str) else None}
+        kind = error.get("type")
+        status = A.TYPE_TO_STATUS.get(kind, 500) if isinstance(kind, str) else 500
         status = 503 if status == 529 else status
+        self.usage = usage_to_openai(self._usage)
         self._out.append(O.stream_error_chunk(status, str(error.get("message") or "provider stream error")))
         self._done = True

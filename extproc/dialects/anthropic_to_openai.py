@@ -30,6 +30,12 @@ from extproc.dialects.openai_stream_to_anthropic import OpenAIToAnthropicStream
 from extproc.dialects.shapes import (
     MALFORMED,
     body_excerpt,
+    check_list,
+    check_number,
+    check_positive_int,
+    check_strings,
+    malformed_as,
+    not_understood,
     parse_arguments,
     reasoning_of,
     stop_reason,
@@ -53,41 +59,61 @@ def translate_request(body: dict, target: Target) -> dict:
     """Anthropic `/v1/messages` body → OpenAI `/v1/chat/completions` body."""
     out: dict = {"model": target.model or body.get("model")}
     messages: list[dict] = []
-    system = _system_text(body.get("system"), drop_billing=True)
+    system = _system_text(_check_system(body.get("system")), drop_billing=True)
     if system:
         messages.append({"role": "system", "content": system})
-    for i, message in enumerate(body.get("messages") or ()):
+    for i, message in enumerate(check_list(body, "messages")):
         if not isinstance(message, dict):
             raise TranslationError("each message must be an object", f"messages[{i}]")
-        _message(message, i, messages)
+        with malformed_as(f"messages[{i}]"):
+            _message(message, i, messages)
     out["messages"] = messages
 
-    max_tokens = body.get("max_tokens")
-    if isinstance(max_tokens, int):
-        if target.max_tokens:
-            max_tokens = min(max_tokens, target.max_tokens)
-        out[target.max_tokens_field] = max_tokens
+    max_tokens = check_positive_int(body, "max_tokens")
+    if max_tokens is not None:
+        cap = target.max_tokens_for(out["model"])
+        out[target.max_tokens_field] = min(max_tokens, cap) if cap else max_tokens
     for key in ("temperature", "top_p"):
-        if body.get(key) is not None:
+        if check_number(body, key) is not None:
             out[key] = body[key]
-    if body.get("stop_sequences"):
-        out["stop"] = list(body["stop_sequences"])
-    user = (body.get("metadata") or {}).get("user_id")
+    stop = body.get("stop_sequences")
+    if stop is not None and check_strings(stop, "stop_sequences"):
+        out["stop"] = list(stop)
+    metadata = body.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise TranslationError("metadata must be an object", "metadata")
+    user = (metadata or {}).get("user_id")
     if isinstance(user, str) and user:
         out["user"] = user if len(user) <= OPENAI_USER_MAX else hashlib.sha256(user.encode()).hexdigest()
     if body.get("stream"):
         out["stream"] = True
         out["stream_options"] = {"include_usage": True}
-    if body.get("tools"):
-        out["tools"] = [_tool(t, i) for i, t in enumerate(body["tools"])]
-    _tool_choice(body.get("tool_choice"), out)
+    tools = check_list(body, "tools")
+    if tools:
+        with malformed_as("tools"):
+            out["tools"] = [_tool(t, i) for i, t in enumerate(tools)]
+    with malformed_as("tool_choice"):
+        _tool_choice(body.get("tool_choice"), out)
     if target.reasoning_effort:
-        effort = _reasoning_effort(body.get("thinking"), body.get("output_config"))
+        with malformed_as("thinking"):
+            effort = _reasoning_effort(body.get("thinking"), body.get("output_config"))
         if effort:
             out["reasoning_effort"] = effort
     if body.get("mcp_servers"):
         raise TranslationError("MCP servers are only available on Anthropic providers", "mcp_servers")
     return out
+
+
+def _check_system(system: object) -> object:
+    """`system` is a string or an array of text blocks."""
+    if system is None or isinstance(system, str):
+        return system
+    if not isinstance(system, list):
+        raise TranslationError("system must be a string or an array of text blocks", "system")
+    for n, block in enumerate(system):
+        if not isinstance(block, dict) or not isinstance(block.get("text"), str):
+            raise TranslationError("system blocks must be text blocks", f"system[{n}]")
+    return system
 
 
 def _system_text(system: object, drop_billing: bool = False) -> str:
@@ -243,7 +269,9 @@ def _document(block: dict, where: str) -> dict:
     raise TranslationError(f"document source {kind!r} has no OpenAI equivalent", f"{where}.source")
 
 
-def _tool(tool: dict, i: int) -> dict:
+def _tool(tool: object, i: int) -> dict:
+    if not isinstance(tool, dict):
+        raise TranslationError("each tool must be an object", f"tools[{i}]")
     kind = tool.get("type")
     if kind not in (None, "custom"):
         raise TranslationError(f"Anthropic server tool {kind!r} is not available on OpenAI providers",
@@ -256,8 +284,10 @@ def _tool(tool: dict, i: int) -> dict:
 
 
 def _tool_choice(choice: object, out: dict) -> None:
-    if not isinstance(choice, dict):
+    if choice is None:
         return
+    if not isinstance(choice, dict):
+        raise TranslationError('tool_choice must be an object such as {"type": "auto"}', "tool_choice")
     kind = choice.get("type")
     if kind == "auto":
         out["tool_choice"] = "auto"
@@ -289,10 +319,18 @@ def _reasoning_effort(thinking: object, output_config: object) -> str | None:
 
 
 def translate_response(body: dict, target: Target | None = None) -> dict:
-    """OpenAI `chat.completion` → Anthropic `message`."""
-    choices = body.get("choices") or [{}]
-    choice = choices[0]
-    message = choice.get("message") or {}
+    """OpenAI `chat.completion` → Anthropic `message`. A body of the wrong shape raises `not_understood`."""
+    if not isinstance(body, dict):
+        raise not_understood("not a JSON object")
+    choices = body.get("choices")
+    if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
+        raise not_understood("choices is not an array of objects")
+    choice = choices[0] if choices else {}
+    message = choice.get("message")
+    if message is None:
+        message = {}
+    if not isinstance(message, dict):
+        raise not_understood("choices[0].message is not an object")
     content: list[dict] = []
     reasoning = reasoning_of(message)
     mode = target.reasoning if target else "thinking"
@@ -303,15 +341,24 @@ def translate_response(body: dict, target: Target | None = None) -> dict:
     text = message.get("content")
     if isinstance(text, list):
         text = "".join(p.get("text") or "" for p in text if isinstance(p, dict))
+    if text is not None and not isinstance(text, str):
+        raise not_understood("message.content is not text")
     if text:
         content.append({"type": "text", "text": text})
-    if message.get("refusal"):
-        content.append({"type": "text", "text": message["refusal"]})
+    refusal = message.get("refusal")
+    if refusal and isinstance(refusal, str):
+        content.append({"type": "text", "text": refusal})
     calls = message.get("tool_calls") or []
+    if not isinstance(calls, list) or not all(isinstance(c, dict) for c in calls):
+        raise not_understood("tool_calls is not an array of objects")
     for n, call in enumerate(calls):
         function = call.get("function") or {}
-        content.append({"type": "tool_use", "id": call.get("id") or f"toolu_{n}",
-                        "name": function.get("name"), "input": parse_arguments(function.get("arguments"))})
+        name = function.get("name")
+        if not isinstance(name, str) or not name:
+            raise not_understood(f"tool_calls[{n}] has no function name")
+        call_id = call.get("id")
+        content.append({"type": "tool_use", "id": call_id if isinstance(call_id, str) and call_id else f"toolu_{n}",
+                        "name": name, "input": parse_arguments(function.get("arguments"))})
     reason, sequence = stop_reason(choice.get("finish_reason"), choice.get("stop_reason"), bool(calls))
     raw_id = str(body.get("id") or "")
     return {
@@ -384,7 +431,10 @@ class AnthropicToOpenAI:
             raise TranslationError(f"malformed request body: {exc}") from exc
 
     def response_body(self, body: dict, target: Target | None = None) -> dict:
-        return translate_response(body, target)
+        try:
+            return translate_response(body, target)
+        except MALFORMED as exc:
+            raise not_understood(str(exc)) from exc
 
     def stream(
         self, target: Target | None = None, *, input_tokens_estimate: int = 0, include_usage: bool = False

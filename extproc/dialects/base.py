@@ -8,6 +8,7 @@ property tests drive it directly. The gRPC servicer never looks inside a body it
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import Literal, Protocol
 
 from extproc.errors import ClientError
@@ -31,6 +32,9 @@ class Target:
     model: str | None = None  # model override for this provider, applied by the pipeline before translation
     max_tokens_field: str = "max_tokens"  # OpenAI-type: max_tokens | max_completion_tokens
     max_tokens: int | None = None  # clamp the output cap to this
+    # Per-model caps: (glob pattern, cap) pairs tried in order against the outgoing model, first match
+    # wins; a model matching none falls back to `max_tokens`.
+    max_tokens_by_model: tuple[tuple[str, int], ...] = ()
     # Anthropic-type providers require max_tokens; used when an OpenAI client sends none.
     default_max_tokens: int = 4096
     # How a provider's `reasoning_content` reaches an Anthropic client: "thinking" blocks without a
@@ -39,6 +43,14 @@ class Target:
     reasoning: Literal["thinking", "text", "drop"] = "thinking"
     # Send `reasoning_effort` derived from Anthropic `thinking`; off for models that reject the field.
     reasoning_effort: bool = True
+
+    def max_tokens_for(self, model: object) -> int | None:
+        """The output cap for `model` (the model name sent to the provider), or None for no cap."""
+        if isinstance(model, str):
+            for pattern, cap in self.max_tokens_by_model:
+                if fnmatchcase(model, pattern):
+                    return cap
+        return self.max_tokens
 
 
 class StreamTranslator(Protocol):

@@ -11,7 +11,17 @@ Anthropic content blocks cannot interleave, OpenAI deltas can. The policy:
   `tool_use.input` only from `input_json_delta`.
 - text or thinking arriving after tool calls started is kept and emitted after the tool blocks.
 - `message_delta` (stop reason + usage) waits until both the finish reason and the usage are known, or
-  until `[DONE]` / end of stream: providers send the usage chunk *after* the finish chunk.
+  until `[DONE]` / end of stream: providers send the usage chunk *after* the finish chunk. A provider
+  that reports usage on every chunk (vLLM continuous usage stats, some OpenRouter models) may still send
+  more after the finish chunk, so once usage came before the finish, only `[DONE]` / end of stream
+  finalizes, with the last usage seen.
+- a stream that ends (connection closed) with neither a `finish_reason` nor `[DONE]` was cut off: it
+  ends with an Anthropic ``event: error`` (api_error), never with a normal `message_stop` that would
+  make a half-streamed tool call look complete.
+- tool arguments that are not a whole JSON object at the end: a buffered tool call gets
+  ``{"raw_arguments": "<text>"}`` (as in non-streaming responses, so the client's schema check reports
+  it to the model); the live one has already been streamed, so the stream ends with ``event: error``
+  unless the provider stopped for length (`max_tokens`, which Anthropic streams the same way).
 - `message_start.usage.input_tokens` comes from the provider when its first chunk has usage, otherwise
   from `input_tokens_estimate` (at least 1: zeros there break Claude Code).
 - a chunk holding ``{"error": …}`` becomes an Anthropic ``event: error``; nothing follows it.
@@ -25,17 +35,21 @@ import orjson
 
 from extproc.dialects import anthropic as A
 from extproc.dialects.base import Target
-from extproc.dialects.shapes import MALFORMED, reasoning_of, stop_reason, usage_to_anthropic
+from extproc.dialects.shapes import MALFORMED, complete_object, reasoning_of, stop_reason, usage_to_anthropic
 from extproc.sse import SSEEvent, SSEParser, encode_json
+
+_CUT_OFF = "the provider's stream ended early (no finish_reason or [DONE]); the response is incomplete"
+_BAD_ARGUMENTS = "the provider's stream ended with tool call arguments that are not a complete JSON object"
 
 
 class _Tool:
-    __slots__ = ("id", "name", "args")
+    __slots__ = ("id", "name", "args", "sent")
 
     def __init__(self) -> None:
         self.id = ""
         self.name = ""
-        self.args: list[str] = []
+        self.args: list[str] = []  # fragments not emitted yet
+        self.sent: list[str] = []  # fragments already emitted (the live tool)
 
 
 class OpenAIToAnthropicStream:
@@ -57,6 +71,7 @@ class OpenAIToAnthropicStream:
         self._finish: str | None = None
         self._matched: object = None
         self._usage: dict | None = None
+        self._usage_early = False  # usage came before the finish chunk: more may follow, wait for [DONE]
         self._chars = 0  # output characters, for an output estimate when the provider sends no usage
         self.usage: dict | None = None  # final Anthropic usage, for metrics once the stream has ended
 
@@ -67,11 +82,12 @@ class OpenAIToAnthropicStream:
     def close(self) -> bytes:
         self._handle(self._parser.close())
         if not self._done:
-            if self._started:
+            if not self._started:
+                self._fail("provider stream ended without any data")
+            elif self._finish:
                 self._finalize()
             else:
-                self._out.append(A.stream_error_event(502, "provider stream ended without any data"))
-                self._done = True
+                self._fail(_CUT_OFF)
         return self._flush()
 
     def _handle(self, events: list[SSEEvent]) -> None:
@@ -114,7 +130,9 @@ class OpenAIToAnthropicStream:
         for choice in chunk.get("choices") or ():
             if isinstance(choice, dict) and not choice.get("index"):
                 self._choice(choice)
-        if self._finish and self._usage:
+        if isinstance(usage, dict) and not self._finish:
+            self._usage_early = True
+        if self._finish and self._usage and not self._usage_early:
             self._finalize()
 
     def _start(self, chunk: dict, usage: object) -> None:
@@ -147,6 +165,18 @@ class OpenAIToAnthropicStream:
         self._out.append(A.stream_error_event(status, message))
         self._done = True
 
+    def _fail(self, message: str) -> None:
+        """End the client's stream with an error event (nothing may follow it)."""
+        self.usage = self._final_usage()
+        self._out.append(A.stream_error_event(502, message))
+        self._done = True
+
+    def _final_usage(self) -> dict:
+        if self._usage:
+            return usage_to_anthropic(self._usage)
+        return {"input_tokens": self._estimate, "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": 0, "output_tokens": (self._chars + 3) // 4}
+
     def _choice(self, choice: dict) -> None:
         delta = choice.get("delta") or {}
         reasoning = reasoning_of(delta)
@@ -158,8 +188,9 @@ class OpenAIToAnthropicStream:
         for call in delta.get("tool_calls") or ():
             if isinstance(call, dict):
                 self._tool_delta(call)
-        if choice.get("finish_reason"):
-            self._finish = choice["finish_reason"]
+        finish = choice.get("finish_reason")
+        if finish and isinstance(finish, str):
+            self._finish = finish
             self._matched = choice.get("stop_reason")
 
     # ------------------------------------------------------------------------------------------- blocks
@@ -211,12 +242,16 @@ class OpenAIToAnthropicStream:
         index = call.get("index")
         index = index if isinstance(index, int) else len(self._tools)
         tool = self._tools.get(index)
+        function = call.get("function") or {}
+        if not isinstance(function, dict):
+            return
         if tool is None:
             tool = self._tools[index] = _Tool()
-            tool.id = call.get("id") or f"toolu_{self._index}_{index}"
-        function = call.get("function") or {}
-        if function.get("name") and not tool.name:
-            tool.name = function["name"]
+            call_id = call.get("id")
+            tool.id = call_id if isinstance(call_id, str) and call_id else f"toolu_{self._index}_{index}"
+        name = function.get("name")
+        if name and isinstance(name, str) and not tool.name:
+            tool.name = name
         args = function.get("arguments")
         if isinstance(args, str) and args:
             self._chars += len(args)
@@ -226,11 +261,17 @@ class OpenAIToAnthropicStream:
             self._open_block("tool", tool)
         if self._live == index and tool.args:
             text = "".join(tool.args)
+            tool.sent.append(text)
             tool.args = []
             self._live_sent = True
             self._delta("tool", text)
 
     def _finalize(self) -> None:
+        reason, sequence = stop_reason(self._finish, self._matched, bool(self._tools))
+        live = self._tools.get(self._live) if self._live is not None else None
+        if live and reason != "max_tokens" and not complete_object("".join(live.sent)):
+            self._fail(_BAD_ARGUMENTS)  # already streamed: it cannot be repaired, only refused
+            return
         self._close_block()
         for index in sorted(self._tools):
             tool = self._tools[index]
@@ -238,21 +279,18 @@ class OpenAIToAnthropicStream:
                 continue
             self._live_sent = False
             self._open_block("tool", tool)
-            if tool.args:
+            args = "".join(tool.args)
+            if args and reason != "max_tokens" and not complete_object(args):
+                args = orjson.dumps({"raw_arguments": args}).decode()
+            if args:
                 self._live_sent = True
-                self._delta("tool", "".join(tool.args))
+                self._delta("tool", args)
             self._close_block()
         for kind, parts in self._after_tools:
             self._open_block(kind)
             self._delta(kind, "".join(parts))
             self._close_block()
-        reason, sequence = stop_reason(self._finish, self._matched, bool(self._tools))
-        if self._usage:
-            usage = usage_to_anthropic(self._usage)
-        else:
-            usage = {"input_tokens": self._estimate, "cache_creation_input_tokens": 0,
-                     "cache_read_input_tokens": 0, "output_tokens": (self._chars + 3) // 4}
-        self.usage = usage
+        usage = self.usage = self._final_usage()
         self._emit("message_delta", {"type": "message_delta",
                                      "delta": {"stop_reason": reason, "stop_sequence": sequence},
                                      "usage": usage})

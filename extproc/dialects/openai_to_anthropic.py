@@ -30,7 +30,18 @@ import orjson
 from extproc.dialects import openai as O
 from extproc.dialects.anthropic_stream_to_openai import AnthropicToOpenAIStream
 from extproc.dialects.base import Target, TranslationError
-from extproc.dialects.shapes import MALFORMED, STOP_TO_FINISH, body_excerpt, usage_to_openai
+from extproc.dialects.shapes import (
+    MALFORMED,
+    STOP_TO_FINISH,
+    body_excerpt,
+    check_list,
+    check_number,
+    check_positive_int,
+    check_strings,
+    malformed_as,
+    not_understood,
+    usage_to_openai,
+)
 
 _DATA_URL = re.compile(r"^data:([^;,]+);base64,(.*)$", re.S)
 _TOO_LONG = re.compile(r"prompt is too long: (\d+) tokens > (\d+) maximum")
@@ -47,35 +58,44 @@ def translate_request(body: dict, target: Target) -> dict:
     out: dict = {"model": target.model or body.get("model")}
     system: list[dict] = []
     messages: list[dict] = []
-    for i, message in enumerate(body.get("messages") or ()):
+    for i, message in enumerate(check_list(body, "messages")):
         if not isinstance(message, dict):
             raise TranslationError("each message must be an object", f"messages[{i}]")
-        _message(message, i, system, messages)
+        with malformed_as(f"messages[{i}]"):
+            _message(message, i, system, messages)
     if system:
         out["system"] = system
     out["messages"] = messages
 
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or target.default_max_tokens
-    if target.max_tokens:
-        max_tokens = min(max_tokens, target.max_tokens)
-    out["max_tokens"] = max_tokens
+    wanted = check_positive_int(body, "max_completion_tokens"), check_positive_int(body, "max_tokens")
+    max_tokens = wanted[0] or wanted[1] or target.default_max_tokens
+    cap = target.max_tokens_for(out["model"])
+    out["max_tokens"] = min(max_tokens, cap) if cap else max_tokens
     stop = body.get("stop")
+    if stop is not None and not isinstance(stop, str):
+        check_strings(stop, "stop")
     if stop:
         out["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
-    if body.get("user"):
-        out["metadata"] = {"user_id": body["user"]}
+    user = body.get("user")
+    if user is not None and not isinstance(user, str):
+        raise TranslationError("user must be a string", "user")
+    if user:
+        out["metadata"] = {"user_id": user}
     if body.get("stream"):
         out["stream"] = True
-    if body.get("tools"):
-        out["tools"] = [_tool(t, i) for i, t in enumerate(body["tools"])]
-    _tool_choice(body, out)
-    thinking = _thinking(body.get("reasoning_effort"), out, target)
+    tools = check_list(body, "tools")
+    if tools:
+        with malformed_as("tools"):
+            out["tools"] = [_tool(t, i) for i, t in enumerate(tools)]
+    with malformed_as("tool_choice"):
+        _tool_choice(body, out)
+    temperature, top_p = check_number(body, "temperature"), check_number(body, "top_p")
+    thinking = _thinking(body.get("reasoning_effort"), out, cap)
     if not thinking:
-        temperature = body.get("temperature")
         if temperature is not None:
             out["temperature"] = min(temperature, 1)
-        if body.get("top_p") is not None:
-            out["top_p"] = body["top_p"]
+        if top_p is not None:
+            out["top_p"] = top_p
     return out
 
 
@@ -91,7 +111,7 @@ def _reject_unfaithful(body: dict) -> None:
     if body.get("audio"):
         raise TranslationError("audio output is not supported by Anthropic providers", "audio")
     modalities = body.get("modalities")
-    if modalities and list(modalities) != ["text"]:
+    if modalities and modalities != ["text"]:
         raise TranslationError("only text output is supported by Anthropic providers", "modalities")
     if body.get("functions") or body.get("function_call"):
         raise TranslationError("legacy functions are not supported; use tools", "functions")
@@ -203,7 +223,9 @@ def _assistant_blocks(message: dict, i: int) -> list[dict]:
     return blocks
 
 
-def _tool(tool: dict, i: int) -> dict:
+def _tool(tool: object, i: int) -> dict:
+    if not isinstance(tool, dict):
+        raise TranslationError("each tool must be an object", f"tools[{i}]")
     if tool.get("type") != "function":
         raise TranslationError(f"tool type {tool.get('type')!r} is not supported by Anthropic providers",
                                f"tools[{i}].type")
@@ -239,13 +261,13 @@ def _tool_choice(body: dict, out: dict) -> None:
         out["tool_choice"] = result
 
 
-def _thinking(effort: object, out: dict, target: Target) -> bool:
+def _thinking(effort: object, out: dict, cap: int | None) -> bool:
     budget = _BUDGET.get(effort) if isinstance(effort, str) else None
     if not budget:
         return False
     if out["max_tokens"] <= budget:
         wanted = out["max_tokens"] + budget
-        out["max_tokens"] = min(wanted, target.max_tokens) if target.max_tokens else wanted
+        out["max_tokens"] = min(wanted, cap) if cap else wanted
         budget = min(budget, out["max_tokens"] - 1)
     if budget < _MIN_BUDGET:
         return False  # the cap leaves no room for thinking: answer without it
@@ -257,26 +279,35 @@ def _thinking(effort: object, out: dict, target: Target) -> bool:
 
 
 def translate_response(body: dict, target: Target | None = None) -> dict:
-    """Anthropic `message` → OpenAI `chat.completion`."""
+    """Anthropic `message` → OpenAI `chat.completion`. A body of the wrong shape raises `not_understood`."""
+    if not isinstance(body, dict):
+        raise not_understood("not a JSON object")
+    content = body.get("content")
+    if not isinstance(content, list) or not all(isinstance(b, dict) for b in content):
+        raise not_understood("content is not an array of blocks")
     texts: list[str] = []
     thinking: list[str] = []
     calls: list[dict] = []
-    for block in body.get("content") or ():
-        kind = block.get("type") if isinstance(block, dict) else None
+    for n, block in enumerate(content):
+        kind = block.get("type")
         if kind == "text":
-            texts.append(block.get("text") or "")
+            texts.append(_text(block.get("text"), n))
         elif kind == "thinking":
-            thinking.append(block.get("thinking") or "")
+            thinking.append(_text(block.get("thinking"), n))
         elif kind == "tool_use":
+            name = block.get("name")
+            if not isinstance(name, str) or not name:
+                raise not_understood(f"content[{n}] tool_use has no name")
             calls.append({"id": block.get("id"), "type": "function",
-                          "function": {"name": block.get("name"),
+                          "function": {"name": name,
                                        "arguments": orjson.dumps(block.get("input") or {}).decode()}})
     message: dict = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
     if calls:
         message["tool_calls"] = calls
     if thinking:
         message["reasoning_content"] = "".join(thinking)
-    finish = STOP_TO_FINISH.get(body.get("stop_reason") or "end_turn", "stop")
+    reason = body.get("stop_reason")
+    finish = STOP_TO_FINISH.get(reason, "stop") if isinstance(reason, str) else "stop"
     return {
         "id": f"chatcmpl-{body.get('id')}",
         "object": "chat.completion",
@@ -285,6 +316,14 @@ def translate_response(body: dict, target: Target | None = None) -> dict:
         "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
         "usage": usage_to_openai(body.get("usage")),
     }
+
+
+def _text(value: object, n: int) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise not_understood(f"content[{n}] text is not a string")
+    return value
 
 
 # ------------------------------------------------------------------------------------------------ errors
@@ -330,7 +369,10 @@ class OpenAIToAnthropic:
             raise TranslationError(f"malformed request body: {exc}") from exc
 
     def response_body(self, body: dict, target: Target | None = None) -> dict:
-        return translate_response(body, target)
+        try:
+            return translate_response(body, target)
+        except MALFORMED as exc:
+            raise not_understood(str(exc)) from exc
 
     def stream(
         self, target: Target | None = None, *, input_tokens_estimate: int = 0, include_usage: bool = False

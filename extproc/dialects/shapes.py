@@ -7,8 +7,12 @@ each other.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import orjson
+
+from extproc.dialects.base import TranslationError
 
 FINISH_TO_STOP = {
     "stop": "end_turn",
@@ -45,18 +49,36 @@ def parse_arguments(raw: object) -> dict:
     return value if isinstance(value, dict) else {"raw_arguments": raw}
 
 
+def _count(value: object) -> int:
+    """A token count from a provider: a non-negative int, anything else (null, "12", a dict) counts 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _dict(value: object) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
 def usage_to_anthropic(usage: object) -> dict:
-    """OpenAI usage → Anthropic usage; `input_tokens` excludes cached prompt tokens, as Anthropic counts."""
-    usage = usage if isinstance(usage, dict) else {}
-    prompt = usage.get("prompt_tokens") or 0
-    details = usage.get("prompt_tokens_details") or {}
-    cached = details.get("cached_tokens") or usage.get("prompt_cache_hit_tokens") or 0  # DeepSeek
-    return {
+    """OpenAI usage → Anthropic usage; `input_tokens` excludes cached prompt tokens, as Anthropic counts.
+
+    Reasoning tokens (`completion_tokens_details.reasoning_tokens`, part of `completion_tokens`) are kept
+    as ``output_tokens_details: {"reasoning_tokens": N}``, an extra field Anthropic SDKs ignore.
+    """
+    usage = _dict(usage)
+    prompt = _count(usage.get("prompt_tokens"))
+    cached = _count(_dict(usage.get("prompt_tokens_details")).get("cached_tokens")) or _count(
+        usage.get("prompt_cache_hit_tokens")  # DeepSeek
+    )
+    out = {
         "input_tokens": max(prompt - cached, 0),
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": cached,
-        "output_tokens": usage.get("completion_tokens") or 0,
+        "output_tokens": _count(usage.get("completion_tokens")),
     }
+    reasoning = _count(_dict(usage.get("completion_tokens_details")).get("reasoning_tokens"))
+    if reasoning:
+        out["output_tokens_details"] = {"reasoning_tokens": reasoning}
+    return out
 
 
 def stop_reason(
@@ -64,6 +86,7 @@ def stop_reason(
 ) -> tuple[str, str | None]:
     """(stop_reason, stop_sequence). vLLM reports the matched stop string in `choice.stop_reason`;
     some providers (Ollama) finish tool calls with "stop", so tool calls win."""
+    finish = finish if isinstance(finish, str) else None
     if has_tools and finish in (None, "stop"):
         return "tool_use", None
     if finish == "stop" and isinstance(matched, str):
@@ -77,17 +100,103 @@ def reasoning_of(message: dict) -> str:
 
 
 def usage_to_openai(usage: object) -> dict:
-    """Anthropic usage → OpenAI usage; `prompt_tokens` counts cached and cache-written tokens too."""
-    usage = usage if isinstance(usage, dict) else {}
-    cached = usage.get("cache_read_input_tokens") or 0
-    prompt = (usage.get("input_tokens") or 0) + cached + (usage.get("cache_creation_input_tokens") or 0)
-    completion = usage.get("output_tokens") or 0
-    return {
+    """Anthropic usage → OpenAI usage; `prompt_tokens` counts cached and cache-written tokens too.
+
+    ``output_tokens_details.reasoning_tokens`` (when present) → ``completion_tokens_details``.
+    """
+    usage = _dict(usage)
+    cached = _count(usage.get("cache_read_input_tokens"))
+    prompt = _count(usage.get("input_tokens")) + cached + _count(usage.get("cache_creation_input_tokens"))
+    completion = _count(usage.get("output_tokens"))
+    out: dict = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
         "prompt_tokens_details": {"cached_tokens": cached},
     }
+    reasoning = _count(_dict(usage.get("output_tokens_details")).get("reasoning_tokens"))
+    if reasoning:
+        out["completion_tokens_details"] = {"reasoning_tokens": reasoning}
+    return out
+
+
+def complete_object(text: str) -> bool:
+    """Tool-call arguments that are a whole JSON object (or nothing at all, which means ``{}``)."""
+    if not text.strip():
+        return True
+    try:
+        return isinstance(orjson.loads(text), dict)
+    except orjson.JSONDecodeError:
+        return False
+
+
+# ------------------------------------------------------------------------------- request field checks
+# Cheap type checks on top-level request fields: a wrongly typed field is the client's 400 naming the
+# field, never iterated character by character or forwarded for the provider to choke on.
+
+
+def is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_list(body: dict, key: str) -> list:
+    """`body[key]` as a list ([] when absent or null); anything else is a 400 naming `key`."""
+    value = body.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise TranslationError(f"{key} must be an array, not {_kind(value)}", key)
+    return value
+
+
+def check_positive_int(body: dict, key: str) -> int | None:
+    value = body.get(key)
+    if value is not None and not (is_int(value) and value > 0):
+        raise TranslationError(f"{key} must be a positive integer, not {_short(value)}", key)
+    return value
+
+
+def check_number(body: dict, key: str) -> float | int | None:
+    value = body.get(key)
+    if value is not None and not is_number(value):
+        raise TranslationError(f"{key} must be a number, not {_kind(value)}", key)
+    return value
+
+
+def check_strings(value: object, key: str) -> list[str]:
+    """A list of strings (a bare string is an error: it would be split into characters)."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TranslationError(f"{key} must be an array of strings", key)
+    return value
+
+
+@contextmanager
+def malformed_as(param: str) -> Iterator[None]:
+    """Inside: a wrongly shaped value (a number where an object belongs…) is a 400 naming `param`."""
+    try:
+        yield
+    except MALFORMED as exc:
+        raise TranslationError(f"{param} is malformed: {exc}", param) from exc
+
+
+def not_understood(detail: str) -> TranslationError:
+    """A provider response of a shape the translator cannot read: a 502 in the client's dialect."""
+    return TranslationError(f"the provider's response was not understood ({detail[:200]})", status=502)
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else _kind(value)
+
+
+def _kind(value: object) -> str:
+    return {str: "a string", dict: "an object", list: "an array", bool: "a boolean"}.get(
+        type(value), "a number" if is_number(value) else type(value).__name__
+    )
 
 
 _TAGS = re.compile(r"<[^>]*>")
