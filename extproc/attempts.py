@@ -25,7 +25,7 @@ from .envoy_config import CHAIN_HEADER, INTERNAL_PREFIX
 from .forwarding import credentials, dialect_headers, for_provider
 from .local_replies import error_reply
 from .observe import metrics
-from .responses import ResponseTranslation
+from .responses import ResponseTranslation, status_of
 
 log = logging.getLogger("lunaroute")
 
@@ -143,10 +143,7 @@ class AttemptExchange:
         return reply
 
     def on_response_headers(self, headers: dict[str, str]) -> Reply:
-        try:
-            self.status = int(headers.get(":status", "0"))
-        except ValueError:
-            self.status = 0
+        self.status = status_of(headers)
         reply = self.response.on_headers(self.status, headers) if self.response else Reply()
         if self.status in RETRIABLE and self.more_to_come and "retry-after" in headers:
             # Another provider is next: do not make Envoy wait for this one's rate limit to pass.

@@ -26,7 +26,7 @@ from .local_replies import count_tokens_reply, error_reply, models_reply
 from .markers import take_marker
 from .observe import metrics
 from .paths import Kind
-from .responses import ResponseTranslation
+from .responses import ResponseTranslation, status_of
 from .routing import Observed, Router, pop_preferences, request_model
 
 log = logging.getLogger("lunaroute")
@@ -251,10 +251,7 @@ class Exchange:
     # -- response --------------------------------------------------------------------------------
 
     def on_response_headers(self, headers: dict[str, str]) -> Reply:
-        try:
-            self.status = int(headers.get(":status", "0"))
-        except ValueError:
-            self.status = 0
+        self.status = status_of(headers)
         metrics.RESPONSES.labels(self.req.kind.value, self.provider_name or "gateway", str(self.status)).inc()
         if self.started and self.status < 400:
             self.ttfb = perf_counter() - self.started

@@ -25,6 +25,14 @@ _ERRORS = {"anthropic": (anthropic.error_body, anthropic.stream_error_event),
            "openai": (openai.error_body, openai.stream_error_chunk)}
 
 
+def status_of(headers: dict[str, str]) -> int:
+    """The response's `:status` (0 when missing or not a number)."""
+    try:
+        return int(headers.get(":status", "0"))
+    except ValueError:
+        return 0
+
+
 def _usage_of(doc: dict) -> dict[str, int]:
     """Input/output tokens from a response body in either dialect."""
     usage = doc.get("usage")
