@@ -22,11 +22,11 @@ from .dialects.base import Dialect, TranslationError
 from .envoy_config import ATTEMPTS_HEADER, CHAIN_HEADER, CLUSTER_HEADER, FALLBACK_HEADER, INTERNAL_PREFIX, cluster_name
 from .errors import ClientError
 from .forwarding import STASHED_HEADERS, credentials, dialect_headers, for_provider
-from .local_replies import count_tokens_reply, error_reply, models_reply
+from .local_replies import advertised_models, count_tokens_reply, error_reply, models_body_for, models_reply
 from .markers import take_marker
 from .observe import metrics
 from .paths import Kind
-from .responses import ResponseTranslation, status_of
+from .responses import ModelListMerge, ResponseTranslation, status_of
 from .routing import Observed, Router, pop_preferences, request_model
 
 log = logging.getLogger("lunaroute")
@@ -75,7 +75,7 @@ class Exchange:
         self.req = _Request()
         self.provider_name = ""
         self.model = ""
-        self.response: ResponseTranslation | None = None
+        self.response: ResponseTranslation | ModelListMerge | None = None
         self.status = 0
         self.started = 0.0  # when the request left for the provider
         self.ttfb = -1.0
@@ -204,14 +204,19 @@ class Exchange:
     # -- local answers ---------------------------------------------------------------------------
 
     def _models(self) -> Reply:
-        """/v1/models: the default provider's own list when it speaks the client's dialect and no
-        models are configured; otherwise the configured models, in the client's dialect."""
+        """/v1/models: when the default provider speaks the client's dialect, its own list with the
+        other providers' configured models added; otherwise the configured models, answered here."""
         cfg = self.gw.cfg
         default = cfg.providers[cfg.default_provider]
-        configured = any(p.models or p.model for p in cfg.providers.values())
-        if default.type == self.req.client and not configured:
-            return self._forward_as_is(cfg.default_provider)
-        return self._answer(models_reply(self.req.client, cfg, self.req.path))
+        ids = advertised_models(cfg)
+        one = self.req.path.startswith("/v1/models/")
+        if default.type != self.req.client or (one and self.req.path.removeprefix("/v1/models/") in ids):
+            return self._answer(models_reply(self.req.client, cfg, self.req.path))
+        reply = self._forward_as_is(cfg.default_provider)
+        if not one and ids:
+            self.response = ModelListMerge(models_body_for(self.req.client), ids)
+            reply.set_headers["accept-encoding"] = "identity"
+        return reply
 
     def _anthropic_only(self) -> Reply:
         cfg = self.gw.cfg

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import orjson
 
 from .actions import Reply
@@ -24,6 +26,10 @@ def advertised_models(cfg: Config) -> list[str]:
         for m in ([p.model] if p.model else []) + p.models:
             seen.setdefault(m, None)
     return list(seen)
+
+
+def models_body_for(client: Dialect) -> Callable[[list[str]], bytes]:
+    return _DIALECTS[client].models_body
 
 
 def models_reply(client: Dialect, cfg: Config, path: str) -> Reply:

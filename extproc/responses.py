@@ -9,6 +9,7 @@ decoded), and the body phase does the work.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import orjson
 
@@ -147,4 +148,38 @@ class ResponseTranslation:
         reply.set_headers["content-type"] = "application/json"
         if status is not None:
             reply.set_headers[":status"] = str(status)
+        return reply
+
+
+class ModelListMerge:
+    """`/v1/models` from the default provider, with the other providers' configured models added, so
+    a client (Claude Code's model picker) sees both. Errors pass through untouched."""
+
+    def __init__(self, models_body: Callable[[list[str]], bytes], extra_ids: list[str]) -> None:
+        self.models_body = models_body
+        self.extra_ids = extra_ids
+        self.usage: dict[str, int] = {}
+        self._buffer = bytearray()
+
+    def on_headers(self, status: int, headers: dict[str, str]) -> Reply:
+        if status != 200 or not self.extra_ids or "json" not in headers.get("content-type", ""):
+            return Reply()
+        return Reply(remove_headers=["content-length", "content-encoding"], response_body_mode="BUFFERED")
+
+    def on_body(self, chunk: bytes, end_of_stream: bool) -> Reply:
+        self._buffer += chunk
+        if not end_of_stream:
+            return Reply(body=b"")
+        try:
+            doc = orjson.loads(bytes(self._buffer))
+            data = doc["data"]
+            known = {m.get("id") for m in data if isinstance(m, dict)}
+            data += [m for m in orjson.loads(self.models_body(self.extra_ids))["data"] if m["id"] not in known]
+            if "last_id" in doc and data:
+                doc["last_id"] = data[-1]["id"]
+            body = orjson.dumps(doc)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            body = bytes(self._buffer)  # not the list we know: the provider's answer as it was
+        reply = Reply(body=body)
+        reply.set_headers["content-length"] = str(len(body))
         return reply

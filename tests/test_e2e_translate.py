@@ -217,3 +217,10 @@ def test_unfaithful_openai_parameter_is_rejected_in_openai_dialect(gateway, anth
         _openai(gateway).chat.completions.create(model="claude-x", n=2, messages=[{"role": "user", "content": "hi"}])
     assert "n" in str(err.value.body)
     assert anthropic_mock.requests == []
+
+
+def test_models_adds_configured_models_to_the_default_providers_own_list(gateway, anthropic_mock) -> None:
+    ids = [m.id for m in _anthropic(gateway).models.list()]
+    assert ids == ["claude-mock-1", "gpt-mock", "gpt-mock-mini"]  # Claude Code keeps the claude-* ones
+    assert anthropic_mock.requests[-1].path == "/v1/models"
+    assert _anthropic(gateway).models.retrieve("gpt-mock").id == "gpt-mock"  # answered locally
