@@ -31,6 +31,7 @@ from .routing import Observed, Router, pop_preferences, request_model
 
 log = logging.getLogger("lunaroute")
 
+
 class Gateway:
     """Everything a worker builds once from the config."""
 
@@ -74,7 +75,6 @@ class Exchange:
         self.gw = gw
         self.req = _Request()
         self.provider_name = ""
-        self.model = ""
         self.response: ResponseTranslation | ModelListMerge | None = None
         self.status = 0
         self.started = 0.0  # when the request left for the provider
@@ -131,12 +131,12 @@ class Exchange:
         if not isinstance(doc, dict):
             return self._error(400, "the request body must be a JSON object", kind="bad_json")
         try:
-            return self._route_body(doc, body)
+            return self._route_body(doc)
         except ClientError as exc:
             kind = "unsupported" if isinstance(exc, TranslationError) else "bad_request"
             return self._error(exc.status, exc.message, param=exc.param, kind=kind)
 
-    def _route_body(self, doc: dict, raw: bytes) -> Reply:
+    def _route_body(self, doc: dict) -> Reply:
         req = self.req
         headers = req.headers or {}
         gw = self.gw
@@ -161,7 +161,8 @@ class Exchange:
             return self._answer(count_tokens_reply(doc))
         chain = usable_chain(gw.cfg, decision.chain)
         if len(chain) > 1 and req.kind is not Kind.COUNT_TOKENS:
-            return self._with_fallbacks(doc, changed, model, chain, decision.overrides)
+            overrides = {n: m for n, m in zip(decision.chain, decision.overrides, strict=True) if m and n in chain}
+            return self._with_fallbacks(doc, changed, model, chain, overrides)
         model = decision.model_override or model
         if model is not None and doc.get("model") != model:
             doc["model"] = model
@@ -178,7 +179,7 @@ class Exchange:
         return reply
 
     def _with_fallbacks(self, doc: dict, changed: bool, model: str | None, chain: tuple[str, ...],
-                        overrides: tuple[str | None, ...]) -> Reply:
+                        overrides: dict[str, str]) -> Reply:
         """Envoy performs the fallbacks: each attempt's cluster comes from these headers, and the
         per-attempt ext_proc (`attempts`) translates and authenticates the body for that provider.
         The body stays in the client's dialect here."""
@@ -194,7 +195,7 @@ class Exchange:
         reply.set_headers[ATTEMPTS_HEADER] = str(len(chain))
         reply.set_headers[CHAIN_HEADER] = encode_chain(Chain(
             client=req.client, path=req.path, query=req.query, providers=chain,
-            models={n: m for n, m in zip(chain, overrides, strict=False) if m},
+            models=overrides,
             stash={h: headers[h] for h in STASHED_HEADERS if h in headers}))
         if changed:
             reply.body = orjson.dumps(doc)
