@@ -23,13 +23,14 @@ from .envoy_config import ATTEMPTS_HEADER, CHAIN_HEADER, CLUSTER_HEADER, FALLBAC
 from .errors import ClientError
 from .forwarding import STASHED_HEADERS, credentials, dialect_headers, for_provider
 from .local_replies import advertised_models, count_tokens_reply, error_reply, models_body_for, models_reply
-from .markers import take_marker
+from .markers import NO_MARKER, PREFIX, take_marker
 from .observe import metrics
 from .paths import Kind
 from .responses import ModelListMerge, ResponseTranslation, status_of
 from .routing import Observed, Router, pop_preferences, request_model
 
 log = logging.getLogger("lunaroute")
+MARKER_BYTES = PREFIX.encode()
 
 
 class Gateway:
@@ -131,16 +132,17 @@ class Exchange:
         if not isinstance(doc, dict):
             return self._error(400, "the request body must be a JSON object", kind="bad_json")
         try:
-            return self._route_body(doc)
+            return self._route_body(doc, body)
         except ClientError as exc:
             kind = "unsupported" if isinstance(exc, TranslationError) else "bad_request"
             return self._error(exc.status, exc.message, param=exc.param, kind=kind)
 
-    def _route_body(self, doc: dict) -> Reply:
+    def _route_body(self, doc: dict, raw: bytes) -> Reply:
         req = self.req
         headers = req.headers or {}
         gw = self.gw
-        marker, changed = take_marker(doc, req.client, gw.provider_names)
+        # The substring test on the raw bytes spares the walk through messages for nearly every request.
+        marker, changed = take_marker(doc, req.client, gw.provider_names) if MARKER_BYTES in raw else (NO_MARKER, False)
         if marker.kind == "unknown":
             metrics.UNKNOWN_MARKERS.inc()
             log.warning("unknown provider in marker [LUNAROUTE:%s]; routing by default", marker.name)

@@ -73,25 +73,45 @@ NO_MARKER = Marker("none")
 def take_marker(body: dict[str, Any], dialect: Dialect, providers: Collection[str]) -> tuple[Marker, bool]:
     """Find the marker in the turn's prompt and strip it from `body` in place.
 
-    Returns `(marker, changed)`; `changed` is False exactly when the body was not touched, so the caller
-    can forward the original bytes instead of re-serialising.
+    Markers left in earlier user messages (the history of marked turns) are stripped too, without
+    counting: the provider then sees the same history it saw when those turns were sent, so its
+    prompt cache keeps working. Returns `(marker, changed)`; `changed` is False exactly when the body
+    was not touched, so the caller can forward the original bytes instead of re-serialising.
     """
-    message = _prompt_message(body.get("messages"), dialect)
+    messages = body.get("messages")
+    message = _prompt_message(messages, dialect)
     if message is None:
         return NO_MARKER, False
+    marker = _take(message, providers)
+    history = _strip_history(messages, message)
+    return marker, marker is not NO_MARKER or history
+
+
+def _take(message: dict[str, Any], providers: Collection[str]) -> Marker:
     content = message.get("content")
     if isinstance(content, str):
         found = _last_marker([content])
         if found is None:
-            return NO_MARKER, False
+            return NO_MARKER
         stripped = _strip(content)
         message["content"] = stripped if stripped.strip() else EMPTY_PROMPT
-        return _classify(found, providers), True
+        return _classify(found, providers)
     found = _last_marker(_texts(content))
     if found is None:
-        return NO_MARKER, False
+        return NO_MARKER
     message["content"] = _strip_blocks(content)
-    return _classify(found, providers), True
+    return _classify(found, providers)
+
+
+def _strip_history(messages: list[Any], prompt: dict[str, Any]) -> bool:
+    """Strip old markers from the other user messages' own texts (never from tool results)."""
+    changed = False
+    for message in messages:
+        if message is prompt or not isinstance(message, dict) or message.get("role") != "user":
+            continue
+        if any(PREFIX in t for t in _texts(message.get("content"))):
+            changed = _take(message, ()) is not NO_MARKER or changed
+    return changed
 
 
 def _classify(name: str, providers: Collection[str]) -> Marker:

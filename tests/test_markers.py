@@ -43,7 +43,7 @@ def take(messages: list[dict[str, Any]], dialect: str = "anthropic") -> tuple[Ma
 
 
 @pytest.mark.parametrize("path", sorted(FIXTURES.glob("*.json")), ids=lambda p: p.stem)
-def test_fixture_finds_marker_and_strips_only_the_prompt(path: Path) -> None:
+def test_fixture_finds_the_prompts_marker_and_strips_markers_only_from_user_texts(path: Path) -> None:
     case = json.loads(path.read_text())
     body = case["body"]
     before = copy.deepcopy(body)
@@ -55,8 +55,13 @@ def test_fixture_finds_marker_and_strips_only_the_prompt(path: Path) -> None:
     assert changed is expected["changed"]
     i = expected["prompt_index"]
     assert body["messages"][i]["content"] == expected["prompt_content_after"]
-    others = [m for j, m in enumerate(body["messages"]) if j != i]
-    assert others == [m for j, m in enumerate(before["messages"]) if j != i]
+    for j, (was, now) in enumerate(zip(before["messages"], body["messages"], strict=True)):
+        if j == i:
+            continue
+        if was.get("role") == "user" and any(PREFIX in t for t in _user_texts(was)):
+            assert not any(PREFIX in t for t in _user_texts(now))  # an old marker: stripped, not counted
+        else:
+            assert now == was
     assert {k: v for k, v in body.items() if k != "messages"} == {
         k: v for k, v in before.items() if k != "messages"
     }
@@ -76,18 +81,26 @@ def test_every_request_of_a_turn_strips_the_marker_again() -> None:
 # -- which message counts -----------------------------------------------------------------------------
 
 
-def test_old_marker_in_an_earlier_prompt_is_ignored() -> None:
+def test_old_marker_in_an_earlier_prompt_is_ignored_but_stripped() -> None:
     messages = [user(text("[LUNAROUTE:gpt] first")), assistant(), user(text("second"))]
     marker, changed, body = take(messages)
+    # routing ignores it; the provider sees the history it saw when that turn was sent (prompt cache)
+    assert (marker, changed) == (Marker("none"), True)
+    assert body["messages"][0]["content"] == [text("first")]
+
+
+def test_conversation_without_any_marker_is_untouched() -> None:
+    messages = [user(text("first")), assistant(), user(text("second"))]
+    marker, changed, body = take(messages)
     assert (marker, changed) == (Marker("none"), False)
-    assert body["messages"][0]["content"] == [text("[LUNAROUTE:gpt] first")]
+    assert body["messages"] == messages
 
 
 def test_last_prompt_wins_over_an_earlier_marker() -> None:
     messages = [user(text("[LUNAROUTE:gpt] first")), assistant(), user(text("[LUNAROUTE:kimi] second"))]
     marker, _, body = take(messages)
     assert marker == Marker("provider", "kimi")
-    assert body["messages"][0]["content"] == [text("[LUNAROUTE:gpt] first")]
+    assert body["messages"][0]["content"] == [text("first")]
     assert body["messages"][2]["content"] == [text("second")]
 
 
@@ -302,7 +315,15 @@ def _conversation(prompt_blocks: list[str], other: str) -> list[dict[str, Any]]:
 
 
 def _others(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [m for i, m in enumerate(messages) if i != 2]
+    """Everything but the prompt and the earlier user text (which may carry an old marker)."""
+    return [m for i, m in enumerate(messages) if i not in (0, 2)]
+
+
+def _user_texts(message: dict[str, Any]) -> list[str]:
+    content = message.get("content")
+    if isinstance(content, str):
+        return [content]
+    return [b["text"] for b in content or [] if isinstance(b, dict) and b.get("type") == "text"]
 
 
 @given(st.lists(prompt_with_markers(no_brackets), min_size=1, max_size=3), prompt_with_markers(no_brackets))
