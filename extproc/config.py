@@ -220,6 +220,13 @@ class Bypass(_Model):
     provider: str | None = None
 
 
+class Recording(_Model):
+    """Session records of routing decisions (see extproc/observe/recording.py); off by default."""
+
+    enabled: bool = False
+    dir: str = "~/.lunaroute/sessions"
+
+
 class Config(_Model):
     listen: Listen = Listen()
     admin: Admin = Admin()
@@ -231,6 +238,7 @@ class Config(_Model):
     providers: dict[str, Provider] = Field(default_factory=dict)
     routing: Routing = Routing()
     bypass: Bypass = Bypass()
+    recording: Recording = Recording()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @model_validator(mode="after")
@@ -322,7 +330,8 @@ def _describe(err: dict[str, Any], model_fields: Any) -> str:
 
 def _all_field_names() -> list[str]:
     names: set[str] = set()
-    for m in (Config, Listen, Admin, ExtProc, Limits, Timeouts, Retries, Provider, Rule, Routing, Bypass):
+    for m in (Config, Listen, Admin, ExtProc, Limits, Timeouts, Retries, Provider, Rule, Routing, Bypass,
+              Recording, Pricing):
         names.update(m.model_fields)
     return sorted(names)
 

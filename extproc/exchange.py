@@ -25,12 +25,14 @@ from .forwarding import STASHED_HEADERS, credentials, dialect_headers, for_provi
 from .local_replies import advertised_models, count_tokens_reply, error_reply, models_body_for, models_reply
 from .markers import NO_MARKER, PREFIX, take_marker
 from .observe import metrics
+from .observe.recording import SessionRecorder
 from .paths import Kind
 from .responses import ModelListMerge, ResponseTranslation, status_of
 from .routing import Observed, Router, pop_preferences, request_model
 
 log = logging.getLogger("lunaroute")
 MARKER_BYTES = PREFIX.encode()
+SESSION_HEADER = "x-claude-code-session-id"
 
 
 class Gateway:
@@ -45,6 +47,7 @@ class Gateway:
         self.observed = Observed()
         self.router = Router(cfg, self.observed)
         self.provider_names = frozenset(cfg.providers)
+        self.recorder = SessionRecorder(cfg.recording.dir) if cfg.recording.enabled else None
         self._healthy = healthy or (lambda: True)
         self._ticks = 0
 
@@ -159,6 +162,11 @@ class Exchange:
         log.info("route %s %s -> lunaroute:%s (%s)%s%s", req.method, req.path, name, decision.reason,
                 f" model_override:{decision.model_override}" if decision.model_override else "",
                 f" fallbacks:{','.join(decision.chain[1:])}" if len(decision.chain) > 1 else "")
+        if gw.recorder is not None:
+            gw.recorder.record(headers.get(SESSION_HEADER), {
+                "event": "route", "path": req.path, "client": req.client, "provider": f"lunaroute:{name}",
+                "reason": decision.reason, "model": model, "model_override": decision.model_override,
+                "fallbacks": list(decision.chain[1:]), "stream": bool(doc.get("stream"))})
         if req.kind is Kind.COUNT_TOKENS and provider.type != "anthropic":
             return self._answer(count_tokens_reply(doc))
         chain = usable_chain(gw.cfg, decision.chain)
@@ -278,6 +286,10 @@ class Exchange:
             if self.ttfb >= 0:
                 self.gw.observed.observe(self.provider_name, self.ttfb, usage.get("output", 0),
                                          perf_counter() - self.started)
+            if self.gw.recorder is not None:
+                self.gw.recorder.record((self.req.headers or {}).get(SESSION_HEADER), {
+                    "event": "response", "path": self.req.path, "provider": f"lunaroute:{self.provider_name}",
+                    "status": self.status, "usage": usage})
         return reply
 
     def internal_error(self, phase: str) -> Reply:
