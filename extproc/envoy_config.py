@@ -414,7 +414,16 @@ def _local_reply_mapper(status: int | None, path_contains: str, body: dict[str, 
 def local_reply_config() -> dict[str, Any]:
     """Chat paths get OpenAI's envelope, Messages paths Anthropic's, every other path (bypassed APIs
     of either vendor) Anthropic's envelope carrying OpenAI's fields too, which both SDKs read."""
-    mappers = []
+    mappers: list[dict[str, Any]] = [{
+        # no ext_proc worker answers: not ready (503, what probes and load balancers expect), not a 500
+        "filter": {"and_filter": {"filters": [
+            {"status_code_filter": {"comparison": {"op": "GE", "value": {
+                "default_value": 500, "runtime_key": "lunaroute.local_reply.readyz"}}}},
+            {"header_filter": {"header": {"name": ":path", "string_match": {"exact": "/readyz"}}}},
+        ]}},
+        "status_code": 503,
+        "body_format_override": {"json_format": {"status": "unavailable", "reason": "%LOCAL_REPLY_BODY%"}},
+    }]
     for status in (*_OPENAI_TYPES, None):
         kind = _OPENAI_TYPES.get(status, "server_error")  # type: ignore[arg-type]
         mappers.append(_local_reply_mapper(status, "/chat/completions", {"error": {

@@ -107,3 +107,21 @@ def test_check_passes_on_the_defaults() -> None:
                           timeout=60, env={k: v for k, v in os.environ.items() if k != "LUNAROUTE_CONFIG"})
     assert proc.returncode == 0, proc.stderr
     assert "envoy bootstrap OK" in proc.stdout
+
+
+def test_readyz_is_503_when_no_worker_answers(tmp_path, anthropic_mock, openai_mock) -> None:
+    gw = Gateway(tmp_path, standard_config(anthropic_mock.base_url, openai_mock.base_url), workers=1)
+    gw.start(env={"LR_TEST_OPENAI_KEY": "k"})
+    worker = next(k for k in _children(gw.proc.pid)
+                  if "worker" in Path(f"/proc/{k}/cmdline").read_bytes().decode(errors="replace"))
+    os.kill(worker, signal.SIGSTOP)  # alive but silent: Envoy's health checks take it out
+    try:
+        deadline = time.monotonic() + 20
+        status, body = 0, b""
+        while time.monotonic() < deadline and status != 503:
+            status, _, body = gw.get("/readyz")
+            time.sleep(0.3)
+        assert status == 503 and json.loads(body)["status"] == "unavailable"
+    finally:
+        os.kill(worker, signal.SIGCONT)
+        gw.stop()
