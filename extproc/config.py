@@ -220,6 +220,22 @@ class Bypass(_Model):
     provider: str | None = None
 
 
+class BudgetsConfig(_Model):
+    """Daily token budgets per provider (UTC days). `store`: a SQLite file (one gateway) or a
+    `redis://` URL (shared by replicas)."""
+
+    store: str = "~/.lunaroute/budgets.sqlite"
+    daily_tokens: dict[str, int] = {}
+
+    @field_validator("daily_tokens")
+    @classmethod
+    def _positive(cls, v: dict[str, int]) -> dict[str, int]:
+        for name, tokens in v.items():
+            if tokens < 1:
+                raise ValueError(f"{name}: {tokens} is not a positive number of tokens per day")
+        return v
+
+
 class Recording(_Model):
     """Session records of routing decisions (see extproc/observe/recording.py); off by default."""
 
@@ -239,6 +255,7 @@ class Config(_Model):
     routing: Routing = Routing()
     bypass: Bypass = Bypass()
     recording: Recording = Recording()
+    budgets: BudgetsConfig = BudgetsConfig()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @model_validator(mode="after")
@@ -255,6 +272,8 @@ class Config(_Model):
         self._known("default_provider", self.default_provider)
         if self.bypass.provider is not None:
             self._known("bypass.provider", self.bypass.provider)
+        for name in self.budgets.daily_tokens:
+            self._known(f"budgets.daily_tokens.{name}", name)
         for i, rule in enumerate(self.routing.rules):
             self._known(f"routing.rules[{i}].provider", rule.provider)
             for j, fb in enumerate(rule.fallbacks):
@@ -331,7 +350,7 @@ def _describe(err: dict[str, Any], model_fields: Any) -> str:
 def _all_field_names() -> list[str]:
     names: set[str] = set()
     for m in (Config, Listen, Admin, ExtProc, Limits, Timeouts, Retries, Provider, Rule, Routing, Bypass,
-              Recording, Pricing):
+              Recording, Pricing, BudgetsConfig):
         names.update(m.model_fields)
     return sorted(names)
 

@@ -25,9 +25,10 @@ from .forwarding import STASHED_HEADERS, credentials, dialect_headers, for_provi
 from .local_replies import advertised_models, count_tokens_reply, error_reply, models_body_for, models_reply
 from .markers import NO_MARKER, PREFIX, take_marker
 from .observe import metrics
+from .observe.budgets import Budgets
 from .observe.recording import SessionRecorder
 from .paths import Kind
-from .responses import ModelListMerge, ResponseTranslation, status_of
+from .responses import ModelListMerge, ResponseTranslation, UsageMeter, status_of
 from .routing import Observed, Router, pop_preferences, request_model
 
 log = logging.getLogger("lunaroute")
@@ -48,6 +49,7 @@ class Gateway:
         self.router = Router(cfg, self.observed)
         self.provider_names = frozenset(cfg.providers)
         self.recorder = SessionRecorder(cfg.recording.dir) if cfg.recording.enabled else None
+        self.budgets = Budgets(cfg.budgets) if cfg.budgets.daily_tokens else None
         self._healthy = healthy or (lambda: True)
         self._ticks = 0
 
@@ -79,7 +81,7 @@ class Exchange:
         self.gw = gw
         self.req = _Request()
         self.provider_name = ""
-        self.response: ResponseTranslation | ModelListMerge | None = None
+        self.response: ResponseTranslation | ModelListMerge | UsageMeter | None = None
         self.status = 0
         self.started = 0.0  # when the request left for the provider
         self.ttfb = -1.0
@@ -154,26 +156,31 @@ class Exchange:
         prefs = gw.router.parse_preferences(prefs_value, headers.get("x-provider"))
         model = request_model(doc.get("model"), headers.get("x-model"))
         decision = gw.router.decide(marker, prefs, model, req.path)
-        name = decision.provider
+        overrides = {n: m for n, m in zip(decision.chain, decision.overrides, strict=True) if m}
+        chain = usable_chain(gw.cfg, decision.chain)
+        if gw.budgets is not None:
+            spent = {n: why for n in chain if (why := gw.budgets.spent(n))}
+            if len(spent) == len(chain):
+                return self._error(429, spent[chain[0]], kind="budget")
+            chain = tuple(n for n in chain if n not in spent)
+        name = chain[0]
         provider = gw.provider(name)
         self.provider_name = name
         metrics.ROUTING.labels(name, decision.reason).inc()
         metrics.REQUESTS.labels(req.kind.value, name).inc()
         log.info("route %s %s -> lunaroute:%s (%s)%s%s", req.method, req.path, name, decision.reason,
-                f" model_override:{decision.model_override}" if decision.model_override else "",
-                f" fallbacks:{','.join(decision.chain[1:])}" if len(decision.chain) > 1 else "")
+                 f" model_override:{overrides[name]}" if name in overrides else "",
+                 f" fallbacks:{','.join(chain[1:])}" if len(chain) > 1 else "")
         if gw.recorder is not None:
             gw.recorder.record(headers.get(SESSION_HEADER), {
                 "event": "route", "path": req.path, "client": req.client, "provider": f"lunaroute:{name}",
-                "reason": decision.reason, "model": model, "model_override": decision.model_override,
-                "fallbacks": list(decision.chain[1:]), "stream": bool(doc.get("stream"))})
+                "reason": decision.reason, "model": model, "model_override": overrides.get(name),
+                "fallbacks": list(chain[1:]), "stream": bool(doc.get("stream"))})
         if req.kind is Kind.COUNT_TOKENS and provider.type != "anthropic":
             return self._answer(count_tokens_reply(doc))
-        chain = usable_chain(gw.cfg, decision.chain)
         if len(chain) > 1 and req.kind is not Kind.COUNT_TOKENS:
-            overrides = {n: m for n, m in zip(decision.chain, decision.overrides, strict=True) if m and n in chain}
-            return self._with_fallbacks(doc, changed, model, chain, overrides)
-        model = decision.model_override or model
+            return self._with_fallbacks(doc, changed, model, chain, {n: overrides[n] for n in chain if n in overrides})
+        model = overrides.get(name) or model
         if model is not None and doc.get("model") != model:
             doc["model"] = model
             changed = True
@@ -183,6 +190,8 @@ class Exchange:
         reply.clear_route_cache = True
         reply.set_headers[CLUSTER_HEADER] = cluster_name(name)
         self.started = perf_counter()
+        if self.response is None and gw.budgets is not None and gw.budgets.budgeted(name):
+            self.response = UsageMeter()  # the provider's usage is this budget's only source
         if self.response is None and not gw.sample():
             # Nothing to translate: the response goes to the client without another trip to Python.
             reply.response_header_mode = "SKIP"
@@ -283,6 +292,8 @@ class Exchange:
             usage = self.response.usage
             metrics.TOKENS.labels(self.provider_name, "input").inc(usage.get("input", 0))
             metrics.TOKENS.labels(self.provider_name, "output").inc(usage.get("output", 0))
+            if self.gw.budgets is not None:
+                self.gw.budgets.charge(self.provider_name, usage.get("input", 0) + usage.get("output", 0))
             if self.ttfb >= 0:
                 self.gw.observed.observe(self.provider_name, self.ttfb, usage.get("output", 0),
                                          perf_counter() - self.started)

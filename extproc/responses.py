@@ -18,6 +18,7 @@ from .dialects import anthropic, openai
 from .dialects.base import Dialect, Target, Translator
 from .encoding import decoder
 from .errors import ClientError
+from .sse import SSEParser
 
 log = logging.getLogger("lunaroute")
 
@@ -183,3 +184,57 @@ class ModelListMerge:
         reply = Reply(body=body)
         reply.set_headers["content-length"] = str(len(body))
         return reply
+
+
+class UsageMeter:
+    """Reads the token usage of an untranslated response without changing a byte of it (the client
+    gets the provider's own encoding). Used where a budget needs the count."""
+
+    def __init__(self) -> None:
+        self.usage: dict[str, int] = {}
+        self._decoder = decoder("")
+        self._sse: SSEParser | None = None
+        self._buffer = bytearray()
+        self._off = True
+
+    def on_headers(self, status: int, headers: dict[str, str]) -> Reply:
+        try:
+            self._decoder = decoder(headers.get("content-encoding", ""))
+        except ValueError:
+            return Reply()  # an encoding we cannot read: not metered
+        if status != 200:
+            return Reply()
+        self._off = False
+        if headers.get("content-type", "").startswith("text/event-stream"):
+            self._sse = SSEParser()
+            return Reply(response_body_mode="STREAMED")
+        return Reply(response_body_mode="BUFFERED")
+
+    def on_body(self, chunk: bytes, end_of_stream: bool) -> Reply:
+        if self._off:
+            return Reply()
+        try:
+            data = self._decoder.feed(chunk) + (self._decoder.flush() if end_of_stream else b"")
+            if self._sse is not None:
+                for event in self._sse.feed(data):
+                    self._count(event.data)
+            else:
+                self._buffer += data
+                if end_of_stream:
+                    self._count(bytes(self._buffer))
+        except Exception:  # noqa: BLE001 - metering must never disturb the response
+            log.debug("could not read usage from a response", exc_info=True)
+            self._off = True
+        return Reply()
+
+    def _count(self, payload: str | bytes) -> None:
+        if payload in ("[DONE]", b"[DONE]", "", b""):
+            return
+        doc = orjson.loads(payload)
+        if not isinstance(doc, dict):
+            return
+        source = doc.get("message") if doc.get("type") == "message_start" else doc
+        found = _usage_of(source if isinstance(source, dict) else {})
+        for key, value in found.items():  # streams repeat cumulative counts: keep the largest
+            if value:
+                self.usage[key] = max(self.usage.get(key, 0), value)

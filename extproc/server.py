@@ -91,7 +91,7 @@ def exchange_for(gateway: Gateway, metadata) -> Exchange | AttemptExchange:  # n
     provider in the stream's metadata), one attempt of a fallback chain."""
     for key, value in metadata or ():
         if key == ATTEMPT_PROVIDER_METADATA and value in gateway.cfg.providers:
-            return AttemptExchange(gateway.cfg, value)
+            return AttemptExchange(gateway.cfg, value, gateway.budgets)
     return Exchange(gateway)
 
 
