@@ -124,13 +124,17 @@ def standard_config(anthropic_url: str, openai_url: str) -> dict:
     }
 
 
-@pytest.fixture(scope="session")
-def gateway(tmp_path_factory: pytest.TempPathFactory, anthropic_mock: MockAnthropic,
-            openai_mock: MockOpenAI) -> Iterator[Gateway]:
-    gw = Gateway(tmp_path_factory.mktemp("gw"), standard_config(anthropic_mock.base_url, openai_mock.base_url))
+def _running(tmp_path_factory: pytest.TempPathFactory, name: str, config: dict, workers: int) -> Iterator[Gateway]:
+    gw = Gateway(tmp_path_factory.mktemp(name), config, workers=workers)
     gw.start(env={"LR_TEST_OPENAI_KEY": TEST_OPENAI_KEY})
     yield gw
     gw.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway(tmp_path_factory: pytest.TempPathFactory, anthropic_mock: MockAnthropic,
+            openai_mock: MockOpenAI) -> Iterator[Gateway]:
+    yield from _running(tmp_path_factory, "gw", standard_config(anthropic_mock.base_url, openai_mock.base_url), 2)
 
 
 @pytest.fixture(scope="session")
@@ -139,10 +143,7 @@ def openai_gateway(tmp_path_factory: pytest.TempPathFactory, anthropic_mock: Moc
     """The same providers, but an OpenAI-type provider is the default: Claude Code's requests get translated."""
     config = standard_config(anthropic_mock.base_url, openai_mock.base_url)
     config["default_provider"] = "gpt"
-    gw = Gateway(tmp_path_factory.mktemp("gw_openai"), config, workers=1)
-    gw.start(env={"LR_TEST_OPENAI_KEY": TEST_OPENAI_KEY})
-    yield gw
-    gw.stop()
+    yield from _running(tmp_path_factory, "gw_openai", config, 1)
 
 
 @pytest.fixture(scope="session")
@@ -152,7 +153,4 @@ def fallback_gateway(tmp_path_factory: pytest.TempPathFactory, anthropic_mock: M
     config = standard_config(anthropic_mock.base_url, openai_mock.base_url)
     config["routing"] = {"rules": [{"model": "claude-*", "provider": "anthropic", "fallbacks": ["gpt"]}]}
     config["retries"] = {"base_interval_ms": 10, "max_interval_ms": 50}
-    gw = Gateway(tmp_path_factory.mktemp("gw_fallback"), config, workers=1)
-    gw.start(env={"LR_TEST_OPENAI_KEY": TEST_OPENAI_KEY})
-    yield gw
-    gw.stop()
+    yield from _running(tmp_path_factory, "gw_fallback", config, 1)
