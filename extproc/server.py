@@ -70,6 +70,8 @@ def to_proto(phase: str, reply: Reply) -> pb.ProcessingResponse:
             resp.immediate_response.headers.set_headers.append(
                 pb.HeaderValueOption(header=pb.HeaderValue(key=k, raw_value=v.encode()), append_action=_OVERWRITE))
         return resp
+    if phase in ("request_trailers", "response_trailers"):  # never asked for; answered harmlessly
+        return pb.ProcessingResponse(**{phase: pb.TrailersResponse()})
     common = _common(reply)
     if phase in ("request_headers", "response_headers"):
         resp = pb.ProcessingResponse(**{phase: pb.HeadersResponse(response=common)})
@@ -109,7 +111,7 @@ def handle(exchange: Exchange | AttemptExchange, req: pb.ProcessingRequest) -> t
         if phase == "response_body":
             msg = req.response_body
             return phase, exchange.on_response_body(msg.body, msg.end_of_stream)
-        return phase or "unknown", Reply()  # trailers are not requested; answer harmlessly
+        return phase or "request_trailers", Reply()  # trailers are not requested; answer harmlessly
     except Exception:  # noqa: BLE001 - the server must keep serving whatever a request does
         if phase in ("request_headers", "request_body"):
             return phase, exchange.internal_error(phase)

@@ -139,3 +139,8 @@ async def test_aio_server_answers_over_a_real_channel() -> None:
         assert [r.WhichOneof("response") for r in replies] == ["request_headers", "request_body"]
     finally:
         await server.stop(None)
+
+
+def test_trailers_are_answered_even_though_never_asked_for(rpc) -> None:
+    rpc.send_request(pb.ProcessingRequest(request_trailers=pb.HttpTrailers()))
+    assert rpc.take_response().WhichOneof("response") == "request_trailers"
