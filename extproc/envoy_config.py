@@ -222,6 +222,11 @@ def _routes(cfg: Config) -> list[dict[str, Any]]:
         routes.append({"name": f"intercept{name}", "match": match, "route": intercepted,
                        "request_headers_to_remove": [CLUSTER_HEADER],
                        "response_headers_to_add": provider_header})
+    if not (cfg.bypass.enabled and cfg.providers[cfg.bypass_provider].type == "anthropic"):
+        # Claude Code's own side calls (start-up probe, telemetry) must never fail its session; with
+        # no Anthropic bypass provider to take them, the gateway answers them itself.
+        routes.append({"name": "claude_code_side_calls", "match": {"prefix": "/api/"},
+                       **_json_reply(200, "{}")})
     if cfg.bypass.enabled:
         bypass = cfg.providers[cfg.bypass_provider]
         action: dict[str, Any] = {"cluster": cluster_name(cfg.bypass_provider), **_provider_action(cfg)}

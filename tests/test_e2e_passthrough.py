@@ -151,3 +151,11 @@ def test_provider_errors_pass_through_unmodified(gateway, anthropic_mock) -> Non
                                          messages=[{"role": "user", "content": "hi"}])
     assert err.value.status_code == 529
     assert err.value.body == overloaded
+
+
+@pytest.mark.parametrize(("method", "path"), [("HEAD", "/api/hello"), ("POST", "/api/event_logging/batch")])
+def test_claude_code_side_calls_never_fail_when_bypass_is_not_anthropic(gateway, openai_mock, method, path) -> None:
+    status, _, _ = gateway.get(path, method=method, body=b"{}" if method == "POST" else None,
+                               headers={"content-type": "application/json"})
+    assert status == 200
+    assert openai_mock.requests == []  # Claude Code's telemetry is not sent to the OpenAI bypass provider
