@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import logging
+import secrets
 import signal
 import sys
 import tempfile
 from pathlib import Path
 
+import yaml
+
 from . import config as config_mod
-from .config import Config, ConfigError
-from .envoy_config import render_yaml
+from .config import Config, ConfigError, is_loopback
+from .envoy_config import GATE_FILE, inline_gate, render, render_gate, render_yaml, write_gate
 from .supervisor import Supervisor, SupervisorError, find_envoy, validate_bootstrap
 
 
@@ -61,15 +65,27 @@ def _supervise(sup: Supervisor, banner: list[str]) -> int:
     return sup.run_forever()
 
 
+def _exposure(cfg: Config) -> str:
+    """One line saying who can use the gateway."""
+    keys = cfg.access.keys
+    if keys:
+        names = ", ".join(k.name for k in keys)
+        return f"Gateway keys required ({len(keys)}: {names}); SIGHUP or a changed key_file reloads them."
+    if is_loopback(cfg.listen.host):
+        return "No gateway keys: anyone on this machine can use it (README: Security)."
+    return (f"No gateway keys and listening on {cfg.listen.host} (access.allow_anonymous): anyone who can "
+            "reach it can use it.")
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     cfg = _load(args, secrets=True)
-    sup = Supervisor(cfg, envoy_bin=find_envoy())
-    return _supervise(sup, [
-        f"LunaRoute is listening on {sup.url}  (default provider: {cfg.default_provider})",
-        "Point Claude Code at it:",
-        f"  export ANTHROPIC_BASE_URL={sup.url}",
-        "Ctrl-C stops it.",
-    ])
+    sup = Supervisor(cfg, envoy_bin=find_envoy(), reload=lambda: _load(args, secrets=False))
+    lines = [f"LunaRoute is listening on {sup.url}  (default provider: {cfg.default_provider})", _exposure(cfg),
+             "Point Claude Code at it:", f"  export ANTHROPIC_BASE_URL={sup.url}"]
+    if cfg.access.keys:
+        lines.append('  export ANTHROPIC_CUSTOM_HEADERS="x-lunaroute-key: <your gateway key>"  '
+                     "# or ANTHROPIC_API_KEY=<your gateway key>")
+    return _supervise(sup, [*lines, "Ctrl-C stops it."])
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -95,18 +111,36 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    """The bootstrap, and the gate file beside it (Envoy watches that one; rotating keys rewrites it).
+    On stdout: one self-contained file with the gate inlined."""
     cfg = _load(args, secrets=False)
-    text = render_yaml(cfg, ca_file=args.ca_file)
+    digests = cfg.key_digests()
     if args.output in (None, "-"):
-        sys.stdout.write(text)
-    else:
-        Path(args.output).write_text(text, encoding="utf-8")
+        boot = inline_gate(render(cfg, ca_file=args.ca_file), render_gate(cfg, digests))
+        sys.stdout.write(yaml.safe_dump(boot, sort_keys=False, width=120))
+        return 0
+    out = Path(args.output)
+    gate = out.with_name(GATE_FILE)
+    write_gate(cfg, gate, digests)
+    out.write_text(render_yaml(cfg, ca_file=args.ca_file, gate_path=args.gate_path or str(gate.resolve())),
+                   encoding="utf-8")
+    return 0
+
+
+def cmd_keys_new(args: argparse.Namespace) -> int:
+    """A new random gateway key, and the config entry that admits it (only its digest)."""
+    key = "lr-" + secrets.token_urlsafe(32)
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    print(f"key (give it to {args.name}; it is shown only now): {key}")
+    print("config entry:")
+    print(f"  access:\n    keys:\n      - {{name: {args.name}, key_sha256: {digest}}}")
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     cfg = _load(args, secrets=True)
     print(f"config OK: {len(cfg.providers)} provider(s), default {cfg.default_provider!r}")
+    print(_exposure(cfg))
     envoy = find_envoy()
     if not envoy:
         print("envoy binary not found; skipped `envoy --mode validate`")
@@ -114,7 +148,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "envoy.yaml"
         path.write_text(render_yaml(cfg), encoding="utf-8")
-        ok, last = validate_bootstrap(envoy, path)
+        ok, last = validate_bootstrap(envoy, path, render_gate(cfg))
     if not ok:
         print(f"lunaroute: the rendered Envoy bootstrap is invalid: {last}", file=sys.stderr)
         return 1
@@ -143,12 +177,19 @@ def parser() -> argparse.ArgumentParser:
     render = with_config(sub.add_parser("render-envoy", help="write the Envoy bootstrap for a config"))
     render.add_argument("--output", "-o", help="file to write (default: stdout)")
     render.add_argument("--ca-file", help="CA bundle path inside the Envoy container")
+    render.add_argument("--gate-path", help=f"where Envoy reads {GATE_FILE} (default: beside --output)")
     render.add_argument("--host", help="listen address")
     render.add_argument("--port", type=int, help="listen port")
     render.set_defaults(func=cmd_render)
 
     check = with_config(sub.add_parser("check", help="validate a config (and its Envoy bootstrap)"))
     check.set_defaults(func=cmd_check)
+
+    keys = sub.add_parser("keys", help="gateway keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    new = keys_sub.add_parser("new", help="print a new random gateway key and its config entry")
+    new.add_argument("--name", default="alice", help="the key's name (shows up in logs and metrics)")
+    new.set_defaults(func=cmd_keys_new)
 
     worker = sub.add_parser("worker", help=argparse.SUPPRESS)
     worker.add_argument("--config-json", required=True)

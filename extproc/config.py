@@ -8,6 +8,8 @@ Every mistake stops startup with one line that names the key, the bad value and 
 from __future__ import annotations
 
 import difflib
+import hashlib
+import ipaddress
 import os
 import re
 from functools import cached_property
@@ -37,10 +39,13 @@ class Listen(_Model):
 
 
 class Admin(_Model):
-    """Envoy's admin interface; loopback only unless you really mean it."""
+    """Envoy's admin interface; loopback only unless you really mean it. `socket`: a Unix socket
+    (mode 0600) instead, so nothing sharing the network namespace (an app container beside a sidecar)
+    can reach it."""
 
     host: str = "127.0.0.1"
     port: int = Field(0, ge=0, le=65535)  # 0: any free port (written to the runtime dir)
+    socket: str | None = None
 
 
 class ExtProc(_Model):
@@ -60,7 +65,13 @@ class ExtProc(_Model):
 
 
 class Limits(_Model):
+    """Bounds that keep hostile or careless clients from exhausting the gateway."""
+
     max_request_bytes: int = Field(32 * 1024 * 1024, ge=1024 * 1024)
+    # Envoy's heap: past 85 % the streams holding most memory are reset, past 95 % new requests get 503.
+    envoy_max_heap_bytes: int = Field(1024 * 1024 * 1024, ge=64 * 1024 * 1024)
+    max_connections: int = Field(4096, ge=16)  # open client connections, in total
+    max_streams_per_connection: int = Field(128, ge=1)  # concurrent HTTP/2 streams of one client connection
 
 
 class Timeouts(_Model):
@@ -243,6 +254,111 @@ class Recording(_Model):
     dir: str = "~/.lunaroute/sessions"
 
 
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+_KEY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+MIN_KEY_CHARS = 24
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+
+
+class GatewayKey(_Model):
+    """One gateway key: who is calling (`name`) and what they may use. The key itself is never in the
+    config file: give its SHA-256 (`key_sha256`), or where it lives (`key_env` / `key_file`)."""
+
+    name: str
+    key_sha256: str | None = None
+    key_env: str | None = None
+    key_file: str | None = None
+    providers: list[str] = []  # allow-list; empty: every provider
+    models: list[str] = []  # allow-list of globs (claude-*); empty: every model
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _KEY_NAME.match(v):
+            raise ValueError(f"{v!r} is not a usable key name; use letters, digits, '.', '_', '-', '@' "
+                             "(it appears in logs and metrics)")
+        return v
+
+    @field_validator("key_sha256")
+    @classmethod
+    def _digest(cls, v: str | None) -> str | None:
+        if v is not None and not _SHA256_HEX.match(v.lower()):
+            raise ValueError(f"{v!r} is not a SHA-256 hex digest; compute it with "
+                             "`printf %s \"$KEY\" | sha256sum` or generate a key with `lunaroute keys new`")
+        return v.lower() if v else v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> GatewayKey:
+        chosen = [k for k in ("key_sha256", "key_env", "key_file") if getattr(self, k)]
+        if len(chosen) != 1:
+            raise ValueError(f"key {self.name!r} {'sets ' + ' and '.join(chosen) if chosen else 'has no key'}; "
+                             "give exactly one of key_sha256, key_env or key_file")
+        return self
+
+    def digest(self, env: dict[str, str] | None = None) -> str:
+        """The key's SHA-256 hex digest, reading `key_env` / `key_file` now (key rotation re-reads).
+        Raises ConfigError naming the key when the key is not where the config says."""
+        if self.key_sha256:
+            return self.key_sha256
+        where = f"access.keys[{self.name}]"
+        if self.key_env:
+            value = (os.environ if env is None else env).get(self.key_env, "")
+            if not value:
+                raise ConfigError(f"{where}.key_env: environment variable {self.key_env} is not set; export "
+                                  "it (generate a key with `lunaroute keys new`), or use key_sha256")
+        else:
+            path = Path(self.key_file or "").expanduser()
+            try:
+                value = path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"{where}.key_file: cannot read {self.key_file!r} ({exc.strerror}); create "
+                                  "it with the key as its only content") from None
+        value = value.strip()
+        if len(value) < MIN_KEY_CHARS:
+            raise ConfigError(f"{where}: the key has {len(value)} characters, fewer than {MIN_KEY_CHARS}; "
+                              "use a long random key (`lunaroute keys new`)")
+        return hashlib.sha256(value.encode()).hexdigest()
+
+
+class Access(_Model):
+    """Who may use the gateway. No keys: anyone who can reach the listener (fine on loopback, refused
+    elsewhere unless `allow_anonymous`). Checked by Envoy's first filter (envoy/gate.lua)."""
+
+    keys: list[GatewayKey] = []
+    allow_anonymous: bool = False
+    # Host names the listener answers (DNS rebinding): default the local names without keys, any with.
+    allowed_hosts: list[str] | None = None
+    # Browser origins allowed besides local ones (http://localhost:*, http://127.0.0.1:*); "*": any.
+    allowed_origins: list[str] = []
+
+    @model_validator(mode="after")
+    def _unique(self) -> Access:
+        names = [k.name for k in self.keys]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"access.keys: the name {dupes[0]!r} is used twice; give every key its own name")
+        digests = [k.key_sha256 for k in self.keys if k.key_sha256]
+        if len(digests) != len(set(digests)):
+            raise ValueError("access.keys: two keys have the same key_sha256; give every key its own key")
+        return self
+
+    @property
+    def hosts(self) -> list[str]:
+        """The Host names to answer ("*" = any)."""
+        if self.allowed_hosts is not None:
+            return self.allowed_hosts
+        return ["*"] if self.keys else list(LOCAL_HOSTS)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 class Config(_Model):
     listen: Listen = Listen()
     admin: Admin = Admin()
@@ -256,6 +372,7 @@ class Config(_Model):
     bypass: Bypass = Bypass()
     recording: Recording = Recording()
     budgets: BudgetsConfig = BudgetsConfig()
+    access: Access = Access()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @model_validator(mode="after")
@@ -274,6 +391,14 @@ class Config(_Model):
             self._known("bypass.provider", self.bypass.provider)
         for name in self.budgets.daily_tokens:
             self._known(f"budgets.daily_tokens.{name}", name)
+        for key in self.access.keys:
+            for j, name in enumerate(key.providers):
+                self._known(f"access.keys[{key.name}].providers[{j}]", name)
+        if not is_loopback(self.listen.host) and not self.access.keys and not self.access.allow_anonymous:
+            raise ValueError(
+                f"listen.host: {self.listen.host} is reachable from other machines and access.keys is empty, so "
+                "anyone who reaches it would spend your providers' keys; add access.keys (README: Security), "
+                "or set access.allow_anonymous: true if a firewall or a loopback-only port mapping protects it")
         for i, rule in enumerate(self.routing.rules):
             self._known(f"routing.rules[{i}].provider", rule.provider)
             for j, fb in enumerate(rule.fallbacks):
@@ -299,6 +424,26 @@ class Config(_Model):
             if p.api_key_file and not os.access(os.path.expanduser(p.api_key_file), os.R_OK):
                 raise ConfigError(f"providers.{name}.api_key_file: {p.api_key_file!r} is not a readable "
                                   f"file; create it with the key as its only content")
+        self.key_digests()
+
+    def key_digests(self, env: dict[str, str] | None = None) -> dict[str, GatewayKey]:
+        """Each gateway key's SHA-256 digest → its entry; reads key_env / key_file now."""
+        out: dict[str, GatewayKey] = {}
+        for key in self.access.keys:
+            digest = key.digest(env)
+            if digest in out:
+                raise ConfigError(f"access.keys[{key.name}]: the same key as access.keys[{out[digest].name}]; "
+                                  "give every key its own key")
+            out[digest] = key
+        return out
+
+    @property
+    def secret_env_vars(self) -> frozenset[str]:
+        """Environment variables that hold keys: for Envoy (providers) and the renderer (gateway keys)
+        only, never for the Python workers."""
+        names = {p.api_key_env for p in self.providers.values() if p.api_key_env}
+        names |= {k.key_env for k in self.access.keys if k.key_env}
+        return frozenset(names)
 
 
 DEFAULTS: dict[str, Any] = {
@@ -350,7 +495,7 @@ def _describe(err: dict[str, Any], model_fields: Any) -> str:
 def _all_field_names() -> list[str]:
     names: set[str] = set()
     for m in (Config, Listen, Admin, ExtProc, Limits, Timeouts, Retries, Provider, Rule, Routing, Bypass,
-              Recording, Pricing, BudgetsConfig):
+              Recording, Pricing, BudgetsConfig, Access, GatewayKey):
         names.update(m.model_fields)
     return sorted(names)
 

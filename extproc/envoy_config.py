@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import orjson
 import yaml
 
-from .config import Config, Provider
+from .config import Config, GatewayKey, Provider
+from .local_replies import error_bodies
 from .paths import INTERCEPTED_EXACT, INTERCEPTED_PREFIXES
 
 INTERNAL_PREFIX = "x-lunaroute-"  # request headers only the gateway itself may set
@@ -29,6 +32,19 @@ ATTEMPT_PROVIDER_METADATA = "x-lunaroute-attempt-provider"
 # How many providers a chain has: selects the route whose retry budget fits it.
 ATTEMPTS_HEADER = "x-lunaroute-attempts"
 CHAIN_PREFIXES = ("/v1/messages", "/v1/chat/completions")
+# Set by the gate (envoy/gate.lua) after it removed every client-sent internal header: who is calling
+# (a gateway key's name) and what that key may use. Removed again before a request leaves Envoy.
+CLIENT_HEADER = "x-lunaroute-client"
+SCOPE_HEADER = "x-lunaroute-scope"
+# gRPC metadata of our own bootstrap's ext_proc streams: the gate ran, internal headers are Envoy's.
+# A mesh's proxies (whose filter chain is not ours) do not send it.
+GATE_METADATA = "x-lunaroute-gate"
+GATE_FILTER = "lunaroute.gate"
+GATE_FILE = "lunaroute-gate.yaml"
+# Answered without a gateway key: probes, metrics, and Claude Code's credential-less `HEAD /`.
+OPEN_PATHS = ("/", "/healthz", "/readyz", "/metrics")
+# A POST here must carry JSON: a browser cannot send that cross-site without a CORS preflight.
+JSON_PATHS = ("/v1/messages", "/v1/chat/completions")
 EXTPROC_CLUSTER = "lunaroute_extproc"
 EXTPROC_FILTER = "envoy.filters.http.ext_proc"
 DEFAULT_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
@@ -78,6 +94,14 @@ def ext_proc_filter(cfg: Config) -> dict[str, Any]:
             "mutation_rules": {"allow_all_routing": True},
         },
     }
+
+
+def own_ext_proc_filter(cfg: Config) -> dict[str, Any]:
+    """The ext_proc filter of the gateway's own bootstrap: behind the gate, so it says so."""
+    flt = ext_proc_filter(cfg)
+    grpc = flt["typed_config"]["grpc_service"]
+    grpc["initial_metadata"] = [*grpc.get("initial_metadata", []), {"key": GATE_METADATA, "value": "sealed"}]
+    return flt
 
 
 def processing_mode() -> dict[str, str]:
@@ -176,6 +200,9 @@ def _cluster_matcher(cfg: Config) -> dict[str, Any]:
             "on_no_match": {"matcher": first}}
 
 
+_GATE_HEADERS = [CLUSTER_HEADER, CLIENT_HEADER, SCOPE_HEADER]
+
+
 def _routes(cfg: Config) -> list[dict[str, Any]]:
     routes: list[dict[str, Any]] = [
         {"name": "healthz", "match": {"path": "/healthz"}, **_json_reply(200, '{"status":"ok"}')},
@@ -215,12 +242,12 @@ def _routes(cfg: Config) -> list[dict[str, Any]]:
                 "name": f"chain{n}{prefix}",
                 "match": {"path_separated_prefix": prefix, "headers": [
                     {"name": ATTEMPTS_HEADER, "string_match": {"exact": str(n)}}]},
-                "route": chain_action, "request_headers_to_remove": [CLUSTER_HEADER],
+                "route": chain_action, "request_headers_to_remove": _GATE_HEADERS,
                 "response_headers_to_add": provider_header})
     for name, match in [(p, {"path": p}) for p in INTERCEPTED_EXACT] + [
             (p, {"path_separated_prefix": p}) for p in INTERCEPTED_PREFIXES]:
         routes.append({"name": f"intercept{name}", "match": match, "route": intercepted,
-                       "request_headers_to_remove": [CLUSTER_HEADER],
+                       "request_headers_to_remove": _GATE_HEADERS,
                        "response_headers_to_add": provider_header})
     if not (cfg.bypass.enabled and cfg.providers[cfg.bypass_provider].type == "anthropic"):
         # Claude Code's own side calls (start-up probe, telemetry) must never fail its session; with
@@ -232,11 +259,15 @@ def _routes(cfg: Config) -> list[dict[str, Any]]:
         action: dict[str, Any] = {"cluster": cluster_name(cfg.bypass_provider), **_provider_action(cfg)}
         if bypass.path_prefix:
             action["prefix_rewrite"] = bypass.path_prefix + "/"
-        route: dict[str, Any] = {"name": "bypass", "match": {"prefix": "/"}, "route": action,
-                                 "typed_per_filter_config": _ext_proc_off()}
+        route: dict[str, Any] = {
+            "name": "bypass", "match": {"prefix": "/"}, "route": action,
+            "typed_per_filter_config": _ext_proc_off(), "request_headers_to_remove": list(_GATE_HEADERS),
+            # the gate checks a key's provider allow-list against this (bypassed requests skip Python)
+            "metadata": {"filter_metadata": {GATE_FILTER: {"provider": cfg.bypass_provider}}},
+        }
         if not bypass.uses_client_key:
             # The client's own credentials are not for this provider; Envoy injects the provider's.
-            route["request_headers_to_remove"] = ["x-api-key", "authorization"]
+            route["request_headers_to_remove"] += ["x-api-key", "authorization"]
         routes.append(route)
     else:
         routes.append({
@@ -255,7 +286,7 @@ def _attempt_ext_proc(cfg: Config, provider: str) -> dict[str, Any]:
     requests without fallbacks cost nothing here. gRPC metadata names the provider to the server."""
     ext = ext_proc_filter(cfg)["typed_config"]
     ext["grpc_service"] = {**ext["grpc_service"], "initial_metadata": [
-        {"key": ATTEMPT_PROVIDER_METADATA, "value": provider}]}
+        {"key": ATTEMPT_PROVIDER_METADATA, "value": provider}, {"key": GATE_METADATA, "value": "sealed"}]}
     ext["processing_mode"] = {**ext["processing_mode"], "request_header_mode": "SEND"}
     return {
         "name": "lunaroute.attempt_ext_proc",
@@ -441,26 +472,177 @@ def local_reply_config() -> dict[str, Any]:
     return {"mappers": mappers}
 
 
-def render(cfg: Config, ca_file: str | None = None) -> dict[str, Any]:
-    """The whole bootstrap as a dict (yaml-dumpable)."""
+# -- the gate (envoy/gate.lua): sealing, cross-site refusals, gateway keys --------------------------
+
+_GATE_REPLIES: dict[str, tuple[int, str]] = {
+    "no_key": (401, "This gateway needs a key: send it in x-lunaroute-key, x-api-key or Authorization: Bearer."),
+    "bad_key": (401, "The gateway key is not valid."),
+    "provider": (403, "This gateway key may not use provider %DETAIL%."),
+    "origin": (403, "Requests from the browser origin %DETAIL% are refused; add it to access.allowed_origins."),
+    "content_type": (415, "Send the request body as JSON (content-type: application/json)."),
+}
+
+
+def gate_source() -> str:
+    """envoy/gate.lua, from the source tree (a checkout) or the installed package (a wheel)."""
+    tree = Path(__file__).resolve().parent.parent / "envoy" / "gate.lua"
+    if tree.is_file():
+        return tree.read_text(encoding="utf-8")
+    return resources.files("extproc._envoy").joinpath("gate.lua").read_text(encoding="utf-8")
+
+
+def lua_literal(value: Any) -> str:
+    """A Lua expression for a JSON-like value (the gate's CONFIG table)."""
+    if value is None:
+        return "nil"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        # JSON string escapes are Lua escapes too, except \uXXXX, which orjson emits only below 0x20.
+        return orjson.dumps(value).decode().replace("\\u00", "\\x")
+    if isinstance(value, list | tuple):
+        return "{" + ", ".join(lua_literal(v) for v in value) + "}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"[{lua_literal(str(k))}] = {lua_literal(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"no Lua literal for {type(value).__name__}")
+
+
+def _key_entry(key: GatewayKey) -> dict[str, Any]:
+    scope = {"providers": key.providers, "models": key.models} if key.providers or key.models else None
+    return {"name": key.name, "scope": orjson.dumps(scope).decode() if scope else None,
+            "providers": dict.fromkeys(key.providers, True) if key.providers else None}
+
+
+def gate_settings(cfg: Config, digests: dict[str, GatewayKey]) -> dict[str, Any]:
+    """What the gate needs from the config: key digests (never keys), origins, error replies."""
+    origins = cfg.access.allowed_origins
+    return {
+        "keys_required": bool(cfg.access.keys),
+        "keys": {digest: _key_entry(key) for digest, key in digests.items()},
+        "origins": {o.lower().rstrip("/"): True for o in origins if o != "*"},
+        "any_origin": "*" in origins,
+        "probes": dict.fromkeys(OPEN_PATHS, True),
+        "json_paths": list(JSON_PATHS),
+        "replies": {reason: {"status": str(status),
+                             "bodies": {d: b.decode() for d, b in error_bodies(status, message).items()}}
+                    for reason, (status, message) in _GATE_REPLIES.items()},
+    }
+
+
+def gate_filter_config(cfg: Config, digests: dict[str, GatewayKey]) -> dict[str, Any]:
+    code = ("-- Rendered by `lunaroute` from the gateway's config; the code below CONFIG is envoy/gate.lua.\n"
+            f"local CONFIG = {lua_literal(gate_settings(cfg, digests))}\n\n{gate_source()}")
+    return {"@type": _T + "envoy.extensions.filters.http.lua.v3.Lua", "default_source_code": {"inline_string": code}}
+
+
+def render_gate(cfg: Config, digests: dict[str, GatewayKey] | None = None) -> dict[str, Any]:
+    """The gate's config as the file Envoy watches (an ECDS discovery response): rewriting the file
+    (atomically) swaps the gate on every Envoy worker without a restart — that is key rotation."""
+    digests = cfg.key_digests() if digests is None else digests
+    return {"resources": [{"@type": _T + "envoy.config.core.v3.TypedExtensionConfig", "name": GATE_FILTER,
+                           "typed_config": gate_filter_config(cfg, digests)}]}
+
+
+def write_gate(cfg: Config, path: Path, digests: dict[str, GatewayKey] | None = None) -> None:
+    """Write the gate file atomically (Envoy reloads it on the rename)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(yaml.safe_dump(render_gate(cfg, digests), sort_keys=False, width=120), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _gate_discovery(gate_path: str) -> dict[str, Any]:
+    return {"name": GATE_FILTER, "config_discovery": {
+        "config_source": {"path_config_source": {
+            "path": gate_path, "watched_directory": {"path": os.path.dirname(gate_path) or "."}}},
+        "type_urls": [_T + "envoy.extensions.filters.http.lua.v3.Lua"],
+    }}
+
+
+def inline_gate(boot: dict[str, Any], gate: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the bootstrap with the gate's config in place of its file (one self-contained file:
+    for `envoy --mode validate`, which then compiles the Lua too, and for reading)."""
+    boot = yaml.safe_load(yaml.safe_dump(boot))
+    hcm = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    hcm["http_filters"] = [
+        {"name": GATE_FILTER, "typed_config": gate["resources"][0]["typed_config"]} if f["name"] == GATE_FILTER
+        else f for f in hcm["http_filters"]]
+    return boot
+
+
+def _virtual_hosts(cfg: Config, routes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Without keys the listener answers only Hosts that name it (a DNS-rebinding page cannot reach
+    it); any other Host gets probes only, and a 403 naming the fix."""
+    hosts = cfg.access.hosts
+    main = {"name": "lunaroute", "routes": routes, "include_request_attempt_count": True}
+    if "*" in hosts:
+        return [{**main, "domains": ["*"]}]
+    domains = [d for h in hosts for d in (h.lower(), f"{h.lower()}:*")]
+    probes = [r for r in routes if r["name"] in ("healthz", "intercept/readyz")]
+    body = error_bodies(403, "This gateway answers only requests for " + ", ".join(hosts)
+                       + " (the Host header); add the name you use to access.allowed_hosts.")["both"].decode()
+    return [{**main, "domains": domains},
+            {"name": "other_hosts", "domains": ["*"], "routes": [
+                *probes, {"name": "host_not_allowed", "match": {"prefix": "/"}, **_json_reply(403, body)}]}]
+
+
+def _overload_manager(cfg: Config) -> dict[str, Any]:
+    """Bounded memory under hostile clients: Envoy watches its heap; past 85 % it resets the streams
+    holding the most buffered memory, past 90 % it returns memory to the OS, past 95 % it answers new
+    requests with a 503 (in the client's dialect, via local replies) and stops keep-alive."""
+    heap = "envoy.resource_monitors.fixed_heap"
+
+    def at(value: float) -> list[dict[str, Any]]:
+        return [{"name": heap, "threshold": {"value": value}}]
+
+    return {
+        "refresh_interval": "0.25s",
+        # per-stream memory accounting (streams buffering 1 MiB or more), for reset_high_memory_stream
+        "buffer_factory_config": {"minimum_account_to_track_power_of_two": 20},
+        "resource_monitors": [
+            {"name": heap, "typed_config": {
+                "@type": _T + "envoy.extensions.resource_monitors.fixed_heap.v3.FixedHeapConfig",
+                "max_heap_size_bytes": cfg.limits.envoy_max_heap_bytes}},
+            {"name": "envoy.resource_monitors.global_downstream_max_connections", "typed_config": {
+                "@type": _T + "envoy.extensions.resource_monitors.downstream_connections.v3."
+                              "DownstreamConnectionsConfig",
+                "max_active_downstream_connections": cfg.limits.max_connections}},
+        ],
+        "actions": [
+            {"name": "envoy.overload_actions.shrink_heap", "triggers": at(0.90)},
+            {"name": "envoy.overload_actions.stop_accepting_requests", "triggers": at(0.95)},
+            {"name": "envoy.overload_actions.disable_http_keepalive", "triggers": at(0.95)},
+            {"name": "envoy.overload_actions.reset_high_memory_stream", "triggers": [
+                {"name": heap, "scaled": {"scaling_threshold": 0.85, "saturation_threshold": 0.95}}]},
+        ],
+    }
+
+
+def render(cfg: Config, ca_file: str | None = None, gate_path: str | None = None) -> dict[str, Any]:
+    """The whole bootstrap as a dict (yaml-dumpable). The gate's config lives in its own file
+    (`gate_path`, as Envoy sees it; `render_gate` writes what goes there)."""
     ca = ca_file or find_ca_file()
+    gate_path = gate_path or str(Path(GATE_FILE).resolve())
     hcm = {
         "@type": _T + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "lunaroute",
         "codec_type": "AUTO",
         "stream_idle_timeout": _duration(cfg.timeouts.stream_idle_s),
         "request_timeout": "0s",
+        "request_headers_timeout": "10s",  # a client that never finishes its headers holds nothing long
         "common_http_protocol_options": {"idle_timeout": "3600s"},
+        "http2_protocol_options": {"max_concurrent_streams": cfg.limits.max_streams_per_connection},
         "normalize_path": True,
         "local_reply_config": local_reply_config(),
         "merge_slashes": True,
         "route_config": {
             "name": "lunaroute",
-            "virtual_hosts": [{"name": "lunaroute", "domains": ["*"], "routes": _routes(cfg),
-                               "include_request_attempt_count": True}],
+            "virtual_hosts": _virtual_hosts(cfg, _routes(cfg)),
         },
         "http_filters": [
-            ext_proc_filter(cfg),
+            _gate_discovery(gate_path),
+            own_ext_proc_filter(cfg),
             {"name": "envoy.filters.http.router", "typed_config": {
                 "@type": _T + "envoy.extensions.filters.http.router.v3.Router",
                 "suppress_envoy_headers": True,
@@ -481,7 +663,7 @@ def render(cfg: Config, ca_file: str | None = None) -> dict[str, Any]:
                     "text_format_source": {"inline_string":
                     "[%START_TIME%] \"%REQ(:METHOD)% %REQ_WITHOUT_QUERY(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" "
                     "%RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION%ms "
-                    "cluster=%UPSTREAM_CLUSTER%\n"}},
+                    "cluster=%UPSTREAM_CLUSTER% key=%DYNAMIC_METADATA(lunaroute:client)%\n"}},
             },
         }],
     }
@@ -505,27 +687,29 @@ def render(cfg: Config, ca_file: str | None = None) -> dict[str, Any]:
         static["secrets"] = secrets
     return {
         "node": {"id": "lunaroute", "cluster": "lunaroute"},
-        "admin": {"address": {"socket_address": {"address": cfg.admin.host, "port_value": cfg.admin.port}}},
+        "admin": {"address": _admin_address(cfg)},
         "static_resources": static,
-        "overload_manager": {"resource_monitors": [{
-            "name": "envoy.resource_monitors.global_downstream_max_connections",
-            "typed_config": {
-                "@type": _T + "envoy.extensions.resource_monitors.downstream_connections.v3."
-                              "DownstreamConnectionsConfig",
-                "max_active_downstream_connections": 50000,
-            },
-        }]},
+        "overload_manager": _overload_manager(cfg),
     }
 
 
-def render_yaml(cfg: Config, ca_file: str | None = None) -> str:
-    return yaml.safe_dump(render(cfg, ca_file), sort_keys=False, width=120)
+def _admin_address(cfg: Config) -> dict[str, Any]:
+    if cfg.admin.socket:
+        return {"pipe": {"path": cfg.admin.socket, "mode": 0o600}}
+    return {"socket_address": {"address": cfg.admin.host, "port_value": cfg.admin.port}}
 
 
-def for_validation(boot: dict[str, Any]) -> dict[str, Any]:
+def render_yaml(cfg: Config, ca_file: str | None = None, gate_path: str | None = None) -> str:
+    return yaml.safe_dump(render(cfg, ca_file, gate_path), sort_keys=False, width=120)
+
+
+def for_validation(boot: dict[str, Any], gate: dict[str, Any] | None = None) -> dict[str, Any]:
     """A copy whose key sources are placeholders, so `envoy --mode validate` can check a bootstrap
     on a machine that has neither the key variables nor the key files (CI, a laptop rendering for
-    Kubernetes). Whether the keys really are there is `Config.check_secrets`' job."""
+    Kubernetes), with the gate inlined (`gate`, or one rendered without keys). Whether the keys
+    really are there is `Config.check_secrets`' job."""
+    if gate is not None or _has_gate_file(boot):
+        boot = inline_gate(boot, gate or _keyless_gate())
     static = dict(boot["static_resources"])
     static["secrets"] = [
         {**s, "generic_secret": {"secret": {"inline_string": "placeholder"}}} for s in static.get("secrets", [])
@@ -533,3 +717,14 @@ def for_validation(boot: dict[str, Any]) -> dict[str, Any]:
     if not static["secrets"]:
         del static["secrets"]
     return {**boot, "static_resources": static}
+
+
+def _has_gate_file(boot: dict[str, Any]) -> bool:
+    hcm = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    return any("config_discovery" in f for f in hcm["http_filters"])
+
+
+def _keyless_gate() -> dict[str, Any]:
+    from .config import parse
+
+    return render_gate(parse({}), {})

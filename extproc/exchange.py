@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from time import perf_counter
 
 import orjson
@@ -19,7 +20,16 @@ from .actions import Reply
 from .attempts import Chain, encode_chain, usable_chain
 from .config import Config, Provider
 from .dialects.base import Dialect, TranslationError
-from .envoy_config import ATTEMPTS_HEADER, CHAIN_HEADER, CLUSTER_HEADER, FALLBACK_HEADER, INTERNAL_PREFIX, cluster_name
+from .envoy_config import (
+    ATTEMPTS_HEADER,
+    CHAIN_HEADER,
+    CLIENT_HEADER,
+    CLUSTER_HEADER,
+    FALLBACK_HEADER,
+    INTERNAL_PREFIX,
+    SCOPE_HEADER,
+    cluster_name,
+)
 from .errors import ClientError
 from .forwarding import STASHED_HEADERS, credentials, dialect_headers, for_provider
 from .local_replies import advertised_models, count_tokens_reply, error_reply, models_body_for, models_reply
@@ -34,6 +44,10 @@ from .routing import Observed, Router, pop_preferences, request_model
 log = logging.getLogger("lunaroute")
 MARKER_BYTES = PREFIX.encode()
 SESSION_HEADER = "x-claude-code-session-id"
+
+
+# Answered by the gateway itself, behind its own Envoy only.
+_GATEWAY_ENDPOINTS = frozenset({Kind.HEALTHZ, Kind.READYZ, Kind.METRICS, Kind.ROOT})
 
 
 class Gateway:
@@ -64,6 +78,27 @@ class Gateway:
         return self.cfg.providers[name]
 
 
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """What a gateway key may use (its allow-lists; empty: anything). The gate wrote it."""
+
+    providers: frozenset[str] = frozenset()
+    models: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, value: str | None) -> Scope | None:
+        if not value:
+            return None
+        raw = orjson.loads(value)
+        return cls(frozenset(raw.get("providers") or ()), tuple(raw.get("models") or ()))
+
+    def allows_provider(self, name: str) -> bool:
+        return not self.providers or name in self.providers
+
+    def allows_model(self, model: str | None) -> bool:
+        return not self.models or (model is not None and any(fnmatchcase(model, g) for g in self.models))
+
+
 @dataclass(slots=True)
 class _Request:
     method: str = ""
@@ -72,13 +107,21 @@ class _Request:
     kind: Kind = Kind.BYPASS
     client: Dialect = "anthropic"
     headers: dict[str, str] | None = None
+    key: str = ""  # the gateway key's name ("" without keys)
+    scope: Scope | None = None
 
 
 class Exchange:
-    """One request and its response. Created per ext_proc stream."""
+    """One request and its response. Created per ext_proc stream.
 
-    def __init__(self, gw: Gateway) -> None:
+    `sealed`: the stream comes from the gateway's own Envoy, whose first filter (the gate) removed
+    every client-sent internal header and checked the gateway key; `x-lunaroute-client` and
+    `x-lunaroute-scope` are then the gate's. In a mesh nothing is sealed: internal headers are dropped
+    here, and the gateway's own endpoints (/readyz, /metrics) belong to the app behind the mesh."""
+
+    def __init__(self, gw: Gateway, sealed: bool = False) -> None:
         self.gw = gw
+        self.sealed = sealed
         self.req = _Request()
         self.provider_name = ""
         self.response: ResponseTranslation | ModelListMerge | UsageMeter | None = None
@@ -96,8 +139,17 @@ class Exchange:
         req.client = paths.client_dialect(req.kind, headers)
         req.headers = headers
         kind = req.kind
-        if kind is Kind.BYPASS:
-            # Only in meshes, where Envoy's routes are not ours: let it through, skip everything else.
+        if self.sealed:
+            req.key = headers.get(CLIENT_HEADER, "")
+            req.scope = Scope.parse(headers.get(SCOPE_HEADER))
+        elif self.gw.cfg.access.keys:
+            log.error("access.keys is set but this request did not pass the gateway's gate (a mesh?); refused")
+            return self._error(503, "gateway keys are configured but cannot be checked here; use the "
+                                    "gateway's own Envoy, or the mesh's authentication", kind="access")
+        if kind is Kind.BYPASS or (not self.sealed and kind in _GATEWAY_ENDPOINTS):
+            if self.sealed:  # a path the gateway's own routes do not intercept: the bypass provider's
+                return self._bypass()
+            # A mesh: the path belongs to the app behind it; let it through, skip everything else.
             return Reply(request_body_mode="NONE", response_header_mode="SKIP", response_body_mode="NONE")
         if kind is Kind.HEALTHZ or kind is Kind.ROOT:
             return self._answer(Reply.reply_now(200, b'{"status":"ok"}'))
@@ -111,12 +163,16 @@ class Exchange:
         if kind is Kind.MODELS:
             return self._models()
         if kind is Kind.MESSAGES_OTHER:
-            return self._anthropic_only()
+            return self._forward_to_dialect("anthropic")
+        if kind is Kind.CHAT_OTHER:
+            return self._forward_to_dialect("openai")
         if end_of_stream:
             return self._error(400, "the request has no body; send a JSON object", kind="bad_request")
         return Reply()
 
     def on_request_body(self, body: bytes) -> Reply:
+        if self.req.kind not in paths.BODY_KINDS:
+            return Reply()  # answered or forwarded in the headers phase; the body is not ours to route
         reply = self._on_request_body(body)
         if reply.immediate is None:
             self._scrub(reply)
@@ -158,6 +214,12 @@ class Exchange:
         decision = gw.router.decide(marker, prefs, model, req.path)
         overrides = {n: m for n, m in zip(decision.chain, decision.overrides, strict=True) if m}
         chain = usable_chain(gw.cfg, decision.chain)
+        if req.scope is not None:
+            refused = self._out_of_scope(chain[0], overrides.get(chain[0]) or model)
+            if refused is not None:
+                return refused
+            chain = tuple(n for n in chain if req.scope.allows_provider(n)
+                          and req.scope.allows_model(overrides.get(n) or model))
         if gw.budgets is not None:
             spent = {n: why for n in chain if (why := gw.budgets.spent(n))}
             if len(spent) == len(chain):
@@ -168,12 +230,14 @@ class Exchange:
         self.provider_name = name
         metrics.ROUTING.labels(name, decision.reason).inc()
         metrics.REQUESTS.labels(req.kind.value, name).inc()
-        log.info("route %s %s -> lunaroute:%s (%s)%s%s", req.method, req.path, name, decision.reason,
+        log.info("route %s %s -> lunaroute:%s (%s)%s%s%s", req.method, req.path, name, decision.reason,
                  f" model_override:{overrides[name]}" if name in overrides else "",
-                 f" fallbacks:{','.join(chain[1:])}" if len(chain) > 1 else "")
+                 f" fallbacks:{','.join(chain[1:])}" if len(chain) > 1 else "",
+                 f" key:{req.key}" if req.key else "")
         if gw.recorder is not None:
             gw.recorder.record(headers.get(SESSION_HEADER), {
                 "event": "route", "path": req.path, "client": req.client, "provider": f"lunaroute:{name}",
+                "key": req.key or None,
                 "reason": decision.reason, "model": model, "model_override": overrides.get(name),
                 "fallbacks": list(chain[1:]), "stream": bool(doc.get("stream"))})
         if req.kind is Kind.COUNT_TOKENS and provider.type != "anthropic":
@@ -230,28 +294,60 @@ class Exchange:
         default = cfg.providers[cfg.default_provider]
         ids = advertised_models(cfg)
         one = self.req.path.startswith("/v1/models/")
-        if default.type != self.req.client or (one and self.req.path.removeprefix("/v1/models/") in ids):
-            return self._answer(models_reply(self.req.client, cfg, self.req.path))
-        reply = self._forward_as_is(cfg.default_provider)
-        if not one and ids:
-            self.response = ModelListMerge(models_body_for(self.req.client), ids)
+        scope = self.req.scope
+        if scope is not None:
+            ids = [m for m in ids if scope.allows_model(m)]
+        if (default.type != self.req.client or (one and self.req.path.removeprefix("/v1/models/") in ids)
+                or (scope is not None and not scope.allows_provider(cfg.default_provider))):
+            return self._answer(models_reply(self.req.client, ids, self.req.path))
+        merge = ModelListMerge(models_body_for(self.req.client), ids) if not one and ids else None
+        reply = self._forward_as_is(cfg.default_provider, merge)
+        if merge is not None and reply.immediate is None:
             reply.set_headers["accept-encoding"] = "identity"
         return reply
 
-    def _anthropic_only(self) -> Reply:
+    def _out_of_scope(self, name: str, model: str | None, check_model: bool = True) -> Reply | None:
+        """A 403 in the client's dialect when the gateway key may not use this provider or model."""
+        scope, key = self.req.scope, self.req.key
+        if scope is None:
+            return None
+        if not scope.allows_provider(name):
+            return self._error(403, f"the gateway key {key!r} may not use provider {name!r}", kind="forbidden")
+        if check_model and not scope.allows_model(model):
+            return self._error(403, f"the gateway key {key!r} may not use model {model!r}", param="model",
+                               kind="forbidden")
+        return None
+
+    def _forward_to_dialect(self, dialect: Dialect) -> Reply:
+        """A path only one vendor's API has (/v1/messages/batches, /v1/chat/completions/{id}): to the
+        default provider when it speaks that dialect, else the first configured one that does."""
         cfg = self.gw.cfg
-        names = [cfg.default_provider] + list(cfg.providers)
-        for name in names:
-            if cfg.providers[name].type == "anthropic":
+        for name in [cfg.default_provider, *cfg.providers]:
+            if cfg.providers[name].type == dialect:
                 return self._forward_as_is(name)
-        return self._error(404, f"{self.req.path} is an Anthropic API and no Anthropic provider is configured",
+        vendor = "an Anthropic" if dialect == "anthropic" else "an OpenAI"
+        return self._error(404, f"{self.req.path} is {vendor} API and no such provider is configured",
                            kind="not_found")
 
-    def _forward_as_is(self, name: str) -> Reply:
+    def _bypass(self) -> Reply:
+        cfg = self.gw.cfg
+        if not cfg.bypass.enabled:
+            return self._error(404, "This path is not served by the gateway (bypass is disabled).",
+                               kind="not_found")
+        return self._forward_as_is(cfg.bypass_provider)
+
+    def _forward_as_is(self, name: str, response: ModelListMerge | None = None) -> Reply:
+        """Forward the request unchanged (path prefix and credentials aside) to `name`, deciding in the
+        headers phase: the body is not read, and the response is looked at only to merge `response`."""
+        refused = self._out_of_scope(name, None, check_model=False)
+        if refused is not None:
+            return refused
         provider = self.gw.provider(name)
         self.provider_name = name
         metrics.REQUESTS.labels(self.req.kind.value, name).inc()
-        reply = Reply(clear_route_cache=True)
+        self.response = response
+        reply = Reply(clear_route_cache=True, request_body_mode="NONE",
+                      response_header_mode=None if response else "SKIP")
         reply.set_headers[CLUSTER_HEADER] = cluster_name(name)
         reply.set_headers[":path"] = provider.upstream_path(self.req.path) + self.req.query
         headers = self.req.headers or {}

@@ -17,6 +17,7 @@ from .observe import metrics
 from .responses import ResponseTranslation
 
 ANTHROPIC_VERSION = "2023-06-01"
+ANTHROPIC_KEY_PREFIX = "sk-ant-"
 # Headers only Anthropic understands; kept in a fallback chain's stash so a later Anthropic attempt
 # gets them back after an OpenAI attempt removed them from the (shared) header map.
 ANTHROPIC_ONLY_HEADERS = ("anthropic-version", "anthropic-beta", "anthropic-dangerous-direct-browser-access")
@@ -39,13 +40,23 @@ class Outgoing:
 def credentials(provider: Provider, client: Dialect, headers: dict[str, str], reply: Reply) -> None:
     """The provider's credentials. Envoy injects configured keys. The client's own credentials go on
     only to a provider of the client's dialect, or, with `auth: passthrough`, moved into the header
-    the provider's dialect reads. Keys are never logged."""
-    if not provider.uses_client_key or (provider.type != client and provider.auth != "passthrough"):
-        reply.remove_headers += [h for h in ("x-api-key", "authorization") if h in headers or provider.keyed]
-    elif provider.type == "openai" and "x-api-key" in headers and "authorization" not in headers:
-        reply.set_headers["authorization"] = "Bearer " + headers["x-api-key"]
-        reply.remove_headers.append("x-api-key")
-    elif provider.type == "anthropic" and client == "openai" and "x-api-key" not in headers:
+    the provider's dialect reads — except what belongs to Anthropic alone: an Anthropic client's
+    `Authorization` (a Claude login's OAuth token) and `sk-ant-` keys never reach another vendor.
+    Keys are never logged."""
+    present = [h for h in ("x-api-key", "authorization") if h in headers or provider.keyed]
+    foreign = provider.type != client
+    if not provider.uses_client_key or (foreign and provider.auth != "passthrough"):
+        reply.remove_headers += present
+    elif foreign and client == "anthropic":
+        # to an OpenAI-type provider: an x-api-key that is not Anthropic's, as a Bearer token; nothing else
+        key = headers.get("x-api-key", "")
+        if "x-api-key" in headers:
+            reply.remove_headers.append("x-api-key")
+        if key and not key.startswith(ANTHROPIC_KEY_PREFIX):
+            reply.set_headers["authorization"] = "Bearer " + key
+        elif "authorization" in headers:
+            reply.remove_headers.append("authorization")
+    elif foreign and client == "openai" and "x-api-key" not in headers:
         token = headers.get("authorization", "")
         if token[:7].lower() == "bearer ":
             reply.set_headers["x-api-key"] = token[7:]

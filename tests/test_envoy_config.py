@@ -50,8 +50,11 @@ def test_bypass_route_skips_ext_proc_and_rewrites_to_the_provider_prefix() -> No
     assert route["typed_per_filter_config"]["envoy.filters.http.ext_proc"]["disabled"] is True
     assert route["route"]["cluster"] == "provider_or"
     assert route["route"]["prefix_rewrite"] == "/api/"
-    # the client's own credentials never reach a provider that has its own key
-    assert set(route["request_headers_to_remove"]) == {"x-api-key", "authorization"}
+    # the client's own credentials never reach a provider that has its own key, nor the gate's headers
+    assert set(route["request_headers_to_remove"]) == {"x-api-key", "authorization", envoy_config.CLUSTER_HEADER,
+                                                       envoy_config.CLIENT_HEADER, envoy_config.SCOPE_HEADER}
+    # the gate checks a gateway key's provider allow-list against the bypass provider
+    assert route["metadata"]["filter_metadata"][envoy_config.GATE_FILTER] == {"provider": "or"}
 
 
 def test_intercepted_paths_run_ext_proc_and_pick_the_cluster_from_its_header() -> None:
@@ -119,7 +122,8 @@ def test_provider_clusters_run_the_per_attempt_ext_proc_only_for_chains() -> Non
     assert skip_unless_chain["on_match"]["action"]["name"] == "skip"
     assert "not_matcher" in skip_unless_chain["predicate"]
     metadata = wrapped["extension_config"]["typed_config"]["grpc_service"]["initial_metadata"]
-    assert metadata == [{"key": envoy_config.ATTEMPT_PROVIDER_METADATA, "value": "gpt"}]
+    assert metadata == [{"key": envoy_config.ATTEMPT_PROVIDER_METADATA, "value": "gpt"},
+                        {"key": envoy_config.GATE_METADATA, "value": "sealed"}]
 
 
 def test_a_chain_of_n_providers_gets_a_route_with_n_minus_1_retries() -> None:

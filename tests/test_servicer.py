@@ -11,7 +11,7 @@ import pytest
 from extproc import config
 from extproc._proto import ext_proc_pb2 as pb
 from extproc._proto import ext_proc_pb2_grpc as pb_grpc
-from extproc.envoy_config import CLUSTER_HEADER
+from extproc.envoy_config import CLUSTER_HEADER, GATE_METADATA
 from extproc.exchange import Gateway
 from extproc.server import ExternalProcessor, ExternalProcessorSync, grpc_options
 
@@ -37,14 +37,25 @@ def body(doc: dict | bytes) -> pb.ProcessingRequest:
     return pb.ProcessingRequest(request_body=pb.HttpBody(body=raw, end_of_stream=True))
 
 
-@pytest.fixture
-def rpc():
+def _call(metadata: tuple[tuple[str, str], ...]):
     server = grpc_testing.server_from_dictionary({SERVICE: ExternalProcessorSync(Gateway(_cfg()))},
                                                  grpc_testing.strict_real_time())
-    call = server.invoke_stream_stream(PROCESS, (), None)
+    call = server.invoke_stream_stream(PROCESS, metadata, None)
     yield call
     call.requests_closed()
     call.termination()
+
+
+@pytest.fixture
+def rpc():
+    """A stream from the gateway's own Envoy (behind the gate)."""
+    yield from _call(((GATE_METADATA, "sealed"),))
+
+
+@pytest.fixture
+def mesh_rpc():
+    """A stream from a mesh's proxy: no gate ran before the filter."""
+    yield from _call(())
 
 
 def _set(resp_headers: pb.HeaderMutation) -> dict[str, str]:
@@ -98,12 +109,24 @@ def test_bad_json_on_chat_completions_is_an_openai_error(rpc) -> None:
     assert "message" in orjson.loads(imm.body)["error"]
 
 
-def test_bypassed_path_in_a_mesh_skips_all_further_phases(rpc) -> None:
-    rpc.send_request(headers(_method="POST", _path="/v1/embeddings"))
-    resp = rpc.take_response()
+@pytest.mark.parametrize("path", ["/v1/embeddings", "/readyz", "/metrics", "/healthz", "/"])
+def test_in_a_mesh_paths_that_are_not_ai_apis_pass_untouched(mesh_rpc, path: str) -> None:
+    """The app behind the mesh owns its /readyz, /metrics and every non-AI path."""
+    mesh_rpc.send_request(headers(_method="GET", _path=path))
+    resp = mesh_rpc.take_response()
+    assert resp.WhichOneof("response") == "request_headers"
     mode = resp.mode_override
     assert mode.request_body_mode == pb.ProcessingMode.NONE
     assert mode.response_header_mode == pb.ProcessingMode.SKIP
+
+
+def test_in_a_mesh_client_sent_internal_headers_are_dropped(mesh_rpc) -> None:
+    mesh_rpc.send_request(headers(_method="POST", _path="/v1/messages", x_lunaroute_client="admin",
+                                  x_lunaroute_scope='{"providers":["gpt"]}'))
+    mesh_rpc.take_response()
+    mesh_rpc.send_request(body({"model": "claude-x", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}))
+    common = mesh_rpc.take_response().request_body.response
+    assert {"x-lunaroute-client", "x-lunaroute-scope"} <= set(common.header_mutation.remove_headers)
 
 
 def test_readyz_and_metrics_are_answered_by_the_worker(rpc) -> None:

@@ -95,8 +95,22 @@ chart owns set from `envoy.*` / `extProc.*`, so Envoy, the ext_proc server and t
 {{- else }}
 {{- $_ := set $managed "host" "127.0.0.1" }}
 {{- $_ := set $managed "workers" (int $ep.workers) }}
-{{- $_ := set $cfg "listen" (dict "host" "0.0.0.0" "port" (int .Values.envoy.port)) }}
-{{- $_ := set $cfg "admin" (dict "host" "127.0.0.1" "port" (int .Values.envoy.adminPort)) }}
+{{- /* a sidecar serves its own pod over loopback only; the gateway serves the pod network */}}
+{{- $_ := set $cfg "listen" (dict "host" (ternary "127.0.0.1" "0.0.0.0" (eq .Values.mode "sidecar")) "port" (int .Values.envoy.port)) }}
+{{- /* a Unix socket in Envoy's own /tmp: an app container sharing the pod's network cannot reach it */}}
+{{- $_ := set $cfg "admin" (dict "socket" "/tmp/envoy-admin.sock") }}
+{{- $access := deepCopy (get $cfg "access" | default dict) }}
+{{- if and (eq .Values.mode "gateway") (not (or (get $access "keys") (get $access "allow_anonymous"))) }}
+{{- fail "config.access: no gateway keys, and the gateway listens on the pod network: anyone who reaches the Service would spend your providers' keys. Add config.access.keys (README: Security), or set config.access.allow_anonymous: true if a NetworkPolicy or the mesh protects it" }}
+{{- end }}
+{{- if and (eq .Values.mode "gateway") (not (hasKey $access "allowed_hosts")) }}
+{{- /* in-cluster clients use Service names and pod IPs; DNS rebinding is a laptop-browser threat */}}
+{{- $_ := set $access "allowed_hosts" (list "*") }}
+{{- end }}
+{{- $_ := set $cfg "access" $access }}
+{{- end }}
+{{- if and (eq .Values.mode "mesh") (get (get $cfg "access" | default dict) "keys") }}
+{{- fail "config.access.keys: gateway keys are checked by the gateway's own Envoy, which mesh mode does not run; use the mesh's authentication (Istio RequestAuthentication / Envoy Gateway SecurityPolicy) instead" }}
 {{- end }}
 {{- $_ := set $cfg "extproc" (merge $managed (get $cfg "extproc" | default dict)) }}
 {{- toYaml $cfg }}
@@ -116,6 +130,11 @@ chart owns set from `envoy.*` / `extProc.*`, so Envoy, the ext_proc server and t
 {{- end }}
 {{- end }}
 {{- end }}
+{{- end }}
+
+{{/* An HTTP probe over loopback with bash only (the Envoy image has no curl). (list port path) */}}
+{{- define "lunaroute.loopbackProbe" -}}
+{{- printf "exec 3<>/dev/tcp/127.0.0.1/%d && printf 'GET %s HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n' >&3 && head -n 1 <&3 | grep -q ' 200 '" (int (index . 0)) (index . 1) }}
 {{- end }}
 
 {{/* A Gateway API duration ("10s", "2500ms") from milliseconds. */}}
@@ -261,6 +280,17 @@ typed_config:
   env:
     {{- toYaml . | nindent 4 }}
   {{- end }}
+  {{- if eq .Values.mode "sidecar" }}
+  {{- /* the sidecar listens on the pod's loopback only, out of kubelet's reach: probe from inside */}}
+  livenessProbe:
+    exec:
+      command: [bash, -c, {{ include "lunaroute.loopbackProbe" (list .Values.envoy.port "/healthz") | quote }}]
+    {{- toYaml .Values.envoy.livenessProbe | nindent 4 }}
+  readinessProbe:
+    exec:
+      command: [bash, -c, {{ include "lunaroute.loopbackProbe" (list .Values.envoy.port "/readyz") | quote }}]
+    {{- toYaml .Values.envoy.readinessProbe | nindent 4 }}
+  {{- else }}
   livenessProbe:
     httpGet:
       path: /healthz
@@ -271,6 +301,7 @@ typed_config:
       path: /readyz
       port: {{ .Values.envoy.port }}
     {{- toYaml .Values.envoy.readinessProbe | nindent 4 }}
+  {{- end }}
   {{- if .Values.envoy.preStopSleepSeconds }}
   lifecycle:
     preStop:
