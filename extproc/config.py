@@ -72,6 +72,9 @@ class Limits(_Model):
     envoy_max_heap_bytes: int = Field(1024 * 1024 * 1024, ge=64 * 1024 * 1024)
     max_connections: int = Field(4096, ge=16)  # open client connections, in total
     max_streams_per_connection: int = Field(128, ge=1)  # concurrent HTTP/2 streams of one client connection
+    # Requests in the workers' hands at once (each holds its buffered body): beyond it Envoy refuses at
+    # once, before reading the body. Buffered memory stays below about this × max_request_bytes.
+    max_concurrent_requests: int = Field(1024, ge=1)
 
 
 class Timeouts(_Model):

@@ -411,6 +411,10 @@ def extproc_cluster(cfg: Config) -> dict[str, Any]:
             "no_traffic_interval": "2s", "grpc_health_check": {},
         }],
         "common_lb_config": {"healthy_panic_threshold": {"value": 0}},
+        # every request the workers hold has its body buffered in Envoy: cap them (a 503 beyond)
+        "circuit_breakers": {"thresholds": [{
+            "priority": "DEFAULT", "max_requests": cfg.limits.max_concurrent_requests,
+            "max_pending_requests": cfg.limits.max_concurrent_requests}]},
         "load_assignment": {
             "cluster_name": EXTPROC_CLUSTER,
             "endpoints": [{"lb_endpoints": [

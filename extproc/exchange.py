@@ -163,9 +163,9 @@ class Exchange:
         if kind is Kind.MODELS:
             return self._models()
         if kind is Kind.MESSAGES_OTHER:
-            return self._forward_to_dialect("anthropic")
+            return self._anthropic_only()
         if kind is Kind.CHAT_OTHER:
-            return self._forward_to_dialect("openai")
+            return self._stored_completions()
         if end_of_stream:
             return self._error(400, "the request has no body; send a JSON object", kind="bad_request")
         return Reply()
@@ -318,16 +318,26 @@ class Exchange:
                                kind="forbidden")
         return None
 
-    def _forward_to_dialect(self, dialect: Dialect) -> Reply:
-        """A path only one vendor's API has (/v1/messages/batches, /v1/chat/completions/{id}): to the
-        default provider when it speaks that dialect, else the first configured one that does."""
+    def _anthropic_only(self) -> Reply:
+        """/v1/messages/batches…: Anthropic-only APIs, to the default provider when it is Anthropic-type,
+        else the first configured one that is."""
         cfg = self.gw.cfg
         for name in [cfg.default_provider, *cfg.providers]:
-            if cfg.providers[name].type == dialect:
+            if cfg.providers[name].type == "anthropic":
                 return self._forward_as_is(name)
-        vendor = "an Anthropic" if dialect == "anthropic" else "an OpenAI"
-        return self._error(404, f"{self.req.path} is {vendor} API and no such provider is configured",
+        return self._error(404, f"{self.req.path} is an Anthropic API and no Anthropic provider is configured",
                            kind="not_found")
+
+    def _stored_completions(self) -> Reply:
+        """/v1/chat/completions/{id}…: OpenAI's stored completions, kept by the provider that answered.
+        To the default provider, else the bypass provider, when it speaks OpenAI's dialect; never to a
+        provider the config did not open to every path."""
+        cfg = self.gw.cfg
+        for name in (cfg.default_provider, cfg.bypass_provider if cfg.bypass.enabled else None):
+            if name is not None and cfg.providers[name].type == "openai":
+                return self._forward_as_is(name)
+        return self._error(404, f"{self.req.path} is served only when the default or the bypass provider is "
+                                "OpenAI-type", kind="not_found")
 
     def _bypass(self) -> Reply:
         cfg = self.gw.cfg

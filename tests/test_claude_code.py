@@ -5,12 +5,15 @@ CI installs Claude Code (.ci/run); elsewhere set LUNAROUTE_CLAUDE_BIN or put `cl
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import TEST_OPENAI_KEY, Gateway, standard_config
 
 pytestmark = pytest.mark.e2e
 
@@ -35,10 +38,10 @@ def claude() -> str:
     return found
 
 
-def run_claude(claude: str, gateway, prompt: str, cwd: Path) -> subprocess.CompletedProcess:
+def run_claude(claude: str, gateway, prompt: str, cwd: Path, **extra_env: str) -> subprocess.CompletedProcess:
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(cwd / "home"), "ANTHROPIC_BASE_URL": gateway.url,
            "ANTHROPIC_API_KEY": "sk-ant-claude-code-user", "DISABLE_TELEMETRY": "1",
-           "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1"}
+           "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1", **extra_env}
     (cwd / "home").mkdir(exist_ok=True)
     return subprocess.run([claude, "--model", "claude-sonnet-4-5", "-p", prompt], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120)
@@ -66,3 +69,37 @@ def test_claude_code_completes_a_tool_round_trip_against_an_openai_provider(
     assert first.query == ""  # Anthropic's ?beta=true stays behind
     assert second.json()["messages"][-1]["role"] == "tool"
     assert first.headers["authorization"] == "Bearer sk-test-openai-0123456789"
+
+
+GATEWAY_KEY = "lr-claude-code-user-9f8e7d6c5b4a39281706f5e4"
+
+
+@pytest.fixture(scope="module")
+def keyed_gateway(tmp_path_factory, anthropic_mock, openai_mock):
+    """The standard providers behind a gateway key."""
+    cfg = standard_config(anthropic_mock.base_url, openai_mock.base_url)
+    cfg["access"] = {"keys": [{"name": "claude-user", "key_sha256": hashlib.sha256(GATEWAY_KEY.encode()).hexdigest()}]}
+    gw = Gateway(tmp_path_factory.mktemp("cc_keyed"), cfg, workers=1)
+    gw.start(env={"LR_TEST_OPENAI_KEY": TEST_OPENAI_KEY})
+    yield gw
+    gw.stop()
+
+
+def test_claude_code_sends_a_gateway_key_beside_its_own_login(claude, keyed_gateway, anthropic_mock,
+                                                            tmp_path) -> None:
+    """ANTHROPIC_CUSTOM_HEADERS carries the gateway key; Claude Code's own credentials reach Anthropic as
+    they are, and the gateway key reaches no provider."""
+    proc = run_claude(claude, keyed_gateway, "say hi", tmp_path,
+                      ANTHROPIC_CUSTOM_HEADERS=f"x-lunaroute-key: {GATEWAY_KEY}")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "Hello from mock Anthropic"
+    seen = anthropic_mock.requests[-1]
+    assert seen.headers["x-api-key"] == "sk-ant-claude-code-user"
+    assert all(GATEWAY_KEY not in v for r in anthropic_mock.requests for v in r.headers.values())
+    assert "key:claude-user" in keyed_gateway.log()  # the route is logged with the key's name, never the key
+
+
+def test_claude_code_with_a_gateway_key_as_its_api_key(claude, keyed_gateway, anthropic_mock, tmp_path) -> None:
+    proc = run_claude(claude, keyed_gateway, "say hi", tmp_path, ANTHROPIC_API_KEY=GATEWAY_KEY)
+    assert proc.returncode == 0, proc.stderr
+    assert "x-api-key" not in anthropic_mock.requests[-1].headers  # the gateway key stays in the gateway
