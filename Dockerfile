@@ -16,6 +16,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY extproc ./extproc
+COPY envoy ./envoy
 RUN pip install . && rm -rf /src
 
 # Non-root user. /envoy is where `render-envoy` writes the bootstrap when a volume is mounted there

