@@ -13,6 +13,15 @@ import brotli
 import zstandard
 
 
+# A provider's response, decoded, is never larger than this: a compression bomb (a few KB that inflate
+# to gigabytes) is cut off here instead of exhausting a worker's memory. LLM responses are megabytes.
+DECODED_LIMIT = 64 * 1024 * 1024
+
+
+class DecodedTooLarge(ValueError):
+    """The decoded response would exceed DECODED_LIMIT."""
+
+
 class Decoder(Protocol):
     def feed(self, data: bytes) -> bytes: ...
     def flush(self) -> bytes: ...
@@ -26,34 +35,61 @@ class _Identity:
         return b""
 
 
-class _Zlib:
-    def __init__(self, wbits: int) -> None:
+class _Budget:
+    """Counts decoded bytes; every codec below asks it how much more it may produce."""
+
+    def __init__(self, limit: int) -> None:
+        self.left = limit
+
+    def take(self, out: bytes) -> bytes:
+        self.left -= len(out)
+        if self.left < 0:
+            raise DecodedTooLarge(f"the decoded response exceeds {DECODED_LIMIT} bytes")
+        return out
+
+
+class _Zlib(_Budget):
+    def __init__(self, wbits: int, limit: int) -> None:
+        super().__init__(limit)
         self._d = zlib.decompressobj(wbits)
 
     def feed(self, data: bytes) -> bytes:
-        return self._d.decompress(data)
+        # max_length bounds the output of this call; one byte over the budget means too large
+        return self.take(self._d.decompress(data, self.left + 1))
 
     def flush(self) -> bytes:
-        return self._d.flush()
+        return self.take(self._d.flush())
 
 
-class _Brotli:
-    def __init__(self) -> None:
+class _Brotli(_Budget):
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
         self._d = brotli.Decompressor()
 
     def feed(self, data: bytes) -> bytes:
-        return self._d.process(data)
+        return self.take(self._d.process(data, output_buffer_limit=self.left + 1))
 
     def flush(self) -> bytes:
         return b""
 
 
-class _Zstd:
-    def __init__(self) -> None:
-        self._d = zstandard.ZstdDecompressor().decompressobj()
+class _Zstd(_Budget):
+    """zstandard's stream writer hands its output over in small pieces, so the budget stops a bomb
+    after at most one piece beyond it."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self._out: list[bytes] = []
+        self._w = zstandard.ZstdDecompressor().stream_writer(self, write_size=65536, closefd=False)
+
+    def write(self, piece: bytes) -> int:  # the stream writer's sink
+        self._out.append(self.take(bytes(piece)))
+        return len(piece)
 
     def feed(self, data: bytes) -> bytes:
-        return self._d.decompress(data)
+        self._w.write(data)
+        out, self._out = b"".join(self._out), []
+        return out
 
     def flush(self) -> bytes:
         return b""
@@ -62,17 +98,18 @@ class _Zstd:
 SUPPORTED = frozenset({"", "identity", "gzip", "x-gzip", "deflate", "br", "zstd"})
 
 
-def decoder(content_encoding: str) -> Decoder:
-    """A decoder for a `content-encoding` value; raises ValueError for one we cannot read."""
+def decoder(content_encoding: str, limit: int = DECODED_LIMIT) -> Decoder:
+    """A decoder for a `content-encoding` value, producing at most `limit` bytes in all (then
+    DecodedTooLarge); raises ValueError for an encoding we cannot read."""
     enc = content_encoding.strip().lower()
     if enc in ("", "identity"):
         return _Identity()
     if enc in ("gzip", "x-gzip"):
-        return _Zlib(16 + zlib.MAX_WBITS)
+        return _Zlib(16 + zlib.MAX_WBITS, limit)
     if enc == "deflate":
-        return _Zlib(zlib.MAX_WBITS)
+        return _Zlib(zlib.MAX_WBITS, limit)
     if enc == "br":
-        return _Brotli()
+        return _Brotli(limit)
     if enc == "zstd":
-        return _Zstd()
+        return _Zstd(limit)
     raise ValueError(f"unsupported content-encoding {content_encoding!r}")
