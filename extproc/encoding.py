@@ -12,7 +12,6 @@ from typing import Protocol
 import brotli
 import zstandard
 
-
 # A provider's response, decoded, is never larger than this: a compression bomb (a few KB that inflate
 # to gigabytes) is cut off here instead of exhausting a worker's memory. LLM responses are megabytes.
 DECODED_LIMIT = 64 * 1024 * 1024
