@@ -155,6 +155,21 @@ local function is_json(content_type)
   return media == "application/json" or (media ~= nil and media:sub(-5) == "+json")
 end
 
+-- A request the fast path (envoy/fast.lua, after json_to_metadata) may decide without Python, judged
+-- on headers alone; only candidates have their body parsed there.
+local function mark_candidate(headers, bare, method, entry)
+  if method ~= "POST" or not CONFIG.fast_paths[bare] or (entry and entry.models_limited) then
+    return
+  end
+  if headers:get("x-provider") or headers:get("x-model") then
+    return  -- preferences or a model override: Python decides
+  end
+  local length = tonumber(headers:get("content-length") or "")
+  if length and length <= CONFIG.fast_max_bytes then
+    headers:replace("x-lunaroute-candidate", "1")
+  end
+end
+
 function envoy_on_request(handle)
   local headers = handle:headers()
   local path = headers:get(":path") or "/"
@@ -183,7 +198,7 @@ function envoy_on_request(handle)
   end
 
   if not CONFIG.keys_required then
-    return
+    return mark_candidate(headers, bare, method, nil)
   end
   if not key then
     return refuse(handle, "no_key", path, nil)
@@ -198,10 +213,15 @@ function envoy_on_request(handle)
   handle:streamInfo():dynamicMetadata():set("lunaroute", "client", entry.name)  -- for the access log
   if entry.scope then
     headers:replace("x-lunaroute-scope", entry.scope)
+    -- for the fast path (envoy/fast.lua): which providers this key may use
+    if entry.provider_list then
+      handle:streamInfo():dynamicMetadata():set("lunaroute", "providers", entry.provider_list)
+    end
   end
   -- Bypassed routes never reach Python: their provider is checked here (route metadata names it).
   local bypass_to = handle:metadata():get("provider")
   if bypass_to and entry.providers and not entry.providers[bypass_to] then
     return refuse(handle, "provider", path, bypass_to)
   end
+  mark_candidate(headers, bare, method, entry)
 end

@@ -75,6 +75,8 @@ class Limits(_Model):
     # Requests in the workers' hands at once (each holds its buffered body): beyond it Envoy refuses at
     # once, before reading the body. Buffered memory stays below about this × max_request_bytes.
     max_concurrent_requests: int = Field(1024, ge=1)
+    # Larger bodies always go through Python (bounded by max_concurrent_requests), never the fast path.
+    fast_path_max_bytes: int = Field(8 * 1024 * 1024, ge=0)
 
 
 class Timeouts(_Model):

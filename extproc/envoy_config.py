@@ -19,8 +19,10 @@ import orjson
 import yaml
 
 from .config import Config, GatewayKey, Provider
+from .forwarding import ANTHROPIC_ONLY_HEADERS, ANTHROPIC_VERSION
 from .local_replies import error_bodies
 from .paths import INTERCEPTED_EXACT, INTERCEPTED_PREFIXES
+from .routing import Router
 
 INTERNAL_PREFIX = "x-lunaroute-"  # request headers only the gateway itself may set
 CLUSTER_HEADER = "x-lunaroute-cluster"
@@ -45,6 +47,16 @@ GATE_FILE = "lunaroute-gate.yaml"
 OPEN_PATHS = ("/", "/healthz", "/readyz", "/metrics")
 # A POST here must carry JSON: a browser cannot send that cross-site without a CORS preflight.
 JSON_PATHS = ("/v1/messages", "/v1/chat/completions")
+# The fast path (envoy/fast.lua) names the provider here; only the `fast/…` routes read it.
+FAST_HEADER = "x-lunaroute-fast"
+# Set by the gate on requests the fast path may decide: only these have their body parsed for it.
+CANDIDATE_HEADER = "x-lunaroute-candidate"
+FAST_FILTER = "lunaroute.fast"
+JSON_TO_METADATA = "envoy.filters.http.json_to_metadata"
+BODY_METADATA = "lunaroute.body"
+# Paths the fast path may decide, and the dialect their clients speak.
+FAST_PATHS = {"/v1/messages": "anthropic", "/v1/messages/count_tokens": "anthropic",
+              "/v1/chat/completions": "openai"}
 EXTPROC_CLUSTER = "lunaroute_extproc"
 EXTPROC_FILTER = "envoy.filters.http.ext_proc"
 DEFAULT_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
@@ -200,7 +212,8 @@ def _cluster_matcher(cfg: Config) -> dict[str, Any]:
             "on_no_match": {"matcher": first}}
 
 
-_GATE_HEADERS = [CLUSTER_HEADER, CLIENT_HEADER, SCOPE_HEADER]
+# Internal headers Envoy sets for its own filters and routes; removed before a request leaves it.
+GATE_HEADERS = [CLUSTER_HEADER, CLIENT_HEADER, SCOPE_HEADER, FAST_HEADER, CANDIDATE_HEADER]
 
 
 def _routes(cfg: Config) -> list[dict[str, Any]]:
@@ -232,6 +245,7 @@ def _routes(cfg: Config) -> list[dict[str, Any]]:
                         "append_action": "OVERWRITE_IF_EXISTS_OR_ADD", "keep_empty_value": False}]
     # A fallback chain of n providers: n - 1 retries, each re-selecting its cluster (x-envoy-max-retries
     # is honoured only for internal clients, so the retry budget comes from the route).
+    routes += _fast_routes(cfg, provider_header)
     for n in range(2, len(cfg.providers) + 1):
         # any 5xx or reset moves on to the next provider (the same provider is retried only on 429/503/529)
         chain_action = {**intercepted, "retry_policy": {
@@ -242,12 +256,12 @@ def _routes(cfg: Config) -> list[dict[str, Any]]:
                 "name": f"chain{n}{prefix}",
                 "match": {"path_separated_prefix": prefix, "headers": [
                     {"name": ATTEMPTS_HEADER, "string_match": {"exact": str(n)}}]},
-                "route": chain_action, "request_headers_to_remove": _GATE_HEADERS,
+                "route": chain_action, "request_headers_to_remove": GATE_HEADERS,
                 "response_headers_to_add": provider_header})
     for name, match in [(p, {"path": p}) for p in INTERCEPTED_EXACT] + [
             (p, {"path_separated_prefix": p}) for p in INTERCEPTED_PREFIXES]:
         routes.append({"name": f"intercept{name}", "match": match, "route": intercepted,
-                       "request_headers_to_remove": _GATE_HEADERS,
+                       "request_headers_to_remove": GATE_HEADERS,
                        "response_headers_to_add": provider_header})
     if not (cfg.bypass.enabled and cfg.providers[cfg.bypass_provider].type == "anthropic"):
         # Claude Code's own side calls (start-up probe, telemetry) must never fail its session; with
@@ -261,7 +275,8 @@ def _routes(cfg: Config) -> list[dict[str, Any]]:
             action["prefix_rewrite"] = bypass.path_prefix + "/"
         route: dict[str, Any] = {
             "name": "bypass", "match": {"prefix": "/"}, "route": action,
-            "typed_per_filter_config": _ext_proc_off(), "request_headers_to_remove": list(_GATE_HEADERS),
+            "typed_per_filter_config": _ext_proc_off(),
+            "request_headers_to_remove": list(GATE_HEADERS),
             # the gate checks a key's provider allow-list against this (bypassed requests skip Python)
             "metadata": {"filter_metadata": {GATE_FILTER: {"provider": cfg.bypass_provider}}},
         }
@@ -280,6 +295,128 @@ def _routes(cfg: Config) -> list[dict[str, Any]]:
     return routes
 
 
+# -- the fast path (envoy/fast.lua): no Python for requests that need no decision ---------------------
+
+
+def glob_to_lua(glob: str) -> str | None:
+    """The Lua pattern matching exactly what `fnmatch.fnmatchcase(model, glob)` matches (for ASCII
+    models: fast.lua leaves others to Python), or None when the glob has a character class."""
+    out = ["^"]
+    for ch in glob:
+        if ch == "*":
+            out.append(".*")
+        elif ch == "?":
+            out.append(".")
+        elif ch == "[":
+            return None
+        elif ch in "^$()%.]+-":
+            out.append("%" + ch)
+        else:
+            out.append(ch)
+    return "".join(out) + "$"
+
+
+def _fast_target(cfg: Config, chain: list[str], dialect: str) -> str:
+    """The provider the fast path may send to directly, or "" when Python must see the request:
+    a fallback chain, another dialect (translation), a budget to meter, or recording."""
+    if len(chain) != 1 or cfg.recording.enabled:
+        return ""
+    name = chain[0]
+    if cfg.providers[name].type != dialect or name in cfg.budgets.daily_tokens:
+        return ""
+    return name
+
+
+def fast_settings(cfg: Config) -> dict[str, Any]:
+    """What fast.lua decides with, per path: the routing rules in the Python router's own order (each
+    a Lua pattern and a target, or `python` for one only Python can evaluate), then the default.
+    Paths where nothing could go fast are left out."""
+    router = Router(cfg)
+    paths: dict[str, Any] = {}
+    for path, dialect in FAST_PATHS.items():
+        rules: list[dict[str, Any]] = []
+        for index, chain in router.ordered_rules():
+            eligible = router.eligible_chain(chain, path)
+            if not eligible:
+                continue  # the router skips a rule whose providers do not serve the path
+            glob = cfg.routing.rules[index].model
+            pattern = glob_to_lua(glob) if glob is not None else None
+            if pattern is None:
+                rules.append({"python": True})
+                break  # nothing after it can be decided without Python
+            rules.append({"pattern": pattern, "target": _fast_target(cfg, eligible, dialect)})
+        default = router.eligible_chain((cfg.default_provider, *cfg.providers), path)[:1]
+        entry = {"rules": rules, "default": _fast_target(cfg, default, dialect) if default else ""}
+        if entry["default"] or any(r.get("target") for r in rules):
+            paths[path] = entry
+    return {"paths": paths, "max_bytes": cfg.limits.fast_path_max_bytes}
+
+
+def _fast_filters(cfg: Config) -> list[dict[str, Any]]:
+    """json_to_metadata lifts the body's top-level `model` into metadata; fast.lua decides with it."""
+    settings = fast_settings(cfg)
+    if not settings["paths"]:
+        return []
+    model = {"selectors": [{"key": "model"}],
+             "on_present": {"metadata_namespace": BODY_METADATA, "key": "model", "type": "PROTOBUF_VALUE"},
+             "on_error": {"metadata_namespace": BODY_METADATA, "key": "error", "value": "1"}}
+    code = ("-- Rendered by `lunaroute` from the gateway's config; the code below FAST is envoy/fast.lua.\n"
+            f"local FAST = {lua_literal(settings)}\n\n{_envoy_source('fast.lua')}")
+    return [
+        _only_with_header(CANDIDATE_HEADER, JSON_TO_METADATA, {
+            "@type": _T + "envoy.extensions.filters.http.json_to_metadata.v3.JsonToMetadata",
+            "request_rules": {"rules": [model]}}),
+        _only_with_header(CANDIDATE_HEADER, FAST_FILTER, {
+            "@type": _T + "envoy.extensions.filters.http.lua.v3.Lua", "default_source_code": {"inline_string": code}}),
+    ]
+
+
+def _only_with_header(header: str, name: str, typed_config: dict[str, Any]) -> dict[str, Any]:
+    """The filter `name`, skipped (ExtensionWithMatcher → SkipFilter) unless the request has `header`."""
+    return {"name": name, "typed_config": {
+        "@type": _T + "envoy.extensions.common.matching.v3.ExtensionWithMatcher",
+        "extension_config": {"name": name, "typed_config": typed_config},
+        "xds_matcher": {"matcher_list": {"matchers": [{
+            "predicate": {"not_matcher": {"single_predicate": {
+                "input": _header_input(header),
+                "value_match": {"safe_regex": {"regex": ".+", "google_re2": {}}}}}},
+            "on_match": {"action": {"name": "skip", "typed_config": {
+                "@type": _T + "envoy.extensions.filters.common.matcher.action.v3.SkipFilter"}}},
+        }]}},
+    }}
+
+
+def _fast_routes(cfg: Config, provider_header: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One route per (path, provider) the fast path can pick: the request goes as the Python path
+    would send it untranslated (path prefix, credentials, Anthropic-only headers), with ext_proc off."""
+    routes = []
+    for path, entry in fast_settings(cfg)["paths"].items():
+        targets = dict.fromkeys(t for t in [*(r.get("target") for r in entry["rules"]), entry["default"]] if t)
+        for name in targets:
+            p = cfg.providers[name]
+            action: dict[str, Any] = {"cluster": cluster_name(name), **_provider_action(cfg)}
+            if p.path_prefix:
+                action["prefix_rewrite"] = p.upstream_path(path)
+            remove = [*GATE_HEADERS]
+            if not p.uses_client_key:
+                remove += ["x-api-key", "authorization"]  # Envoy injects the provider's own key, or none
+            route: dict[str, Any] = {
+                "name": f"fast/{name}{path}",
+                "match": {"path": path, "headers": [{"name": FAST_HEADER, "string_match": {"exact": name}}]},
+                "route": action, "stat_prefix": "fast",
+                "typed_per_filter_config": _ext_proc_off(),
+                "response_headers_to_add": provider_header,
+            }
+            if p.type == "anthropic":
+                route["request_headers_to_add"] = [{"header": {"key": "anthropic-version", "value": ANTHROPIC_VERSION},
+                                                    "append_action": "ADD_IF_ABSENT"}]
+            else:
+                remove += list(ANTHROPIC_ONLY_HEADERS)
+            route["request_headers_to_remove"] = remove
+            routes.append(route)
+    return routes
+
+
 def _attempt_ext_proc(cfg: Config, provider: str) -> dict[str, Any]:
     """The per-attempt ext_proc of a provider cluster: re-translates and re-authenticates each attempt
     of a fallback chain for *this* provider. It only runs when the request carries a chain header, so
@@ -288,23 +425,8 @@ def _attempt_ext_proc(cfg: Config, provider: str) -> dict[str, Any]:
     ext["grpc_service"] = {**ext["grpc_service"], "initial_metadata": [
         {"key": ATTEMPT_PROVIDER_METADATA, "value": provider}, {"key": GATE_METADATA, "value": "sealed"}]}
     ext["processing_mode"] = {**ext["processing_mode"], "request_header_mode": "SEND"}
-    return {
-        "name": "lunaroute.attempt_ext_proc",
-        "typed_config": {
-            "@type": _T + "envoy.extensions.common.matching.v3.ExtensionWithMatcher",
-            "extension_config": {"name": EXTPROC_FILTER, "typed_config": ext},
-            "xds_matcher": {
-                # skip unless the chain header is there
-                "matcher_list": {"matchers": [{
-                    "predicate": {"not_matcher": {"single_predicate": {
-                        "input": _header_input(CHAIN_HEADER),
-                        "value_match": {"safe_regex": {"regex": ".+", "google_re2": {}}}}}},
-                    "on_match": {"action": {"name": "skip", "typed_config": {
-                        "@type": _T + "envoy.extensions.filters.common.matcher.action.v3.SkipFilter"}}},
-                }]},
-            },
-        },
-    }
+    flt = _only_with_header(CHAIN_HEADER, EXTPROC_FILTER, ext)  # skip unless the chain header is there
+    return {**flt, "name": "lunaroute.attempt_ext_proc"}
 
 
 def _credential_filter(name: str, p: Provider) -> dict[str, Any]:
@@ -487,12 +609,16 @@ _GATE_REPLIES: dict[str, tuple[int, str]] = {
 }
 
 
-def gate_source() -> str:
-    """envoy/gate.lua, from the source tree (a checkout) or the installed package (a wheel)."""
-    tree = Path(__file__).resolve().parent.parent / "envoy" / "gate.lua"
+def _envoy_source(name: str) -> str:
+    """A file of envoy/, from the source tree (a checkout) or the installed package (a wheel)."""
+    tree = Path(__file__).resolve().parent.parent / "envoy" / name
     if tree.is_file():
         return tree.read_text(encoding="utf-8")
-    return resources.files("extproc._envoy").joinpath("gate.lua").read_text(encoding="utf-8")
+    return resources.files("extproc._envoy").joinpath(name).read_text(encoding="utf-8")
+
+
+def gate_source() -> str:
+    return _envoy_source("gate.lua")
 
 
 def lua_literal(value: Any) -> str:
@@ -516,7 +642,9 @@ def lua_literal(value: Any) -> str:
 def _key_entry(key: GatewayKey) -> dict[str, Any]:
     scope = {"providers": key.providers, "models": key.models} if key.providers or key.models else None
     return {"name": key.name, "scope": orjson.dumps(scope).decode() if scope else None,
-            "providers": dict.fromkeys(key.providers, True) if key.providers else None}
+            "providers": dict.fromkeys(key.providers, True) if key.providers else None,
+            "provider_list": "," + ",".join(key.providers) + "," if key.providers else None,
+            "models_limited": bool(key.models)}
 
 
 def gate_settings(cfg: Config, digests: dict[str, GatewayKey]) -> dict[str, Any]:
@@ -529,6 +657,8 @@ def gate_settings(cfg: Config, digests: dict[str, GatewayKey]) -> dict[str, Any]
         "any_origin": "*" in origins,
         "probes": dict.fromkeys(OPEN_PATHS, True),
         "json_paths": list(JSON_PATHS),
+        "fast_paths": dict.fromkeys(fast_settings(cfg)["paths"], True),
+        "fast_max_bytes": cfg.limits.fast_path_max_bytes,
         "replies": {reason: {"status": str(status),
                              "bodies": {d: b.decode() for d, b in error_bodies(status, message).items()}}
                     for reason, (status, message) in _GATE_REPLIES.items()},
@@ -646,6 +776,7 @@ def render(cfg: Config, ca_file: str | None = None, gate_path: str | None = None
         },
         "http_filters": [
             _gate_discovery(gate_path),
+            *_fast_filters(cfg),
             own_ext_proc_filter(cfg),
             {"name": "envoy.filters.http.router", "typed_config": {
                 "@type": _T + "envoy.extensions.filters.http.router.v3.Router",

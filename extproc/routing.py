@@ -194,6 +194,15 @@ class Router:
             rules.append(_CompiledRule(i, re.compile(source), chain, rule.priority))
         return rules
 
+    def ordered_rules(self) -> list[tuple[int, tuple[str, ...]]]:
+        """(index in `routing.rules`, chain) in the order `decide` tries them; the Envoy fast path is
+        rendered from this, so both walk the rules the same way."""
+        return [(r.index, r.chain) for r in self._rules]
+
+    def eligible_chain(self, names: Iterable[str], path: str) -> list[str]:
+        """`names` that serve `path`, without duplicates, in order."""
+        return self._eligible(names, path)
+
     # -- eligibility ---------------------------------------------------------------------------------
 
     def eligible(self, name: str, path: str) -> bool:

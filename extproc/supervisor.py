@@ -110,7 +110,9 @@ class Supervisor:
         write_gate(self.cfg, self.gate_path)
         self._key_files = self._key_file_mtimes(self.cfg)
         bootstrap.write_text(render_yaml(self.cfg, gate_path=str(self.gate_path)), encoding="utf-8")
+        # access log lines reach the log within a second (Envoy buffers them for 10 s by default)
         cmd = [envoy, "-c", str(bootstrap), "--disable-hot-restart", "--log-level", "warn",
+               "--file-flush-interval-msec", "1000",
                "--admin-address-path", str(self.runtime_dir / "admin-address")]
         self.procs["envoy"] = subprocess.Popen(cmd)
 

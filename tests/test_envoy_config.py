@@ -51,8 +51,7 @@ def test_bypass_route_skips_ext_proc_and_rewrites_to_the_provider_prefix() -> No
     assert route["route"]["cluster"] == "provider_or"
     assert route["route"]["prefix_rewrite"] == "/api/"
     # the client's own credentials never reach a provider that has its own key, nor the gate's headers
-    assert set(route["request_headers_to_remove"]) == {"x-api-key", "authorization", envoy_config.CLUSTER_HEADER,
-                                                       envoy_config.CLIENT_HEADER, envoy_config.SCOPE_HEADER}
+    assert set(route["request_headers_to_remove"]) == {"x-api-key", "authorization", *envoy_config.GATE_HEADERS}
     # the gate checks a gateway key's provider allow-list against the bypass provider
     assert route["metadata"]["filter_metadata"][envoy_config.GATE_FILTER] == {"provider": "or"}
 

@@ -1,0 +1,52 @@
+-- LunaRoute's fast path: requests that need no decision never reach Python.
+--
+-- Runs after the gate and after envoy.filters.http.json_to_metadata (which put the body's top-level
+-- `model` into the `lunaroute.body` metadata namespace, or `error` when the body is not JSON). When a
+-- request's bytes hold no marker and no provider preferences, and the provider the model rules (or
+-- the default) pick speaks the client's dialect with nothing else to do (no fallbacks, no budget, no
+-- recording), it names that provider in `x-lunaroute-fast` and re-picks the route: the `fast/…`
+-- routes send it there byte for byte with ext_proc off. Everything else goes on to ext_proc as before.
+--
+-- FAST (prepended by extproc/envoy_config.py, from the same config and the same router code the
+-- Python path uses) holds, per path, the rules in the router's order: a Lua pattern equivalent to the
+-- rule's glob and its target ("" = Python decides), or `python = true` for rules only Python can
+-- evaluate (regexes, glob character classes); then the default's target.
+
+local function decide(routes, model)
+  for _, rule in ipairs(routes.rules) do
+    if rule.python then
+      return ""  -- a rule Python must evaluate comes first: let Python decide
+    end
+    if model ~= nil and model:find(rule.pattern) then
+      return rule.target
+    end
+  end
+  return routes.default
+end
+
+-- Only requests the gate marked as candidates get here (x-lunaroute-candidate: a POST to one of the
+-- paths below, with a content-length up to FAST.max_bytes, no X-Provider / X-Model header, and no
+-- gateway key limited to some models); this filter and json_to_metadata are skipped for all others.
+function envoy_on_request(handle)
+  local routes = FAST.paths[(handle:headers():get(":path") or ""):match("^[^?]*")]
+  local body = handle:body()  -- waits for the whole body; header objects taken before it expire
+  if routes == nil or body == nil then
+    return
+  end
+  local bytes = body:getBytes(0, body:length())
+  if bytes:find("[LUNAROUTE:", 1, true) or bytes:find('"provider"', 1, true) or not bytes:find("^%s*{") then
+    return  -- a marker or provider preferences (anywhere: Python looks closer), or not an object
+  end
+  local parsed = handle:streamInfo():dynamicMetadata():get("lunaroute.body") or {}
+  local model = parsed.model
+  if parsed.error or (model ~= nil and (type(model) ~= "string" or model:find("[\128-\255]"))) then
+    return  -- not JSON, a model that is not a string, or non-ASCII (glob `?` counts characters)
+  end
+  local target = decide(routes, model)
+  local gate = handle:streamInfo():dynamicMetadata():get("lunaroute") or {}
+  if target == "" or (gate.providers and not gate.providers:find("," .. target .. ",", 1, true)) then
+    return
+  end
+  handle:headers():replace("x-lunaroute-fast", target)
+  handle:clearRouteCache()
+end
