@@ -143,3 +143,14 @@ def _media_tokens(content: object) -> int:
         elif kind == "tool_result":
             n += _media_tokens(block.get("content"))
     return n
+
+
+# Hub (Chat) request fields → the Anthropic field a client wrote (for errors raised by a later leg).
+_HUB_PARAMS = {"messages": "messages", "max_tokens": "max_tokens", "max_completion_tokens": "max_tokens",
+               "stop": "stop_sequences", "reasoning_effort": "thinking", "user": "metadata.user_id"}
+
+
+def hub_param(param: str) -> str:
+    """The Anthropic field behind a Chat request field, for a 400 raised by a later translation leg."""
+    head = param.split(".", 1)[0].split("[", 1)[0]
+    return _HUB_PARAMS.get(head, param)

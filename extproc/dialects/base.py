@@ -13,7 +13,7 @@ from typing import Literal, Protocol
 
 from extproc.errors import ClientError
 
-Dialect = Literal["anthropic", "openai"]
+Dialect = Literal["anthropic", "openai", "openai-responses"]
 
 
 class TranslationError(ClientError):
@@ -77,21 +77,26 @@ class Translator(Protocol):
         """Client request body → provider request body. Raises TranslationError."""
         ...
 
-    def response_body(self, body: dict, target: Target | None = None) -> dict:
+    def response_body(self, body: dict, target: Target | None = None,
+                      custom_tools: frozenset[str] = frozenset()) -> dict:
         """Provider JSON response → client JSON response (non-streaming success).
 
-        `target` (optional) carries per-provider output options such as `Target.reasoning`.
+        `target` (optional) carries per-provider output options such as `Target.reasoning`;
+        `custom_tools` names the request's custom (freeform) tools, whose calls a Responses client gets
+        back as `custom_tool_call` items.
         """
         ...
 
     def stream(
-        self, target: Target | None = None, *, input_tokens_estimate: int = 0, include_usage: bool = False
+        self, target: Target | None = None, *, input_tokens_estimate: int = 0, include_usage: bool = False,
+        custom_tools: frozenset[str] = frozenset(),
     ) -> StreamTranslator:
         """A fresh stream translator for one SSE response.
 
         `input_tokens_estimate`: used for Anthropic clients' `message_start.usage.input_tokens` when the
         provider reports usage only at the end (never send 0 there). `include_usage`: OpenAI clients get
         the final usage chunk only when they asked for it (`stream_options.include_usage`).
+        `custom_tools`: as for `response_body`.
         """
         ...
 

@@ -368,14 +368,16 @@ class OpenAIToAnthropic:
         except MALFORMED as exc:  # a wrongly shaped field: the client's 400, not the gateway's 500
             raise TranslationError(f"malformed request body: {exc}") from exc
 
-    def response_body(self, body: dict, target: Target | None = None) -> dict:
+    def response_body(self, body: dict, target: Target | None = None,
+                      custom_tools: frozenset[str] = frozenset()) -> dict:
         try:
             return translate_response(body, target)
         except MALFORMED as exc:
             raise not_understood(str(exc)) from exc
 
     def stream(
-        self, target: Target | None = None, *, input_tokens_estimate: int = 0, include_usage: bool = False
+        self, target: Target | None = None, *, input_tokens_estimate: int = 0, include_usage: bool = False,
+        custom_tools: frozenset[str] = frozenset(),
     ) -> AnthropicToOpenAIStream:
         return AnthropicToOpenAIStream(include_usage)
 

@@ -33,11 +33,13 @@ class Passthrough:
     def request_body(self, body: dict, target: Target) -> dict:
         return body
 
-    def response_body(self, body: dict, target: Target | None = None) -> dict:
+    def response_body(self, body: dict, target: Target | None = None,
+                      custom_tools: frozenset[str] = frozenset()) -> dict:
         return body
 
     def stream(
-        self, target: Target | None = None, *, input_tokens_estimate: int = 0, include_usage: bool = False
+        self, target: Target | None = None, *, input_tokens_estimate: int = 0, include_usage: bool = False,
+        custom_tools: frozenset[str] = frozenset(),
     ) -> PassthroughStream:
         return PassthroughStream()
 
