@@ -28,7 +28,7 @@ CHAIN_HEADER = "x-lunaroute-chain"
 ATTEMPT_PROVIDER_METADATA = "x-lunaroute-attempt-provider"
 # How many providers a chain has: selects the route whose retry budget fits it.
 ATTEMPTS_HEADER = "x-lunaroute-attempts"
-CHAIN_PREFIXES = ("/v1/messages", "/v1/chat/completions")
+CHAIN_PREFIXES = ("/v1/messages", "/v1/chat/completions", "/v1/responses")
 EXTPROC_CLUSTER = "lunaroute_extproc"
 EXTPROC_FILTER = "envoy.filters.http.ext_proc"
 DEFAULT_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
@@ -429,10 +429,11 @@ def local_reply_config() -> dict[str, Any]:
         "status_code": 503,
         "body_format_override": {"json_format": {"status": "unavailable", "reason": "%LOCAL_REPLY_BODY%"}},
     }]
-    for status in (*_OPENAI_TYPES, None):
-        kind = _OPENAI_TYPES.get(status, "server_error")  # type: ignore[arg-type]
-        mappers.append(_local_reply_mapper(status, "/chat/completions", {"error": {
-            "message": "%LOCAL_REPLY_BODY%", "type": kind, "param": None, "code": kind}}))
+    for path in ("/chat/completions", "/responses"):  # the Responses API shares Chat's error envelope
+        for status in (*_OPENAI_TYPES, None):
+            kind = _OPENAI_TYPES.get(status, "server_error")  # type: ignore[arg-type]
+            mappers.append(_local_reply_mapper(status, path, {"error": {
+                "message": "%LOCAL_REPLY_BODY%", "type": kind, "param": None, "code": kind}}))
     for path, extra in (("/messages", {}), ("/", {"param": None, "code": "%RESPONSE_CODE%"})):
         for status in (*_ANTHROPIC_TYPES, None):
             kind = _ANTHROPIC_TYPES.get(status, "api_error")  # type: ignore[arg-type]

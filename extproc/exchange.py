@@ -110,8 +110,8 @@ class Exchange:
             return self._answer(Reply.reply_now(200, body, content_type=ctype))
         if kind is Kind.MODELS:
             return self._models()
-        if kind is Kind.MESSAGES_OTHER:
-            return self._anthropic_only()
+        if kind in paths.NATIVE_KINDS:
+            return self._native_only()
         if end_of_stream:
             return self._error(400, "the request has no body; send a JSON object", kind="bad_request")
         return Reply()
@@ -176,9 +176,9 @@ class Exchange:
                 "event": "route", "path": req.path, "client": req.client, "provider": f"lunaroute:{name}",
                 "reason": decision.reason, "model": model, "model_override": overrides.get(name),
                 "fallbacks": list(chain[1:]), "stream": bool(doc.get("stream"))})
-        if req.kind is Kind.COUNT_TOKENS and provider.type != "anthropic":
-            return self._answer(count_tokens_reply(doc))
-        if len(chain) > 1 and req.kind is not Kind.COUNT_TOKENS:
+        if req.kind in paths.COUNT_KINDS and provider.type != req.client:
+            return self._answer(count_tokens_reply(req.client, doc))
+        if len(chain) > 1 and req.kind not in paths.COUNT_KINDS:
             return self._with_fallbacks(doc, changed, model, chain, {n: overrides[n] for n in chain if n in overrides})
         model = overrides.get(name) or model
         if model is not None and doc.get("model") != model:
@@ -238,14 +238,15 @@ class Exchange:
             reply.set_headers["accept-encoding"] = "identity"
         return reply
 
-    def _anthropic_only(self) -> Reply:
+    def _native_only(self) -> Reply:
+        """An API only a provider of the client's own dialect has: the first such provider, as sent."""
         cfg = self.gw.cfg
         names = [cfg.default_provider] + list(cfg.providers)
         for name in names:
-            if cfg.providers[name].type == "anthropic":
+            if cfg.providers[name].type == self.req.client:
                 return self._forward_as_is(name)
-        return self._error(404, f"{self.req.path} is an Anthropic API and no Anthropic provider is configured",
-                           kind="not_found")
+        return self._error(404, f"{self.req.path} is an API of the {self.req.client} dialect and no provider of "
+                                f"type {self.req.client} is configured", kind="not_found")
 
     def _forward_as_is(self, name: str) -> Reply:
         provider = self.gw.provider(name)

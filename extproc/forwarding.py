@@ -13,6 +13,7 @@ from .actions import Reply
 from .config import Provider
 from .dialects import count_tokens_estimate, translator_for
 from .dialects.base import Dialect, Target
+from .dialects.responses import custom_tool_names
 from .observe import metrics
 from .responses import ResponseTranslation
 
@@ -42,10 +43,10 @@ def credentials(provider: Provider, client: Dialect, headers: dict[str, str], re
     the provider's dialect reads. Keys are never logged."""
     if not provider.uses_client_key or (provider.type != client and provider.auth != "passthrough"):
         reply.remove_headers += [h for h in ("x-api-key", "authorization") if h in headers or provider.keyed]
-    elif provider.type == "openai" and "x-api-key" in headers and "authorization" not in headers:
+    elif provider.type != "anthropic" and "x-api-key" in headers and "authorization" not in headers:
         reply.set_headers["authorization"] = "Bearer " + headers["x-api-key"]
         reply.remove_headers.append("x-api-key")
-    elif provider.type == "anthropic" and client == "openai" and "x-api-key" not in headers:
+    elif provider.type == "anthropic" and client != "anthropic" and "x-api-key" not in headers:
         token = headers.get("authorization", "")
         if token[:7].lower() == "bearer ":
             reply.set_headers["x-api-key"] = token[7:]
@@ -85,6 +86,8 @@ def for_provider(name: str, provider: Provider, client: Dialect, path: str, quer
         if client == "anthropic" and translating and doc.get("stream") else 0,
         "include_usage": bool(doc["stream_options"].get("include_usage"))
         if isinstance(doc.get("stream_options"), dict) else False,
+        # calls of a Responses client's custom tools come back unwrapped into custom_tool_call items
+        "custom_tools": custom_tool_names(doc) if client == "openai-responses" and translating else frozenset(),
     }
     if translating:
         doc = translator.request_body(doc, target)

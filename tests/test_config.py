@@ -80,7 +80,8 @@ def test_default_provider_is_the_first_listed_when_not_set() -> None:
     [
         ("bad_unknown_key.yaml", "providers.gpt.bas_url: unknown key; did you mean 'base_url'?"),
         ("bad_url.yaml", "providers.gpt.base_url: 'api.openai.com/v1' is not an http(s) URL; write it like"),
-        ("bad_type.yaml", "providers.gpt.type: Input should be 'anthropic' or 'openai' (got 'gemini')"),
+        ("bad_type.yaml",
+         "providers.gpt.type: Input should be 'anthropic', 'openai' or 'openai-responses' (got 'gemini')"),
         ("bad_default.yaml", "default_provider: unknown provider 'claude'; use one of ['anthropic']"),
         ("bad_rule.yaml", "routing.rules[0].provider: unknown provider 'openai'"),
         ("bad_yaml.yaml", "not valid YAML at line"),

@@ -40,6 +40,7 @@ class DialectSpec:
     error_body: Callable[..., bytes]  # (status, message, param=None) → the dialect's error envelope
     stream_error: Callable[[int, str], bytes]  # a mid-stream error event
     models_body: Callable[[list[str]], bytes]  # a `/v1/models` answer
+    count_body: Callable[[dict], bytes] | None  # the token-count answer, estimated locally (None: no such API)
     to_hub: Translator | None = None  # client speaks this dialect, provider the hub
     from_hub: Translator | None = None  # client speaks the hub, provider this dialect
     hub_param: Callable[[str], str] = _same  # a hub request field → the field this dialect's client wrote
@@ -47,10 +48,12 @@ class DialectSpec:
 
 DIALECTS: dict[str, DialectSpec] = {
     "anthropic": DialectSpec("anthropic", anthropic.error_body, anthropic.stream_error_event, anthropic.models_body,
-                             AnthropicToOpenAI(), OpenAIToAnthropic(), anthropic.hub_param),
-    "openai": DialectSpec("openai", openai.error_body, openai.stream_error_chunk, openai.models_body),
+                             anthropic.count_tokens_body, AnthropicToOpenAI(), OpenAIToAnthropic(),
+                             anthropic.hub_param),
+    "openai": DialectSpec("openai", openai.error_body, openai.stream_error_chunk, openai.models_body, None),
     responses.DIALECT: DialectSpec(responses.DIALECT, responses.error_body, responses.stream_error_event,
-                                   openai.models_body, ResponsesToChat(), ChatToResponses(), responses.hub_param),
+                                   openai.models_body, responses.input_tokens_body, ResponsesToChat(),
+                                   ChatToResponses(), responses.hub_param),
 }
 
 
