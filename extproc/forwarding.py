@@ -13,7 +13,7 @@ from .actions import Reply
 from .config import Provider
 from .dialects import count_tokens_estimate, translator_for
 from .dialects.base import Dialect, Target
-from .dialects.responses import custom_tool_names
+from .dialects.responses import client_tools
 from .observe import metrics
 from .responses import ResponseTranslation
 
@@ -86,8 +86,8 @@ def for_provider(name: str, provider: Provider, client: Dialect, path: str, quer
         if client == "anthropic" and translating and doc.get("stream") else 0,
         "include_usage": bool(doc["stream_options"].get("include_usage"))
         if isinstance(doc.get("stream_options"), dict) else False,
-        # calls of a Responses client's custom tools come back unwrapped into custom_tool_call items
-        "custom_tools": custom_tool_names(doc) if client == "openai-responses" and translating else frozenset(),
+        # calls of a Responses client's custom and namespaced tools go back as the tools it declared
+        "client_tools": client_tools(doc) if client == "openai-responses" and translating else None,
     }
     if translating:
         doc = translator.request_body(doc, target)

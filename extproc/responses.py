@@ -134,8 +134,7 @@ class ResponseTranslation:
         except ValueError:
             status, body = self.translator.error(502, b"the provider sent a response that is not JSON")
             return self._whole(body, status)
-        custom_tools = self.stream_options.get("custom_tools", frozenset())
-        out = self.translator.response_body(doc, self.target, custom_tools)
+        out = self.translator.response_body(doc, self.target, self.stream_options.get("client_tools"))
         self.usage = _usage_of(out)
         return self._whole(orjson.dumps(out), None)
 

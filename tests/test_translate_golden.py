@@ -33,6 +33,7 @@ from extproc.dialects import (
     openai,
     translator_for,
 )
+from extproc.dialects.base import ClientTool
 from extproc.sse import SSEParser
 
 ROOT = Path(__file__).parent / "fixtures" / "translate"
@@ -68,8 +69,10 @@ def _normalize(obj: dict) -> dict:
 
 
 def _options(raw: dict) -> dict:
-    """Options from case.json; `custom_tools` is a list there, a frozenset for the translator."""
-    return {**raw, **({"custom_tools": frozenset(raw["custom_tools"])} if "custom_tools" in raw else {})}
+    """Options from case.json; `client_tools` maps a provider-side function name to the client's tool
+    (`{"name": …, "namespace": …, "custom": …}`) there, to a `ClientTool` for the translator."""
+    tools = raw.get("client_tools")
+    return {**raw, **({"client_tools": {k: ClientTool(**v) for k, v in tools.items()}} if tools else {})}
 
 
 def _check(expected_path: Path, actual: object) -> None:

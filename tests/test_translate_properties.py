@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from extproc.dialects import DIALECTS, Target, TranslationError, translator_for
+from extproc.dialects.base import ClientTool
 from extproc.sse import SSEParser, encode_json
 
 FIXTURES = Path(__file__).parent / "fixtures" / "translate"
@@ -411,8 +412,9 @@ def test_chat_stream_becomes_a_well_formed_responses_stream_under_any_split(
     raw, args, finished = stream
     cuts = data.draw(st.lists(st.integers(0, len(raw)), max_size=30))
     custom = data.draw(st.sets(st.sampled_from(["tool0", "tool1", "tool2"])))
-    out = _translate(raw, cuts, R, "openai", custom_tools=frozenset(custom))
-    whole = _translate(raw, [], R, "openai", custom_tools=frozenset(custom))
+    tools = {name: ClientTool(name, custom=True) for name in custom}
+    out = _translate(raw, cuts, R, "openai", client_tools=tools)
+    whole = _translate(raw, [], R, "openai", client_tools=tools)
     assert _timeless(_events(out)) == _timeless(_events(whole))
     payloads = _check_responses_grammar(_events(out))
     if not finished:

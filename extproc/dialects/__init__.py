@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from extproc.dialects import anthropic, openai, responses
 from extproc.dialects.anthropic import count_tokens_estimate
 from extproc.dialects.anthropic_to_openai import AnthropicToOpenAI
-from extproc.dialects.base import Dialect, StreamTranslator, Target, TranslationError, Translator
+from extproc.dialects.base import ClientTools, Dialect, StreamTranslator, Target, TranslationError, Translator
 from extproc.dialects.openai_to_anthropic import OpenAIToAnthropic
 from extproc.dialects.passthrough import Passthrough
 from extproc.dialects.responses import ChatToResponses, ResponsesToChat
@@ -98,15 +98,15 @@ class Composed:
             raise TranslationError(exc.message, param, exc.status) from exc
 
     def response_body(self, body: dict, target: Target | None = None,
-                      custom_tools: frozenset[str] = frozenset()) -> dict:
-        return self.first.response_body(self.second.response_body(body, target), target, custom_tools)
+                      client_tools: ClientTools | None = None) -> dict:
+        return self.first.response_body(self.second.response_body(body, target), target, client_tools)
 
     def stream(self, target: Target | None = None, *, input_tokens_estimate: int = 0, include_usage: bool = False,
-               custom_tools: frozenset[str] = frozenset()) -> ComposedStream:
+               client_tools: ClientTools | None = None) -> ComposedStream:
         # the hub stream in the middle always carries usage: the client's leg decides what it shows
         inner = self.second.stream(target, include_usage=True)
         outer = self.first.stream(target, input_tokens_estimate=input_tokens_estimate, include_usage=include_usage,
-                                  custom_tools=custom_tools)
+                                  client_tools=client_tools)
         return ComposedStream(inner, outer)
 
     def error(self, status: int, body: bytes) -> tuple[int, bytes]:

@@ -25,7 +25,7 @@ import re
 import orjson
 
 from extproc.dialects import anthropic as A
-from extproc.dialects.base import Target, TranslationError
+from extproc.dialects.base import ClientTools, Target, TranslationError
 from extproc.dialects.openai_stream_to_anthropic import OpenAIToAnthropicStream
 from extproc.dialects.shapes import (
     MALFORMED,
@@ -431,7 +431,7 @@ class AnthropicToOpenAI:
             raise TranslationError(f"malformed request body: {exc}") from exc
 
     def response_body(self, body: dict, target: Target | None = None,
-                      custom_tools: frozenset[str] = frozenset()) -> dict:
+                      client_tools: ClientTools | None = None) -> dict:
         try:
             return translate_response(body, target)
         except MALFORMED as exc:
@@ -439,7 +439,7 @@ class AnthropicToOpenAI:
 
     def stream(
         self, target: Target | None = None, *, input_tokens_estimate: int = 0, include_usage: bool = False,
-        custom_tools: frozenset[str] = frozenset(),
+        client_tools: ClientTools | None = None,
     ) -> OpenAIToAnthropicStream:
         return OpenAIToAnthropicStream(target, input_tokens_estimate)
 

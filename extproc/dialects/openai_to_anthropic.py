@@ -29,7 +29,7 @@ import orjson
 
 from extproc.dialects import openai as O
 from extproc.dialects.anthropic_stream_to_openai import AnthropicToOpenAIStream
-from extproc.dialects.base import Target, TranslationError
+from extproc.dialects.base import ClientTools, Target, TranslationError
 from extproc.dialects.shapes import (
     MALFORMED,
     STOP_TO_FINISH,
@@ -369,7 +369,7 @@ class OpenAIToAnthropic:
             raise TranslationError(f"malformed request body: {exc}") from exc
 
     def response_body(self, body: dict, target: Target | None = None,
-                      custom_tools: frozenset[str] = frozenset()) -> dict:
+                      client_tools: ClientTools | None = None) -> dict:
         try:
             return translate_response(body, target)
         except MALFORMED as exc:
@@ -377,7 +377,7 @@ class OpenAIToAnthropic:
 
     def stream(
         self, target: Target | None = None, *, input_tokens_estimate: int = 0, include_usage: bool = False,
-        custom_tools: frozenset[str] = frozenset(),
+        client_tools: ClientTools | None = None,
     ) -> AnthropicToOpenAIStream:
         return AnthropicToOpenAIStream(include_usage)
 

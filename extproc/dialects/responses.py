@@ -19,10 +19,15 @@ Responses → Chat (a Responses client such as Codex, a Chat or, composed, an An
   (→ `reasoning_effort`), `text.format` (→ `response_format`; a provider without structured output
   answers a 400 naming `text.format`), `user` map; `store`, `include`, `metadata`, `prompt_cache_key`,
   `service_tier`, `text.verbosity`, `reasoning.summary` are hints without a Chat counterpart: dropped.
-- stateful or hosted features are a 400 naming the field: `previous_response_id` and `conversation`
-  (the provider keeps no stored responses: send the whole conversation, as `store: false` clients do),
-  `background`, `prompt`, `truncation: "auto"`, `item_reference` items, hosted tools (web search, file
-  search, code interpreter, computer use, MCP…), `top_logprobs`, `max_tool_calls`.
+- tool namespaces (Codex groups sub-agent tools so) become their functions, named `namespace__name`;
+  calls come back with the tool's own name and `namespace`. Tools OpenAI runs itself (web search, file
+  search, code interpreter, image generation, remote MCP; Codex always declares `web_search`) are left
+  out: no other provider can run them, and the model simply does not see them.
+- stateful features and tools without a Chat equivalent are a 400 naming the field:
+  `previous_response_id` and `conversation` (the provider keeps no stored responses: send the whole
+  conversation, as `store: false` clients do), `background`, `prompt`, `truncation: "auto"`,
+  `item_reference` items, client-run built-in tools (computer use, local shell), `top_logprobs`,
+  `max_tool_calls`.
 
 Chat → Responses (Chat or, composed, Anthropic clients; a provider that speaks only Responses):
 - system/developer, user, assistant and tool messages → input items; assistant `reasoning_content` is
@@ -52,7 +57,7 @@ from collections.abc import Callable
 import orjson
 
 from extproc.dialects import openai as O
-from extproc.dialects.base import Target, TranslationError
+from extproc.dialects.base import ClientTool, ClientTools, Target, TranslationError
 from extproc.dialects.shapes import (
     MALFORMED,
     body_excerpt,
@@ -74,8 +79,9 @@ OPENAI_USER_MAX = 64
 MIN_OUTPUT_TOKENS = 16  # the Responses API rejects a smaller max_output_tokens
 CUSTOM_INPUT = "input"  # the one string argument a custom tool becomes as a function tool
 
-_HOSTED_TOOLS = ("web_search", "web_search_preview", "file_search", "code_interpreter", "computer_use_preview",
-                 "image_generation", "mcp", "local_shell", "shell", "apply_patch")
+# Tools OpenAI runs on its side (the client never sees their calls): left out for other providers. Built-in
+# tools the *client* runs (computer use, local shell…) have call items without a Chat equivalent: a 400.
+_HOSTED_TOOLS = ("web_search", "web_search_preview", "file_search", "code_interpreter", "image_generation", "mcp")
 _STATEFUL = {
     "previous_response_id": "the provider keeps no stored responses; send the whole conversation in input "
                             "(store: false), or route to a provider of type openai-responses",
@@ -151,13 +157,31 @@ def hub_param(param: str) -> str:
     return _HUB_PARAMS.get(head, param)
 
 
-def custom_tool_names(body: dict) -> frozenset[str]:
-    """Names of the request's custom (freeform) tools: their calls come back as `custom_tool_call`."""
+def client_tools(body: dict) -> dict[str, ClientTool]:
+    """The request's tools that reach a Chat provider as functions of another name or shape: custom
+    (freeform) tools, and the functions inside tool namespaces. Their calls are mapped back with this."""
+    out: dict[str, ClientTool] = {}
     tools = body.get("tools")
-    if not isinstance(tools, list):
-        return frozenset()
-    return frozenset(t["name"] for t in tools
-                     if isinstance(t, dict) and t.get("type") == "custom" and isinstance(t.get("name"), str))
+    for tool in tools if isinstance(tools, list) else ():
+        if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
+            continue
+        if tool.get("type") == "custom":
+            out[tool["name"]] = ClientTool(tool["name"], None, True)
+        elif tool.get("type") == "namespace":
+            for inner in tool.get("tools") or ():
+                if isinstance(inner, dict) and isinstance(inner.get("name"), str):
+                    out[flat_name(tool["name"], inner["name"])] = ClientTool(
+                        inner["name"], tool["name"], inner.get("type") == "custom")
+    return out
+
+
+def flat_name(namespace: str | None, name: str) -> str:
+    """A namespaced tool as one function name (`namespace__name`) that Chat and Anthropic accept: at most
+    64 characters, a hash standing in for the tail of a longer one."""
+    if not namespace:
+        return name
+    flat = f"{namespace}__{name}"
+    return flat if len(flat) <= 64 else flat[:57] + "_" + hashlib.sha256(flat.encode()).hexdigest()[:6]
 
 
 # ------------------------------------------------------------------------------- request: Responses → Chat
@@ -207,9 +231,9 @@ def to_chat_request(body: dict, target: Target) -> dict:
     if body.get("stream"):
         out["stream"] = True
         out["stream_options"] = {"include_usage": True}
-    tools = check_list(body, "tools")
+    tools = [chat for i, t in enumerate(check_list(body, "tools")) for chat in _tools(t, i)]
     if tools:
-        out["tools"] = [_tool(t, i) for i, t in enumerate(tools)]
+        out["tools"] = tools
         if isinstance(body.get("parallel_tool_calls"), bool):
             out["parallel_tool_calls"] = body["parallel_tool_calls"]
     with malformed_as("tool_choice"):
@@ -253,7 +277,8 @@ class _Turn:
                 arguments = arguments if isinstance(arguments, str) and arguments else "{}"
             else:
                 arguments = orjson.dumps({CUSTOM_INPUT: item.get("input") or ""}).decode()
-            call = {"id": call_id, "type": "function", "function": {"name": item.get("name"), "arguments": arguments}}
+            name = flat_name(item.get("namespace"), item.get("name"))
+            call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
             self._open_assistant().setdefault("tool_calls", []).append(call)
         elif kind in ("function_call_output", "custom_tool_call_output"):
             self.assistant = None
@@ -381,13 +406,40 @@ def _reasoning_texts(item: dict) -> list[str]:
     return texts
 
 
-def _tool(tool: object, i: int) -> dict:
+def _tools(tool: object, i: int) -> list[dict]:
+    """One Responses tool → Chat function tools: a namespace expands to its functions (named
+    `namespace__name`), a hosted tool (web search…, which only OpenAI can run) is left out."""
     if not isinstance(tool, dict):
         raise TranslationError("each tool must be an object", f"tools[{i}]")
     kind = tool.get("type")
+    if kind in _HOSTED_TOOLS:
+        return []
+    if kind != "namespace":
+        return [_tool(tool, f"tools[{i}]")]
+    namespace = tool.get("name")
+    if not isinstance(namespace, str) or not namespace:
+        raise TranslationError("a tool namespace needs a name", f"tools[{i}].name")
+    inner = tool.get("tools")
+    if not isinstance(inner, list):
+        raise TranslationError("a tool namespace needs its tools", f"tools[{i}].tools")
+    out = []
+    for j, member in enumerate(inner):
+        chat = _tool(member, f"tools[{i}].tools[{j}]")
+        function = chat["function"]
+        function["name"] = flat_name(namespace, function["name"])
+        if tool.get("description"):
+            function["description"] = f"{tool['description']}\n\n{function.get('description') or ''}".strip()
+        out.append(chat)
+    return out
+
+
+def _tool(tool: object, where: str) -> dict:
+    if not isinstance(tool, dict):
+        raise TranslationError("each tool must be an object", where)
+    kind = tool.get("type")
     name = tool.get("name")
     if kind in ("function", "custom") and (not isinstance(name, str) or not name):
-        raise TranslationError("a tool needs a name", f"tools[{i}].name")
+        raise TranslationError("a tool needs a name", f"{where}.name")
     if kind == "function":
         function: dict = {"name": name}
         if tool.get("description"):
@@ -406,16 +458,15 @@ def _tool(tool: object, i: int) -> dict:
                   "required": [CUSTOM_INPUT], "additionalProperties": False}
         function = {"name": name, "description": description.strip(), "parameters": schema}
         return {"type": "function", "function": function}
-    hosted = "a hosted tool" if kind in _HOSTED_TOOLS else "a tool type"
-    raise TranslationError(f"{hosted} {kind!r} is only available on OpenAI's Responses API; route to a provider of "
-                           "type openai-responses or drop the tool", f"tools[{i}].type")
+    raise TranslationError(f"tool type {kind!r} is only available on OpenAI's Responses API; route to a provider of "
+                           "type openai-responses or drop the tool", f"{where}.type")
 
 
 def _tool_choice(choice: object) -> object:
     if choice is None or choice in ("auto", "none", "required"):
         return choice
     if isinstance(choice, dict) and choice.get("type") in ("function", "custom") and choice.get("name"):
-        return {"type": "function", "function": {"name": choice["name"]}}
+        return {"type": "function", "function": {"name": flat_name(choice.get("namespace"), choice["name"])}}
     raise TranslationError(f"tool_choice {choice!r} has no equivalent on this provider; use auto, none, required or "
                            'a {"type": "function", "name": …}', "tool_choice")
 
@@ -633,15 +684,23 @@ def _response_id(raw: object) -> str:
     return raw if raw.startswith("resp_") else f"resp_{raw}"
 
 
-def _call_item(call_id: str, name: str, arguments: str, custom: frozenset[str], status: str = "completed") -> dict:
-    """A provider's function call as a Responses output item; a call of a custom tool is unwrapped."""
-    if name in custom:
+def _call_item(call_id: str, name: str, arguments: str, tools: ClientTools | None,
+               status: str = "completed") -> dict:
+    """A provider's function call as a Responses output item, as the tool the client declared: a custom
+    tool's call unwrapped to its string input, a namespaced function with its own name and namespace."""
+    tool = (tools or {}).get(name) or ClientTool(name)
+    item: dict
+    if tool.custom:
         parsed = _parsed(arguments)
         value = parsed.get(CUSTOM_INPUT) if isinstance(parsed, dict) else None
-        return {"type": "custom_tool_call", "id": f"ctc_{call_id}", "call_id": call_id, "name": name,
+        item = {"type": "custom_tool_call", "id": f"ctc_{call_id}", "call_id": call_id, "name": tool.name,
                 "input": value if isinstance(value, str) else arguments, "status": status}
-    return {"type": "function_call", "id": f"fc_{call_id}", "call_id": call_id, "name": name,
-            "arguments": arguments, "status": status}
+    else:
+        item = {"type": "function_call", "id": f"fc_{call_id}", "call_id": call_id, "name": tool.name,
+                "arguments": arguments, "status": status}
+    if tool.namespace:
+        item["namespace"] = tool.namespace
+    return item
 
 
 def _parsed(text: str) -> object:
@@ -651,7 +710,7 @@ def _parsed(text: str) -> object:
         return None
 
 
-def response_from_chat(body: dict, target: Target | None = None, custom_tools: frozenset[str] = frozenset()) -> dict:
+def response_from_chat(body: dict, target: Target | None = None, tools: ClientTools | None = None) -> dict:
     """Chat `chat.completion` → Responses `response`. A body of the wrong shape raises `not_understood`."""
     if not isinstance(body, dict):
         raise not_understood("not a JSON object")
@@ -689,7 +748,7 @@ def response_from_chat(body: dict, target: Target | None = None, custom_tools: f
             raise not_understood(f"tool_calls[{n}] has no function name")
         call_id = call.get("id") if isinstance(call.get("id"), str) and call.get("id") else f"call_{n}"
         arguments = function.get("arguments")
-        output.append(_call_item(call_id, name, arguments if isinstance(arguments, str) else "{}", custom_tools))
+        output.append(_call_item(call_id, name, arguments if isinstance(arguments, str) else "{}", tools))
     status, incomplete = _status(choice.get("finish_reason"))
     created = body.get("created") if is_int(body.get("created")) else int(time.time())
     return _response(rid, body.get("model"), created, status, output, usage_from_chat(body.get("usage")), incomplete)
@@ -796,10 +855,10 @@ class ChatToResponsesStream:
     """Chat Completions chunks → Responses stream events. `feed` provider bytes, `close` at the end."""
 
     def __init__(self, target: Target | None = None, input_tokens_estimate: int = 0,
-                 custom_tools: frozenset[str] = frozenset()) -> None:
+                 client_tools: ClientTools | None = None) -> None:
         self._parser = SSEParser()
         self._drop_reasoning = target is not None and target.reasoning == "drop"
-        self._custom = custom_tools
+        self._tools = client_tools or {}
         self._estimate = input_tokens_estimate
         self._out: list[bytes] = []
         self._seq = 0
@@ -924,7 +983,7 @@ class ChatToResponsesStream:
                     "content": []}
         else:
             assert call is not None
-            item = _call_item(call.call_id, call.name, "", frozenset(), "in_progress")
+            item = _call_item(call.call_id, call.name, "", self._tools, "in_progress")
         self._open = item
         self._text = []
         self._emit("response.output_item.added", {"output_index": index, "item": item})
@@ -986,7 +1045,8 @@ class ChatToResponsesStream:
         if isinstance(args, str) and args:
             self._chars += len(args)
             call.args.append(args)
-        if self._live is None and call.name and len(self._calls) == 1 and call.name not in self._custom:
+        custom = call.name in self._tools and self._tools[call.name].custom
+        if self._live is None and call.name and len(self._calls) == 1 and not custom:
             self._live = index
             self._open_item("function_call", call)
         if self._live == index and call.args:
@@ -1015,7 +1075,7 @@ class ChatToResponsesStream:
         """A buffered call: added, its whole arguments (or custom input) at once, done."""
         arguments = "".join(call.args)
         index = len(self._output)
-        done = _call_item(call.call_id, call.name or "unknown", arguments, self._custom)
+        done = _call_item(call.call_id, call.name or "unknown", arguments, self._tools)
         item = {**done, "status": "in_progress", **({"input": ""} if "input" in done else {"arguments": ""})}
         ids = {"item_id": item["id"], "output_index": index}
         self._emit("response.output_item.added", {"output_index": index, "item": item})
@@ -1168,15 +1228,15 @@ class ResponsesToChat:
             raise TranslationError(f"malformed request body: {exc}") from exc
 
     def response_body(self, body: dict, target: Target | None = None,
-                      custom_tools: frozenset[str] = frozenset()) -> dict:
+                      client_tools: ClientTools | None = None) -> dict:
         try:
-            return response_from_chat(body, target, custom_tools)
+            return response_from_chat(body, target, client_tools)
         except MALFORMED as exc:
             raise not_understood(str(exc)) from exc
 
     def stream(self, target: Target | None = None, *, input_tokens_estimate: int = 0, include_usage: bool = False,
-               custom_tools: frozenset[str] = frozenset()) -> ChatToResponsesStream:
-        return ChatToResponsesStream(target, input_tokens_estimate, custom_tools)
+               client_tools: ClientTools | None = None) -> ChatToResponsesStream:
+        return ChatToResponsesStream(target, input_tokens_estimate, client_tools)
 
     def error(self, status: int, body: bytes) -> tuple[int, bytes]:
         return provider_error(status, body, hub_param)
@@ -1198,14 +1258,14 @@ class ChatToResponses:
             raise TranslationError(f"malformed request body: {exc}") from exc
 
     def response_body(self, body: dict, target: Target | None = None,
-                      custom_tools: frozenset[str] = frozenset()) -> dict:
+                      client_tools: ClientTools | None = None) -> dict:
         try:
             return response_to_chat(body, target)
         except MALFORMED as exc:
             raise not_understood(str(exc)) from exc
 
     def stream(self, target: Target | None = None, *, input_tokens_estimate: int = 0, include_usage: bool = False,
-               custom_tools: frozenset[str] = frozenset()) -> ResponsesToChatStream:
+               client_tools: ClientTools | None = None) -> ResponsesToChatStream:
         return ResponsesToChatStream(include_usage)
 
     def error(self, status: int, body: bytes) -> tuple[int, bytes]:
