@@ -173,10 +173,13 @@ class MockProvider:
                            ctype: str = "text/event-stream") -> web.StreamResponse:
         resp = web.StreamResponse(status=status, headers={"content-type": ctype, "cache-control": "no-cache"})
         await resp.prepare(request)
-        for c in chunks:
-            await resp.write(c)
-            await asyncio.sleep(0.002)
-        await resp.write_eof()
+        try:
+            for c in chunks:
+                await resp.write(c)
+                await asyncio.sleep(0.002)
+            await resp.write_eof()
+        except ConnectionResetError:
+            pass  # a client may hang up once it has what it needs (Codex does after response.completed)
         return resp
 
     async def route(self, request: web.Request, body: bytes) -> web.StreamResponse:
