@@ -182,7 +182,17 @@ class Provider(_Model):
         path = self._parts.path.rstrip("/")
         return path[: -len("/v1")] if path.endswith("/v1") else path
 
+    @property
+    def versioned_base(self) -> bool:
+        """An OpenAI-style base URL whose path is the whole API root (Gemini's `/v1beta/openai`), as the
+        OpenAI SDKs read base URLs: kept as given, with the client path's `/v1` replaced by it. Anthropic
+        base URLs never carry the version (its SDKs append `/v1/...`), so theirs stay a prefix."""
+        path = self._parts.path.rstrip("/")
+        return self.type != "anthropic" and bool(path) and not path.endswith("/v1")
+
     def upstream_path(self, client_path: str) -> str:
+        if self.versioned_base and client_path.startswith("/v1/"):
+            return self.path_prefix + client_path[len("/v1"):]
         return self.path_prefix + client_path
 
     def auth_header(self) -> tuple[str, str]:

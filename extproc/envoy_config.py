@@ -237,6 +237,9 @@ def _routes(cfg: Config) -> list[dict[str, Any]]:
         if not bypass.uses_client_key:
             # The client's own credentials are not for this provider; Envoy injects the provider's.
             route["request_headers_to_remove"] = ["x-api-key", "authorization"]
+        if bypass.versioned_base:  # its base path replaces the client's /v1 (see Provider.upstream_path)
+            routes.append({**route, "name": "bypass_v1", "match": {"prefix": "/v1/"},
+                           "route": {**action, "prefix_rewrite": bypass.path_prefix + "/"}})
         routes.append(route)
     else:
         routes.append({

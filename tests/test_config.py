@@ -47,7 +47,6 @@ def test_config_path_from_env_variable() -> None:
         ("https://api.anthropic.com", "", "api.anthropic.com", True),
         ("https://openrouter.ai/api/v1", "/api", "openrouter.ai", True),
         ("http://127.0.0.1:11434/v1", "", "127.0.0.1:11434", False),
-        ("https://gw.example.com:8443/llm/openai", "/llm/openai", "gw.example.com:8443", True),
     ],
 )
 def test_base_url_trailing_v1_is_never_doubled_and_prefix_is_kept(base_url, prefix, authority, tls) -> None:
@@ -56,6 +55,20 @@ def test_base_url_trailing_v1_is_never_doubled_and_prefix_is_kept(base_url, pref
     assert p.authority == authority
     assert p.tls is tls
     assert p.upstream_path("/v1/chat/completions") == prefix + "/v1/chat/completions"
+
+
+@pytest.mark.parametrize(("kind", "path"), [("openai", "/chat/completions"), ("openai-responses", "/responses")])
+def test_an_openai_style_base_path_without_v1_is_the_api_root(kind: str, path: str) -> None:
+    """Gemini's OpenAI endpoint is /v1beta/openai/chat/completions: the base path names the version."""
+    p = config.Provider(type=kind, base_url="https://generativelanguage.googleapis.com/v1beta/openai/")
+    assert p.upstream_path("/v1" + path) == "/v1beta/openai" + path
+    gateway = config.Provider(type=kind, base_url="https://gw.example.com:8443/llm/openai")
+    assert gateway.upstream_path("/v1/models") == "/llm/openai/models"
+
+
+def test_an_anthropic_base_path_stays_a_prefix() -> None:
+    p = config.Provider(type="anthropic", base_url="https://openrouter.ai/api")
+    assert p.upstream_path("/v1/messages") == "/api/v1/messages"
 
 
 def test_env_overrides_bypass() -> None:

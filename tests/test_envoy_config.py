@@ -54,6 +54,16 @@ def test_bypass_route_skips_ext_proc_and_rewrites_to_the_provider_prefix() -> No
     assert set(route["request_headers_to_remove"]) == {"x-api-key", "authorization"}
 
 
+def test_bypass_to_a_versioned_base_path_replaces_the_clients_v1() -> None:
+    cfg = config.parse({"providers": {"gemini": {"type": "openai", "api_key_env": "K",
+                                                 "base_url": "https://generativelanguage.googleapis.com/v1beta/openai"}}},
+                       env={})
+    routes = envoy_config.render(cfg)
+    assert _by_name(routes, "bypass_v1")["match"] == {"prefix": "/v1/"}
+    assert _by_name(routes, "bypass_v1")["route"]["prefix_rewrite"] == "/v1beta/openai/"
+    assert _by_name(routes, "bypass")["route"]["prefix_rewrite"] == "/v1beta/openai/"
+
+
 def test_intercepted_paths_run_ext_proc_and_pick_the_cluster_from_its_header() -> None:
     boot = envoy_config.render(config.load(env={}))
     names = {r["name"] for r in _routes(boot)}
