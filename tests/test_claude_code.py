@@ -66,3 +66,17 @@ def test_claude_code_completes_a_tool_round_trip_against_an_openai_provider(
     assert first.query == ""  # Anthropic's ?beta=true stays behind
     assert second.json()["messages"][-1]["role"] == "tool"
     assert first.headers["authorization"] == "Bearer sk-test-openai-0123456789"
+
+
+def test_claude_code_completes_a_tool_round_trip_against_a_responses_only_provider(
+        claude, responses_gateway, responses_mock, tmp_path) -> None:
+    (tmp_path / "notes.txt").write_text("the secret word is pumpkin\n")
+    prompt = 'use the tool Read {"file_path": "%s"}' % (tmp_path / "notes.txt")
+    proc = run_claude(claude, responses_gateway, prompt, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "pumpkin" in proc.stdout
+    first, second = responses_mock.requests[-2:]
+    assert first.path == second.path == "/v1/responses"
+    assert first.json()["store"] is False and first.json()["stream"] is True
+    output = second.json()["input"][-1]
+    assert output["type"] == "function_call_output" and "pumpkin" in output["output"]
