@@ -142,3 +142,19 @@ def test_cli_reports_config_errors_in_one_line_and_exit_code_2() -> None:
 def test_retry_statuses_must_be_errors() -> None:
     with pytest.raises(ConfigError, match="retries.retry_on_status: 200 is not an error status"):
         config.parse({"retries": {"retry_on_status": [429, 200]}}, env={})
+
+
+@pytest.mark.parametrize(("provider", "message"), [
+    ({"tool_schema": {"drop_keys": ["properties"]}},
+     "providers.p.tool_schema.drop_keys: 'properties' carries the schema's structure and cannot be dropped"),
+    ({"tool_schema": {"drop": ["$schema"]}}, "providers.p.tool_schema.drop: unknown key; did you mean 'drop_keys'?"),
+    ({"forward_headers": ["authorization"]},
+     "providers.p.forward_headers: 'authorization' is decided by the gateway (credentials follow `auth`"),
+    ({"forward_headers": ["X-Request-Id"]},
+     "providers.p.forward_headers: 'X-Request-Id' is not a lower-case header name; write it like x-request-id"),
+])
+def test_quirk_keys_fail_with_a_line_that_teaches(provider: dict, message: str) -> None:
+    raw = {"providers": {"p": {"type": "openai", "base_url": "https://x.example/v1", **provider}}}
+    with pytest.raises(config.ConfigError) as info:
+        config.parse(raw, env={})
+    assert message in str(info.value)

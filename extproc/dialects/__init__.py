@@ -13,7 +13,7 @@ N²; a new dialect is one module plus one line in `DIALECTS`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from extproc.dialects import anthropic, openai, responses
@@ -41,6 +41,7 @@ class DialectSpec:
     stream_error: Callable[[int, str], bytes]  # a mid-stream error event
     models_body: Callable[[list[str]], bytes]  # a `/v1/models` answer
     count_body: Callable[[dict], bytes] | None  # the token-count answer, estimated locally (None: no such API)
+    tool_schemas: Callable[[dict], Iterator[tuple[dict, str]]]  # where a request's tool schemas live
     to_hub: Translator | None = None  # client speaks this dialect, provider the hub
     from_hub: Translator | None = None  # client speaks the hub, provider this dialect
     hub_param: Callable[[str], str] = _same  # a hub request field → the field this dialect's client wrote
@@ -48,12 +49,13 @@ class DialectSpec:
 
 DIALECTS: dict[str, DialectSpec] = {
     "anthropic": DialectSpec("anthropic", anthropic.error_body, anthropic.stream_error_event, anthropic.models_body,
-                             anthropic.count_tokens_body, AnthropicToOpenAI(), OpenAIToAnthropic(),
-                             anthropic.hub_param),
-    "openai": DialectSpec("openai", openai.error_body, openai.stream_error_chunk, openai.models_body, None),
+                             anthropic.count_tokens_body, anthropic.tool_schemas, AnthropicToOpenAI(),
+                             OpenAIToAnthropic(), anthropic.hub_param),
+    "openai": DialectSpec("openai", openai.error_body, openai.stream_error_chunk, openai.models_body, None,
+                          openai.tool_schemas),
     responses.DIALECT: DialectSpec(responses.DIALECT, responses.error_body, responses.stream_error_event,
-                                   openai.models_body, responses.input_tokens_body, ResponsesToChat(),
-                                   ChatToResponses(), responses.hub_param),
+                                   openai.models_body, responses.input_tokens_body, responses.tool_schemas,
+                                   ResponsesToChat(), ChatToResponses(), responses.hub_param),
 }
 
 

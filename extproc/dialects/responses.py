@@ -52,7 +52,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import orjson
 
@@ -149,6 +149,17 @@ def _item_chars(item: object) -> int:
 
 def _keep(param: str) -> str:
     return param
+
+
+def tool_schemas(body: dict) -> Iterator[tuple[dict, str]]:
+    """Where a request's tool schemas live (namespaced functions included): (holder, key) pairs."""
+    tools = body.get("tools")
+    for tool in tools if isinstance(tools, list) else ():
+        if not isinstance(tool, dict):
+            continue
+        for member in (tool.get("tools") or ()) if tool.get("type") == "namespace" else (tool,):
+            if isinstance(member, dict) and isinstance(member.get("parameters"), dict):
+                yield member, "parameters"
 
 
 def hub_param(param: str) -> str:
