@@ -14,6 +14,7 @@ import openai
 import pytest
 
 from tests.conftest import TEST_OPENAI_KEY
+from tests.mock_providers import Scripted
 
 pytestmark = pytest.mark.e2e
 
@@ -221,3 +222,27 @@ def test_an_anthropic_client_is_served_by_a_responses_provider(responses_gateway
     seen = responses_mock.requests[-1]
     assert seen.path == "/v1/responses" and "x-api-key" not in seen.headers
     assert seen.json()["input"][-1] == {"type": "function_call_output", "call_id": call.id, "output": "cloudy"}
+
+
+# -- fallbacks and failures ----------------------------------------------------------------------------------
+
+
+def test_a_responses_client_falls_back_across_dialects(fallback_gateway, anthropic_mock, openai_mock) -> None:
+    anthropic_mock.fail_next(529, {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+    with _client(fallback_gateway).responses.stream(model="claude-x", input="hi") as events:
+        final = events.get_final_response()
+    assert final.output_text == "Hello from mock OpenAI"
+    assert anthropic_mock.requests[-1].path == "/v1/messages"  # attempt 1: translated for Anthropic
+    assert openai_mock.requests[-1].path == "/v1/chat/completions"  # attempt 2: re-translated for Chat
+
+
+def test_a_provider_failing_mid_stream_ends_the_stream_with_response_failed(openai_gateway, openai_mock) -> None:
+    base = {"id": "chatcmpl-x", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+    openai_mock.script.append(Scripted(200, b"", "text/event-stream", chunks=[
+        b"data: " + json.dumps({**base, "choices": [{"index": 0, "delta": {"content": "Hal"}}]}).encode() + b"\n\n",
+        b'data: {"error": {"message": "the model crashed", "type": "server_error", "code": "server_error"}}\n\n']))
+    with _client(openai_gateway).responses.stream(model="gpt-x", input="hi") as events:
+        seen = list(events)
+    assert seen[-1].type == "response.failed"
+    assert seen[-1].response.error.message == "the model crashed"
+    assert "response.completed" not in [e.type for e in seen]
