@@ -33,7 +33,12 @@ from .routing import Observed, Router, pop_preferences, request_model
 
 log = logging.getLogger("lunaroute")
 MARKER_BYTES = PREFIX.encode()
-SESSION_HEADER = "x-claude-code-session-id"
+SESSION_HEADERS = ("x-claude-code-session-id", "session-id")  # Claude Code's, Codex's
+
+
+def session_of(headers: dict[str, str]) -> str | None:
+    """The client's session id, naming its session record file."""
+    return next((headers[h] for h in SESSION_HEADERS if headers.get(h)), None)
 
 
 class Gateway:
@@ -172,7 +177,7 @@ class Exchange:
                  f" model_override:{overrides[name]}" if name in overrides else "",
                  f" fallbacks:{','.join(chain[1:])}" if len(chain) > 1 else "")
         if gw.recorder is not None:
-            gw.recorder.record(headers.get(SESSION_HEADER), {
+            gw.recorder.record(session_of(headers), {
                 "event": "route", "path": req.path, "client": req.client, "provider": f"lunaroute:{name}",
                 "reason": decision.reason, "model": model, "model_override": overrides.get(name),
                 "fallbacks": list(chain[1:]), "stream": bool(doc.get("stream"))})
@@ -299,7 +304,7 @@ class Exchange:
                 self.gw.observed.observe(self.provider_name, self.ttfb, usage.get("output", 0),
                                          perf_counter() - self.started)
             if self.gw.recorder is not None:
-                self.gw.recorder.record((self.req.headers or {}).get(SESSION_HEADER), {
+                self.gw.recorder.record(session_of(self.req.headers or {}), {
                     "event": "response", "path": self.req.path, "provider": f"lunaroute:{self.provider_name}",
                     "status": self.status, "usage": usage})
         return reply
