@@ -93,7 +93,7 @@ _STATEFUL = {
 # Hub (Chat) request fields → the Responses field a client wrote (for errors raised by a later leg).
 _HUB_PARAMS = {"response_format": "text.format", "max_tokens": "max_output_tokens",
                "max_completion_tokens": "max_output_tokens", "messages": "input", "reasoning_effort": "reasoning",
-               "tools": "tools", "tool_choice": "tool_choice", "stop": "input"}
+               "tools": "tools", "tool_choice": "tool_choice"}
 _DONE = encode("[DONE]")
 _CUT_OFF = "the provider's stream ended early; the response is incomplete"
 
@@ -207,7 +207,7 @@ def to_chat_request(body: dict, target: Target) -> dict:
         raise TranslationError("truncation 'auto' is not supported by this provider; trim the input yourself",
                                "truncation")
     for key in ("top_logprobs", "max_tool_calls"):
-        if body.get(key) is not None:
+        if body.get(key):
             raise TranslationError(f"{key} has no equivalent on this provider", key)
     out: dict = {"model": target.model or body.get("model")}
     messages: list[dict] = []
