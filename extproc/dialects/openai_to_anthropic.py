@@ -11,7 +11,8 @@ Choices made here:
 - `temperature` above Anthropic's maximum 1 is clamped to 1; with thinking on, temperature/top_p are
   dropped (Anthropic only accepts defaults there).
 - `reasoning_effort` → `thinking.budget_tokens` (minimal/low 1024, medium 4096, high 16384), raising
-  `max_tokens` above the budget when needed.
+  `max_tokens` above the budget when needed; not inside a tool loop (the last assistant turn holds tool
+  calls), where Anthropic demands the turn's signed thinking block, which no OpenAI client has.
 - rejected with a 400 naming the field (no faithful mapping): `n` > 1, `logprobs`/`top_logprobs`,
   `response_format` other than text, `audio`, `modalities` other than text, legacy `functions`,
   non-function tools. Silently dropped (hints without an Anthropic counterpart): `seed`,
@@ -90,7 +91,7 @@ def translate_request(body: dict, target: Target) -> dict:
     with malformed_as("tool_choice"):
         _tool_choice(body, out)
     temperature, top_p = check_number(body, "temperature"), check_number(body, "top_p")
-    thinking = _thinking(body.get("reasoning_effort"), out, cap)
+    thinking = _may_think(messages) and _thinking(body.get("reasoning_effort"), out, cap)
     if not thinking:
         if temperature is not None:
             out["temperature"] = min(temperature, 1)
@@ -259,6 +260,16 @@ def _tool_choice(body: dict, out: dict) -> None:
             result["disable_parallel_tool_use"] = True
     if result:
         out["tool_choice"] = result
+
+
+def _may_think(messages: list[dict]) -> bool:
+    """Anthropic accepts thinking in a tool loop only when the last assistant turn starts with its signed
+    thinking block, which a translated conversation never has (reasoning is dropped): such a request is
+    answered without thinking; the next turn thinks again."""
+    for message in reversed(messages):
+        if message["role"] == "assistant":
+            return not any(b.get("type") == "tool_use" for b in message["content"])
+    return True
 
 
 def _thinking(effort: object, out: dict, cap: int | None) -> bool:

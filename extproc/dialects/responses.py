@@ -147,10 +147,6 @@ def _item_chars(item: object) -> int:
     return n
 
 
-def _keep(param: str) -> str:
-    return param
-
-
 def tool_schemas(body: dict) -> Iterator[tuple[dict, str]]:
     """Where a request's tool schemas live (namespaced functions included): (holder, key) pairs."""
     tools = body.get("tools")
@@ -242,15 +238,16 @@ def to_chat_request(body: dict, target: Target) -> dict:
     if body.get("stream"):
         out["stream"] = True
         out["stream_options"] = {"include_usage": True}
-    tools = [chat for i, t in enumerate(check_list(body, "tools")) for chat in _tools(t, i)]
-    if tools:
+    with malformed_as("tools"):
+        tools = [chat for i, t in enumerate(check_list(body, "tools")) for chat in _tools(t, i)]
+    with malformed_as("tool_choice"):
+        choice = _tool_choice(body.get("tool_choice"))
+    if tools:  # Chat providers reject tool_choice and parallel_tool_calls without tools
         out["tools"] = tools
         if isinstance(body.get("parallel_tool_calls"), bool):
             out["parallel_tool_calls"] = body["parallel_tool_calls"]
-    with malformed_as("tool_choice"):
-        choice = _tool_choice(body.get("tool_choice"))
-    if choice is not None:
-        out["tool_choice"] = choice
+        if choice is not None:
+            out["tool_choice"] = choice
     reasoning = body.get("reasoning")
     if reasoning is not None and not isinstance(reasoning, dict):
         raise TranslationError("reasoning must be an object such as {\"effort\": \"medium\"}", "reasoning")
@@ -828,6 +825,10 @@ def _finish(response: dict, has_calls: bool) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ errors
+
+
+def _keep(param: str) -> str:
+    return param
 
 
 def provider_error(status: int, body: bytes, param_of: Callable[[str], str]) -> tuple[int, bytes]:
