@@ -122,6 +122,8 @@ class Exchange:
         return Reply()
 
     def on_request_body(self, body: bytes) -> Reply:
+        if self.req.kind in paths.NATIVE_KINDS:
+            return Reply()  # decided with the headers: forwarded as sent
         reply = self._on_request_body(body)
         if reply.immediate is None:
             self._scrub(reply)

@@ -246,3 +246,19 @@ def test_a_provider_failing_mid_stream_ends_the_stream_with_response_failed(open
     assert seen[-1].type == "response.failed"
     assert seen[-1].response.error.message == "the model crashed"
     assert "response.completed" not in [e.type for e in seen]
+
+
+def test_stored_response_apis_go_to_the_responses_provider_as_sent(responses_gateway, responses_mock) -> None:
+    status, _, _ = responses_gateway.get("/v1/responses/resp_1/cancel", method="POST", body=b'{"x": 1}',
+                                         headers={"content-type": "application/json"})
+    assert status == 200
+    seen = responses_mock.requests[-1]
+    assert (seen.method, seen.path, seen.body) == ("POST", "/v1/responses/resp_1/cancel", b'{"x": 1}')
+    assert seen.headers["authorization"] == f"Bearer {TEST_OPENAI_KEY}"
+
+
+def test_stored_response_apis_without_a_responses_provider_are_a_404(openai_gateway, openai_mock) -> None:
+    with pytest.raises(openai.NotFoundError) as info:
+        _client(openai_gateway).responses.retrieve("resp_1")
+    assert "openai-responses" in info.value.body["message"]
+    assert not openai_mock.requests
