@@ -68,7 +68,7 @@ def test_intercepted_paths_run_ext_proc_and_pick_the_cluster_from_its_header() -
     boot = envoy_config.render(config.load(env={}))
     names = {r["name"] for r in _routes(boot)}
     assert {"intercept/v1/messages", "intercept/v1/chat/completions", "intercept/v1/models",
-            "intercept/readyz", "intercept/metrics"} <= names
+            "intercept/v1/responses", "intercept/readyz", "intercept/metrics"} <= names
     route = _by_name(boot, "intercept/v1/messages")
     plugin = route["route"]["inline_cluster_specifier_plugin"]["extension"]
     assert plugin["name"] == "envoy.router.cluster_specifier_plugin.matcher"
@@ -139,6 +139,15 @@ def test_a_chain_of_n_providers_gets_a_route_with_n_minus_1_retries() -> None:
     assert routes["chain2/v1/chat/completions"]["match"]["headers"][0]["name"] == envoy_config.ATTEMPTS_HEADER
     names = list(routes)
     assert names.index("chain2/v1/messages") < names.index("intercept/v1/messages")
+    assert routes["chain2/v1/responses"]["match"]["path_separated_prefix"] == "/v1/responses"
+
+
+def test_envoys_own_errors_on_responses_paths_use_the_openai_envelope() -> None:
+    mappers = envoy_config.local_reply_config()["mappers"]
+    on_responses = [m for m in mappers if any(
+        f.get("header_filter", {}).get("header", {}).get("string_match") == {"contains": "/responses"}
+        for f in m["filter"]["and_filter"]["filters"])]
+    assert on_responses and all(set(m["body_format_override"]["json_format"]) == {"error"} for m in on_responses)
 
 
 def test_render_is_plain_yaml_round_trip() -> None:

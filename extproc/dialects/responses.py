@@ -107,9 +107,10 @@ def error_body(status: int, message: str, param: str | None = None, code: str | 
 
 
 def stream_error_event(status: int, message: str) -> bytes:
-    """An ``event: error`` for a stream that fails after it started. The data carries the Responses
-    fields (`code`, `message`, `param`) and an ``error`` object, which the OpenAI SDKs raise as
-    `APIError` mid-stream."""
+    """An ``event: error`` for a stream the gateway itself fails mid-way (the translation broke). The data
+    carries the Responses fields (`code`, `message`, `param`) and an ``error`` object, which the OpenAI
+    SDKs raise as `APIError` mid-stream. It has no `sequence_number`: this writer knows nothing of the
+    stream it ends (provider failures end translated streams with a numbered `response.failed`)."""
     error = O.error_obj(status, message)["error"]
     return encode_json({"type": "error", "code": error["code"] or error["type"], "message": message,
                         "param": None, "error": error}, "error")
