@@ -225,6 +225,10 @@ def test_stream_errors_are_shaped_for_each_sdk() -> None:
     assert anthropic.stream_error_event(529, "Overloaded").startswith(b"event: error\ndata: ")
     chunk = openai.stream_error_chunk(503, "Overloaded")
     assert chunk.startswith(b"data: {\"error\"") and b"event:" not in chunk
+    event = SSEParser().feed(DIALECTS["openai-responses"].stream_error(502, "translation failed"))[0]
+    data = orjson.loads(event.data)
+    assert (event.event, data["type"], data["message"]) == ("error", "error", "translation failed")
+    assert data["error"]["message"] == "translation failed"  # what the OpenAI SDK raises as APIError
 
 
 def test_models_lists_in_both_dialects() -> None:
