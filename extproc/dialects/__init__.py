@@ -16,13 +16,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from extproc.dialects import anthropic, openai, responses
+from extproc.dialects import anthropic, openai, openai_responses
 from extproc.dialects.anthropic import count_tokens_estimate
 from extproc.dialects.anthropic_to_openai import AnthropicToOpenAI
 from extproc.dialects.base import ClientTools, Dialect, StreamTranslator, Target, TranslationError, Translator
+from extproc.dialects.openai_responses import ChatToResponses, ResponsesToChat
 from extproc.dialects.openai_to_anthropic import OpenAIToAnthropic
 from extproc.dialects.passthrough import Passthrough
-from extproc.dialects.responses import ChatToResponses, ResponsesToChat
 
 HUB: Dialect = "openai"
 
@@ -53,9 +53,10 @@ DIALECTS: dict[str, DialectSpec] = {
                              OpenAIToAnthropic(), anthropic.hub_param),
     "openai": DialectSpec("openai", openai.error_body, openai.stream_error_chunk, openai.models_body, None,
                           openai.tool_schemas),
-    responses.DIALECT: DialectSpec(responses.DIALECT, responses.error_body, responses.stream_error_event,
-                                   openai.models_body, responses.input_tokens_body, responses.tool_schemas,
-                                   ResponsesToChat(), ChatToResponses(), responses.hub_param),
+    openai_responses.DIALECT: DialectSpec(
+        openai_responses.DIALECT, openai_responses.error_body, openai_responses.stream_error_event,
+        openai.models_body, openai_responses.input_tokens_body, openai_responses.tool_schemas, ResponsesToChat(),
+        ChatToResponses(), openai_responses.hub_param),
 }
 
 
