@@ -88,6 +88,16 @@ def test_codex_completes_a_tool_round_trip_through_a_chat_provider(codex, openai
     assert result["role"] == "tool" and "pumpkin" in result["content"]
 
 
+def test_codex_answers_a_prompt_through_an_anthropic_provider(codex, gateway, anthropic_mock, tmp_path) -> None:
+    proc = run_codex(codex, gateway, "claude-sonnet-4-5", "say hi", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "Hello from mock Anthropic"
+    sent = anthropic_mock.requests[-1].json()
+    assert sent["model"] == "claude-sonnet-4-5" and sent["stream"] is True
+    assert sent["messages"][-1]["content"][-1] == {"type": "text", "text": "say hi"}
+    assert sent["system"]  # Codex's developer instructions
+
+
 def test_codex_completes_a_tool_round_trip_through_an_anthropic_provider(codex, gateway, anthropic_mock,
                                                                          tmp_path) -> None:
     proc = run_codex(codex, gateway, "claude-sonnet-4-5", _tool_prompt(tmp_path), tmp_path)

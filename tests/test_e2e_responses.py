@@ -58,6 +58,8 @@ def _round_trip(gw, stream: bool) -> tuple[object, object]:
 
 def test_responses_create_is_answered_by_a_chat_provider(openai_gateway, openai_mock) -> None:
     response = _client(openai_gateway).responses.create(model="gpt-x", instructions="Be brief.", input="hi")
+    _, _, metrics = openai_gateway.get("/metrics")
+    assert 'lunaroute_translations_total{client="openai-responses",provider="openai"}' in metrics.decode()
     assert response.output_text == "Hello from mock OpenAI"
     assert response.status == "completed"
     assert (response.usage.input_tokens, response.usage.output_tokens) == (30, 9)
@@ -179,8 +181,9 @@ def test_responses_clients_pass_through_byte_for_byte(responses_gateway, respons
     assert seen.headers["authorization"] == f"Bearer {TEST_OPENAI_KEY}"
 
 
-def test_responses_stream_passes_through_with_tools(responses_gateway, responses_mock) -> None:
-    _, second = _round_trip(responses_gateway, stream=True)
+@pytest.mark.parametrize("stream", [False, True], ids=["create", "stream"])
+def test_responses_tool_round_trip_passes_through(responses_gateway, responses_mock, stream: bool) -> None:
+    _, second = _round_trip(responses_gateway, stream=stream)
     assert second.output_text == "tool said: sunny, 21C"
     assert responses_mock.requests[-1].json()["input"][-1]["type"] == "function_call_output"
 
