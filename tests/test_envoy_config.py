@@ -22,9 +22,10 @@ def _by_name(boot: dict, name: str) -> dict:
     return next(r for r in _routes(boot) if r["name"] == name)
 
 
-@pytest.mark.parametrize("name", ["defaults", "full.yaml"])
-def test_rendered_bootstrap_passes_envoy_validate(tmp_path: Path, name: str) -> None:
-    cfg = config.load(None if name == "defaults" else CONFIGS / name, env={})
+@pytest.mark.parametrize(("name", "bypass"), [("defaults", None), ("full.yaml", None), ("full.yaml", "gemini")])
+def test_rendered_bootstrap_passes_envoy_validate(tmp_path: Path, name: str, bypass: str | None) -> None:
+    env = {"LUNAROUTE_BYPASS_PROVIDER": bypass} if bypass else {}
+    cfg = config.load(None if name == "defaults" else CONFIGS / name, env=env)
     path = tmp_path / "envoy.yaml"
     path.write_text(envoy_config.render_yaml(cfg))
     ok, last = validate_bootstrap(find_envoy(), path)
@@ -114,7 +115,8 @@ def test_each_attempt_picks_its_cluster_from_the_headers_the_ext_proc_server_set
     assert retry_1["input"]["typed_config"]["header_name"] == "x-lunaroute-fallback-1"
     first = matcher["on_no_match"]["matcher"]["matcher_tree"]
     assert first["input"]["typed_config"]["header_name"] == envoy_config.CLUSTER_HEADER
-    assert set(first["exact_match_map"]["map"]) == {"provider_anthropic", "provider_gpt", "provider_local"}
+    assert set(first["exact_match_map"]["map"]) == {"provider_anthropic", "provider_gpt", "provider_local",
+                                                     "provider_gemini", "provider_codex"}
 
 
 def test_provider_clusters_run_the_per_attempt_ext_proc_only_for_chains() -> None:
