@@ -77,8 +77,8 @@ end
 
 -- The dialect an error reply is written in, by path (as the Python side and local replies decide).
 local function dialect_of(path)
-  if path:find("/chat/completions", 1, true) then
-    return "openai"
+  if path:find("/chat/completions", 1, true) or starts(path, "/v1/responses") then
+    return "openai"  -- the Responses API uses OpenAI's error envelope too
   end
   if starts(path, "/v1/messages") then
     return "anthropic"

@@ -111,7 +111,7 @@ class AttemptExchange:
         chain = self.chain
         assert chain is not None
         model = chain.models.get(self.name)
-        if self.provider.type == chain.client and not model:
+        if self.provider.type == chain.client and not model and not self.provider.tool_schema.drop_keys:
             return self._as_sent(body)
         doc = orjson.loads(body)  # the request phase already parsed and checked it
         changed = bool(model) and doc.get("model") != model

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-Dialect = Literal["anthropic", "openai"]
+Dialect = Literal["anthropic", "openai", "openai-responses"]
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 CONFIG_ENV = "LUNAROUTE_CONFIG"
 
@@ -107,6 +107,31 @@ class Pricing(_Model):
     output_per_mtok: float = Field(0.0, ge=0)
 
 
+# Keywords that carry a schema's structure: dropping them would leave tools without their arguments.
+_SCHEMA_STRUCTURE = frozenset({"type", "properties", "items"})
+# Headers the gateway itself decides about (credentials follow `auth`); never in `forward_headers`.
+_GATEWAY_HEADERS = frozenset({"authorization", "x-api-key", "host", "content-length"})
+_HEADER_NAME = re.compile(r"^[a-z0-9!#$%&'*+.^_`|~-]+$")
+
+
+class ToolSchema(_Model):
+    """Tool schemas cleaned for a strict provider: `drop_keys` are removed wherever they are a schema
+    keyword (never where they name a property), e.g. Gemini rejects `$schema` and `propertyNames`."""
+
+    drop_keys: list[str] = []
+
+    @field_validator("drop_keys")
+    @classmethod
+    def _keywords(cls, v: list[str]) -> list[str]:
+        for key in v:
+            if key in _SCHEMA_STRUCTURE:
+                raise ValueError(f"{key!r} carries the schema's structure and cannot be dropped; list only the "
+                                 "keywords the provider rejects, e.g. [\"$schema\", \"propertyNames\"]")
+            if not key.strip():
+                raise ValueError("an empty keyword; list JSON Schema keywords such as $schema")
+        return v
+
+
 class Provider(_Model):
     type: Dialect
     base_url: str
@@ -129,6 +154,10 @@ class Provider(_Model):
     reasoning: Literal["thinking", "text", "drop"] = "thinking"
     # Send `reasoning_effort` derived from Anthropic `thinking`; turn off for models that reject it.
     reasoning_effort: bool = True
+    tool_schema: ToolSchema = ToolSchema()
+    # When set, only these client headers (lower case) reach this provider, besides what the gateway
+    # itself needs (content-type, accept…, credentials per `auth`). Unset: every client header.
+    forward_headers: list[str] | None = None
 
     @field_validator("base_url")
     @classmethod
@@ -143,6 +172,19 @@ class Provider(_Model):
         except ValueError:
             raise ValueError(f"{v!r} has an invalid port; use a number 1-65535") from None
         return v.rstrip("/")
+
+    @field_validator("forward_headers")
+    @classmethod
+    def _headers(cls, v: list[str] | None) -> list[str] | None:
+        for name in v or ():
+            if name in _GATEWAY_HEADERS:
+                raise ValueError(f"{name!r} is decided by the gateway (credentials follow `auth`, the rest is "
+                                 "always sent); remove it from forward_headers")
+            if name.startswith(":") or name.startswith("x-lunaroute-"):
+                raise ValueError(f"{name!r} is not a client header the gateway forwards; remove it")
+            if not _HEADER_NAME.match(name):
+                raise ValueError(f"{name!r} is not a lower-case header name; write it like x-request-id")
+        return v
 
     @field_validator("endpoint_prefixes")
     @classmethod
@@ -198,7 +240,17 @@ class Provider(_Model):
         path = self._parts.path.rstrip("/")
         return path[: -len("/v1")] if path.endswith("/v1") else path
 
+    @property
+    def versioned_base(self) -> bool:
+        """An OpenAI-style base URL whose path is the whole API root (Gemini's `/v1beta/openai`), as the
+        OpenAI SDKs read base URLs: kept as given, with the client path's `/v1` replaced by it. Anthropic
+        base URLs never carry the version (its SDKs append `/v1/...`), so theirs stay a prefix."""
+        path = self._parts.path.rstrip("/")
+        return self.type != "anthropic" and bool(path) and not path.endswith("/v1")
+
     def upstream_path(self, client_path: str) -> str:
+        if self.versioned_base and client_path.startswith("/v1/"):
+            return self.path_prefix + client_path[len("/v1"):]
         return self.path_prefix + client_path
 
     def auth_header(self) -> tuple[str, str]:
@@ -500,7 +552,7 @@ def _describe(err: dict[str, Any], model_fields: Any) -> str:
 def _all_field_names() -> list[str]:
     names: set[str] = set()
     for m in (Config, Listen, Admin, ExtProc, Limits, Timeouts, Retries, Provider, Rule, Routing, Bypass,
-              Recording, Pricing, BudgetsConfig, Access, GatewayKey):
+              Recording, Pricing, BudgetsConfig, ToolSchema, Access, GatewayKey):
         names.update(m.model_fields)
     return sorted(names)
 

@@ -33,7 +33,7 @@ CHAIN_HEADER = "x-lunaroute-chain"
 ATTEMPT_PROVIDER_METADATA = "x-lunaroute-attempt-provider"
 # How many providers a chain has: selects the route whose retry budget fits it.
 ATTEMPTS_HEADER = "x-lunaroute-attempts"
-CHAIN_PREFIXES = ("/v1/messages", "/v1/chat/completions")
+CHAIN_PREFIXES = ("/v1/messages", "/v1/chat/completions", "/v1/responses")
 # Set by the gate (envoy/gate.lua) after it removed every client-sent internal header: who is calling
 # (a gateway key's name) and what that key may use. Removed again before a request leaves Envoy.
 CLIENT_HEADER = "x-lunaroute-client"
@@ -46,7 +46,7 @@ GATE_FILE = "lunaroute-gate.yaml"
 # Answered without a gateway key: probes, metrics, and Claude Code's credential-less `HEAD /`.
 OPEN_PATHS = ("/", "/healthz", "/readyz", "/metrics")
 # A POST here must carry JSON: a browser cannot send that cross-site without a CORS preflight.
-JSON_PATHS = ("/v1/messages", "/v1/chat/completions")
+JSON_PATHS = ("/v1/messages", "/v1/chat/completions", "/v1/responses")
 # The fast path (envoy/fast.lua) names the provider here; only the `fast/…` routes read it.
 FAST_HEADER = "x-lunaroute-fast"
 # Set by the gate on requests the fast path may decide: only these have their body parsed for it.
@@ -56,7 +56,8 @@ JSON_TO_METADATA = "envoy.filters.http.json_to_metadata"
 BODY_METADATA = "lunaroute.body"
 # Paths the fast path may decide, and the dialect their clients speak.
 FAST_PATHS = {"/v1/messages": "anthropic", "/v1/messages/count_tokens": "anthropic",
-              "/v1/chat/completions": "openai"}
+              "/v1/chat/completions": "openai", "/v1/responses": "openai-responses",
+              "/v1/responses/input_tokens": "openai-responses"}
 EXTPROC_CLUSTER = "lunaroute_extproc"
 EXTPROC_FILTER = "envoy.filters.http.ext_proc"
 DEFAULT_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
@@ -283,6 +284,9 @@ def _routes(cfg: Config) -> list[dict[str, Any]]:
         if not bypass.uses_client_key:
             # The client's own credentials are not for this provider; Envoy injects the provider's.
             route["request_headers_to_remove"] += ["x-api-key", "authorization"]
+        if bypass.versioned_base:  # its base path replaces the client's /v1 (see Provider.upstream_path)
+            routes.append({**route, "name": "bypass_v1", "match": {"prefix": "/v1/"},
+                           "route": {**action, "prefix_rewrite": bypass.path_prefix + "/"}})
         routes.append(route)
     else:
         routes.append({
@@ -586,10 +590,11 @@ def local_reply_config() -> dict[str, Any]:
         "status_code": 503,
         "body_format_override": {"json_format": {"status": "unavailable", "reason": "%LOCAL_REPLY_BODY%"}},
     }]
-    for status in (*_OPENAI_TYPES, None):
-        kind = _OPENAI_TYPES.get(status, "server_error")  # type: ignore[arg-type]
-        mappers.append(_local_reply_mapper(status, "/chat/completions", {"error": {
-            "message": "%LOCAL_REPLY_BODY%", "type": kind, "param": None, "code": kind}}))
+    for path in ("/chat/completions", "/responses"):  # the Responses API shares Chat's error envelope
+        for status in (*_OPENAI_TYPES, None):
+            kind = _OPENAI_TYPES.get(status, "server_error")  # type: ignore[arg-type]
+            mappers.append(_local_reply_mapper(status, path, {"error": {
+                "message": "%LOCAL_REPLY_BODY%", "type": kind, "param": None, "code": kind}}))
     for path, extra in (("/messages", {}), ("/", {"param": None, "code": "%RESPONSE_CODE%"})):
         for status in (*_ANTHROPIC_TYPES, None):
             kind = _ANTHROPIC_TYPES.get(status, "api_error")  # type: ignore[arg-type]

@@ -43,7 +43,12 @@ from .routing import Observed, Router, pop_preferences, request_model
 
 log = logging.getLogger("lunaroute")
 MARKER_BYTES = PREFIX.encode()
-SESSION_HEADER = "x-claude-code-session-id"
+SESSION_HEADERS = ("x-claude-code-session-id", "session-id")  # Claude Code's, Codex's
+
+
+def session_of(headers: dict[str, str]) -> str | None:
+    """The client's session id, naming its session record file."""
+    return next((headers[h] for h in SESSION_HEADERS if headers.get(h)), None)
 
 
 # Answered by the gateway itself, behind its own Envoy only.
@@ -162,8 +167,8 @@ class Exchange:
             return self._answer(Reply.reply_now(200, body, content_type=ctype))
         if kind is Kind.MODELS:
             return self._models()
-        if kind is Kind.MESSAGES_OTHER:
-            return self._anthropic_only()
+        if kind in paths.NATIVE_KINDS:
+            return self._native_only()
         if kind is Kind.CHAT_OTHER:
             return self._stored_completions()
         if end_of_stream:
@@ -235,14 +240,14 @@ class Exchange:
                  f" fallbacks:{','.join(chain[1:])}" if len(chain) > 1 else "",
                  f" key:{req.key}" if req.key else "")
         if gw.recorder is not None:
-            gw.recorder.record(headers.get(SESSION_HEADER), {
+            gw.recorder.record(session_of(headers), {
                 "event": "route", "path": req.path, "client": req.client, "provider": f"lunaroute:{name}",
                 "key": req.key or None,
                 "reason": decision.reason, "model": model, "model_override": overrides.get(name),
                 "fallbacks": list(chain[1:]), "stream": bool(doc.get("stream"))})
-        if req.kind is Kind.COUNT_TOKENS and provider.type != "anthropic":
-            return self._answer(count_tokens_reply(doc))
-        if len(chain) > 1 and req.kind is not Kind.COUNT_TOKENS:
+        if req.kind in paths.COUNT_KINDS and provider.type != req.client:
+            return self._answer(count_tokens_reply(req.client, doc))
+        if len(chain) > 1 and req.kind not in paths.COUNT_KINDS:
             return self._with_fallbacks(doc, changed, model, chain, {n: overrides[n] for n in chain if n in overrides})
         model = overrides.get(name) or model
         if model is not None and doc.get("model") != model:
@@ -318,15 +323,15 @@ class Exchange:
                                kind="forbidden")
         return None
 
-    def _anthropic_only(self) -> Reply:
-        """/v1/messages/batches…: Anthropic-only APIs, to the default provider when it is Anthropic-type,
-        else the first configured one that is."""
+    def _native_only(self) -> Reply:
+        """An API only a provider of the client's own dialect has: the first such provider, as sent."""
         cfg = self.gw.cfg
-        for name in [cfg.default_provider, *cfg.providers]:
-            if cfg.providers[name].type == "anthropic":
+        names = [cfg.default_provider] + list(cfg.providers)
+        for name in names:
+            if cfg.providers[name].type == self.req.client:
                 return self._forward_as_is(name)
-        return self._error(404, f"{self.req.path} is an Anthropic API and no Anthropic provider is configured",
-                           kind="not_found")
+        return self._error(404, f"{self.req.path} is an API of the {self.req.client} dialect and no provider of "
+                                f"type {self.req.client} is configured", kind="not_found")
 
     def _stored_completions(self) -> Reply:
         """/v1/chat/completions/{id}…: OpenAI's stored completions, kept by the provider that answered.
@@ -404,7 +409,7 @@ class Exchange:
                 self.gw.observed.observe(self.provider_name, self.ttfb, usage.get("output", 0),
                                          perf_counter() - self.started)
             if self.gw.recorder is not None:
-                self.gw.recorder.record((self.req.headers or {}).get(SESSION_HEADER), {
+                self.gw.recorder.record(session_of(self.req.headers or {}), {
                     "event": "response", "path": self.req.path, "provider": f"lunaroute:{self.provider_name}",
                     "status": self.status, "usage": usage})
         return reply

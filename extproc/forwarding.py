@@ -11,8 +11,10 @@ import orjson
 
 from .actions import Reply
 from .config import Provider
-from .dialects import count_tokens_estimate, translator_for
+from .dialects import DIALECTS, count_tokens_estimate, translator_for
 from .dialects.base import Dialect, Target
+from .dialects.openai_responses import client_tools
+from .dialects.shapes import clean_schema
 from .observe import metrics
 from .responses import ResponseTranslation
 
@@ -22,6 +24,10 @@ ANTHROPIC_KEY_PREFIX = "sk-ant-"
 # gets them back after an OpenAI attempt removed them from the (shared) header map.
 ANTHROPIC_ONLY_HEADERS = ("anthropic-version", "anthropic-beta", "anthropic-dangerous-direct-browser-access")
 STASHED_HEADERS = (*ANTHROPIC_ONLY_HEADERS, "accept-encoding")
+# With `forward_headers`, these still reach the provider: the gateway needs them (credentials follow `auth`).
+ALWAYS_FORWARDED = frozenset({"host", "content-type", "content-length", "accept", "accept-encoding", "te",
+                              "authorization", "x-api-key", "anthropic-version", "x-request-id"})
+ALWAYS_FORWARDED_PREFIXES = (":", "x-envoy-", "x-forwarded-", "x-lunaroute-")
 
 
 def target_for(name: str, p: Provider) -> Target:
@@ -47,7 +53,7 @@ def credentials(provider: Provider, client: Dialect, headers: dict[str, str], re
     foreign = provider.type != client
     if not provider.uses_client_key or (foreign and provider.auth != "passthrough"):
         reply.remove_headers += present
-    elif foreign and client == "anthropic":
+    elif client == "anthropic" and provider.type != "anthropic":
         # to an OpenAI-type provider: an x-api-key that is not Anthropic's, as a Bearer token; nothing else
         key = headers.get("x-api-key", "")
         if "x-api-key" in headers:
@@ -56,7 +62,7 @@ def credentials(provider: Provider, client: Dialect, headers: dict[str, str], re
             reply.set_headers["authorization"] = "Bearer " + key
         elif "authorization" in headers:
             reply.remove_headers.append("authorization")
-    elif foreign and client == "openai" and "x-api-key" not in headers:
+    elif provider.type == "anthropic" and client != "anthropic" and "x-api-key" not in headers:
         token = headers.get("authorization", "")
         if token[:7].lower() == "bearer ":
             reply.set_headers["x-api-key"] = token[7:]
@@ -66,7 +72,8 @@ def credentials(provider: Provider, client: Dialect, headers: dict[str, str], re
 def dialect_headers(provider: Provider, translating: bool, headers: dict[str, str], reply: Reply,
                     stash: dict[str, str] | None = None) -> None:
     """Anthropic-only headers go only to Anthropic-type providers; a translated response must come in
-    an encoding we can read. `stash` restores what an earlier attempt of a chain removed."""
+    an encoding we can read; with `forward_headers` only the listed client headers go on. `stash`
+    restores what an earlier attempt of a chain removed."""
     if provider.type == "anthropic":
         for name, value in (stash or {}).items():
             if name in ANTHROPIC_ONLY_HEADERS and headers.get(name) != value:
@@ -79,6 +86,23 @@ def dialect_headers(provider: Provider, translating: bool, headers: dict[str, st
         reply.set_headers["accept-encoding"] = "identity"
     elif stash and "accept-encoding" in stash and headers.get("accept-encoding") != stash["accept-encoding"]:
         reply.set_headers["accept-encoding"] = stash["accept-encoding"]
+    if provider.forward_headers is not None:
+        allowed = ALWAYS_FORWARDED.union(provider.forward_headers)
+        reply.remove_headers += [h for h in headers if h not in allowed and h not in reply.set_headers
+                                 and h not in reply.remove_headers and not h.startswith(ALWAYS_FORWARDED_PREFIXES)]
+
+
+def clean_tool_schemas(provider: Provider, doc: dict) -> bool:
+    """Drop the provider's `tool_schema.drop_keys` from the tool schemas of a body in its dialect;
+    True when anything changed."""
+    drop = frozenset(provider.tool_schema.drop_keys)
+    changed = False
+    for holder, key in DIALECTS[provider.type].tool_schemas(doc) if drop else ():
+        cleaned = clean_schema(holder[key], drop)
+        if cleaned != holder[key]:
+            holder[key] = cleaned
+            changed = True
+    return changed
 
 
 def for_provider(name: str, provider: Provider, client: Dialect, path: str, query: str,
@@ -96,12 +120,15 @@ def for_provider(name: str, provider: Provider, client: Dialect, path: str, quer
         if client == "anthropic" and translating and doc.get("stream") else 0,
         "include_usage": bool(doc["stream_options"].get("include_usage"))
         if isinstance(doc.get("stream_options"), dict) else False,
+        # calls of a Responses client's custom and namespaced tools go back as the tools it declared
+        "client_tools": client_tools(doc) if client == "openai-responses" and translating else None,
     }
     if translating:
         doc = translator.request_body(doc, target)
         path = translator.request_path(path)
         changed = True
         metrics.TRANSLATIONS.labels(client, provider.type).inc()
+    changed = clean_tool_schemas(provider, doc) or changed
     reply = Reply()
     # The client dialect's query (Claude Code's `?beta=true`) means nothing to the other dialect.
     reply.set_headers[":path"] = provider.upstream_path(path) + ("" if translating else query)

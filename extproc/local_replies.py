@@ -8,14 +8,12 @@ import orjson
 
 from .actions import Reply
 from .config import Config
-from .dialects import anthropic, openai
+from .dialects import DIALECTS, anthropic, openai
 from .dialects.base import Dialect
-
-_DIALECTS = {"anthropic": anthropic, "openai": openai}
 
 
 def error_reply(client: Dialect, status: int, message: str, param: str | None = None) -> Reply:
-    body = _DIALECTS[client].error_body(status, message, param)
+    body = DIALECTS[client].error_body(status, message, param)
     return Reply.reply_now(status, body, details=f"lunaroute_{status}")
 
 
@@ -39,7 +37,7 @@ def advertised_models(cfg: Config) -> list[str]:
 
 
 def models_body_for(client: Dialect) -> Callable[[list[str]], bytes]:
-    return _DIALECTS[client].models_body
+    return DIALECTS[client].models_body
 
 
 def models_reply(client: Dialect, ids: list[str], path: str) -> Reply:
@@ -49,12 +47,14 @@ def models_reply(client: Dialect, ids: list[str], path: str) -> Reply:
         wanted = path[len(prefix):]
         if wanted not in ids:
             return error_reply(client, 404, f"model {wanted!r} is not served by this gateway", "model")
-        one = orjson.loads(_DIALECTS[client].models_body([wanted]))["data"][0]
+        one = orjson.loads(DIALECTS[client].models_body([wanted]))["data"][0]
         return Reply.reply_now(200, orjson.dumps(one))
-    return Reply.reply_now(200, _DIALECTS[client].models_body(ids))
+    return Reply.reply_now(200, DIALECTS[client].models_body(ids))
 
 
-def count_tokens_reply(body: dict) -> Reply:
-    """`/v1/messages/count_tokens` for providers that cannot count: an estimate, never 0."""
-    tokens = anthropic.count_tokens_estimate(body)
-    return Reply.reply_now(200, orjson.dumps({"input_tokens": tokens}))
+def count_tokens_reply(client: Dialect, body: dict) -> Reply:
+    """`/v1/messages/count_tokens`, `/v1/responses/input_tokens` for providers that cannot count (they
+    speak another dialect): an estimate, never 0."""
+    count_body = DIALECTS[client].count_body
+    assert count_body is not None, f"{client} has no token-count endpoint"
+    return Reply.reply_now(200, count_body(body))

@@ -48,7 +48,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Dialect = Literal["anthropic", "openai"]
+Dialect = Literal["anthropic", "openai", "openai-responses"]
 MarkerKind = Literal["provider", "clear", "unknown", "none"]
 
 PREFIX = "[LUNAROUTE:"
@@ -78,7 +78,13 @@ def take_marker(body: dict[str, Any], dialect: Dialect, providers: Collection[st
     prompt cache keeps working. Returns `(marker, changed)`; `changed` is False exactly when the body
     was not touched, so the caller can forward the original bytes instead of re-serialising.
     """
-    messages = body.get("messages")
+    key = "input" if dialect == "openai-responses" else "messages"
+    if isinstance(body.get(key), str):  # a Responses `input` given as one string is the prompt itself
+        prompt = {"role": "user", "content": body[key]}
+        marker = _take(prompt, providers)
+        body[key] = prompt["content"]
+        return marker, marker is not NO_MARKER
+    messages = body.get(key)
     message = _prompt_message(messages, dialect)
     if message is None:
         return NO_MARKER, False
@@ -121,8 +127,9 @@ def _classify(name: str, providers: Collection[str]) -> Marker:
 
 
 def _text_of(block: Any) -> str | None:
-    """The text of an Anthropic `text` block or an OpenAI `text` part; None for anything else."""
-    if isinstance(block, dict) and block.get("type") == "text":
+    """The text of an Anthropic `text` block, an OpenAI `text` part or a Responses `input_text` part;
+    None for anything else."""
+    if isinstance(block, dict) and block.get("type") in ("text", "input_text"):
         text = block.get("text")
         if isinstance(text, str):
             return text

@@ -14,18 +14,13 @@ from collections.abc import Callable
 import orjson
 
 from .actions import Reply
-from .dialects import anthropic, openai
+from .dialects import DIALECTS
 from .dialects.base import Dialect, Target, Translator
 from .encoding import decoder
 from .errors import ClientError
 from .sse import SSEParser
 
 log = logging.getLogger("lunaroute")
-
-# Per client dialect: (error body, stream error event) writers.
-_ERRORS = {"anthropic": (anthropic.error_body, anthropic.stream_error_event),
-           "openai": (openai.error_body, openai.stream_error_chunk)}
-
 
 def status_of(headers: dict[str, str]) -> int:
     """The response's `:status` (0 when missing or not a number)."""
@@ -102,7 +97,8 @@ class ResponseTranslation:
 
     def _failed(self, exc: Exception) -> Reply:
         """The client gets an error in its own dialect: a stream error event mid-stream, else a 502."""
-        error_body, stream_error = _ERRORS[self.translator.client]
+        spec = DIALECTS[self.translator.client]
+        error_body, stream_error = spec.error_body, spec.stream_error
         message = exc.message if isinstance(exc, ClientError) else (
             f"the gateway could not translate the provider's response ({type(exc).__name__})")
         streaming, self.mode = self.mode == "stream", "failed"
@@ -138,7 +134,7 @@ class ResponseTranslation:
         except ValueError:
             status, body = self.translator.error(502, b"the provider sent a response that is not JSON")
             return self._whole(body, status)
-        out = self.translator.response_body(doc, self.target)
+        out = self.translator.response_body(doc, self.target, self.stream_options.get("client_tools"))
         self.usage = _usage_of(out)
         return self._whole(orjson.dumps(out), None)
 
@@ -233,7 +229,10 @@ class UsageMeter:
         doc = orjson.loads(payload)
         if not isinstance(doc, dict):
             return
-        source = doc.get("message") if doc.get("type") == "message_start" else doc
+        kind = doc.get("type")
+        # Anthropic's message_start and the Responses API's final events hold the usage one level down
+        source = doc.get("message") if kind == "message_start" else doc.get("response") if kind in (
+            "response.completed", "response.incomplete", "response.failed") else doc
         found = _usage_of(source if isinstance(source, dict) else {})
         for key, value in found.items():  # streams repeat cumulative counts: keep the largest
             if value:

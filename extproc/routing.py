@@ -61,12 +61,14 @@ Sort = Literal["price", "latency", "throughput"]
 
 _SORTS: tuple[Sort, ...] = ("price", "latency", "throughput")
 _PREF_KEYS = ("only", "ignore", "order", "allow_fallbacks", "sort")
-_TRANSLATABLE = frozenset({"anthropic", "openai"})
-# Client path -> the path a provider of the other dialect receives (mirrors the translators' request_path).
+_TRANSLATABLE = frozenset({"anthropic", "openai", "openai-responses"})
+# Client path -> the path a provider of another dialect receives (mirrors the translators' request_path).
 _TRANSLATED_PATHS = {
-    "/v1/messages": {"openai": "/v1/chat/completions"},
-    "/v1/messages/count_tokens": {"openai": "/v1/chat/completions"},
-    "/v1/chat/completions": {"anthropic": "/v1/messages"},
+    "/v1/messages": {"openai": "/v1/chat/completions", "openai-responses": "/v1/responses"},
+    "/v1/messages/count_tokens": {"openai": "/v1/chat/completions", "openai-responses": "/v1/responses"},
+    "/v1/chat/completions": {"anthropic": "/v1/messages", "openai-responses": "/v1/responses"},
+    "/v1/responses": {"openai": "/v1/chat/completions", "anthropic": "/v1/messages"},
+    "/v1/responses/input_tokens": {"openai": "/v1/chat/completions", "anthropic": "/v1/messages"},
 }
 
 

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from hypothesis import settings
 
-from tests.mock_providers import MockAnthropic, MockOpenAI, free_port
+from tests.mock_providers import MockAnthropic, MockOpenAI, MockResponses, free_port
 
 # CI explores the same examples every run (a red CI must be reproducible); locally they vary.
 settings.register_profile("ci", derandomize=True, print_blob=True)
@@ -104,9 +104,16 @@ def openai_mock() -> Iterator[MockOpenAI]:
     mock.stop()
 
 
+@pytest.fixture(scope="session")
+def responses_mock() -> Iterator[MockResponses]:
+    mock = MockResponses().start()
+    yield mock
+    mock.stop()
+
+
 @pytest.fixture(autouse=True)
 def _fresh_mocks(request: pytest.FixtureRequest) -> None:
-    for name in ("anthropic_mock", "openai_mock"):
+    for name in ("anthropic_mock", "openai_mock", "responses_mock"):
         if name in request.fixturenames:
             request.getfixturevalue(name).reset()
 
@@ -154,3 +161,16 @@ def fallback_gateway(tmp_path_factory: pytest.TempPathFactory, anthropic_mock: M
     config["routing"] = {"rules": [{"model": "claude-*", "provider": "anthropic", "fallbacks": ["gpt"]}]}
     config["retries"] = {"base_interval_ms": 10, "max_interval_ms": 50}
     yield from _running(tmp_path_factory, "gw_fallback", config, 1)
+
+
+@pytest.fixture(scope="session")
+def responses_gateway(tmp_path_factory: pytest.TempPathFactory, anthropic_mock: MockAnthropic,
+                      openai_mock: MockOpenAI, responses_mock: MockResponses) -> Iterator[Gateway]:
+    """A provider that speaks only the Responses API is the default: Anthropic and Chat clients get
+    translated to it, Responses clients pass through."""
+    config = standard_config(anthropic_mock.base_url, openai_mock.base_url)
+    config["providers"] = {"resp": {"type": "openai-responses", "base_url": responses_mock.base_url + "/v1",
+                                    "api_key_env": "LR_TEST_OPENAI_KEY", "model": "resp-mock"},
+                           **config["providers"]}
+    config["default_provider"] = "resp"
+    yield from _running(tmp_path_factory, "gw_responses", config, 1)

@@ -1,4 +1,5 @@
-"""Mock Anthropic and OpenAI providers (aiohttp) on loopback, for end-to-end tests.
+"""Mock Anthropic, OpenAI (Chat Completions) and OpenAI Responses providers (aiohttp) on loopback, for
+end-to-end tests.
 
 They answer like the real APIs (JSON and SSE shapes from the public references), record every
 request exactly as received (method, path, query, headers, raw body bytes), and can be told to
@@ -172,10 +173,13 @@ class MockProvider:
                            ctype: str = "text/event-stream") -> web.StreamResponse:
         resp = web.StreamResponse(status=status, headers={"content-type": ctype, "cache-control": "no-cache"})
         await resp.prepare(request)
-        for c in chunks:
-            await resp.write(c)
-            await asyncio.sleep(0.002)
-        await resp.write_eof()
+        try:
+            for c in chunks:
+                await resp.write(c)
+                await asyncio.sleep(0.002)
+            await resp.write_eof()
+        except ConnectionResetError:
+            pass  # a client may hang up once it has what it needs (Codex does after response.completed)
         return resp
 
     async def route(self, request: web.Request, body: bytes) -> web.StreamResponse:
@@ -321,13 +325,97 @@ class MockOpenAI(MockProvider):
         return await self._send_chunks(request, 200, chunks)
 
 
+def _responses_user_text(items: object) -> str:
+    if isinstance(items, str):
+        return items
+    for item in reversed(items or []):
+        if item.get("role") != "user":
+            continue
+        content = item.get("content")
+        if isinstance(content, str):
+            return content
+        texts = [p.get("text", "") for p in content or [] if p.get("type") == "input_text"]
+        return texts[-1] if texts else ""
+    return ""
+
+
+class MockResponses(MockProvider):
+    """A provider that speaks only the OpenAI Responses API (`/v1/responses`), stateless like Codex's
+    `store: false` traffic: it answers from the input it gets and keeps nothing."""
+
+    name = "responses"
+
+    async def route(self, request: web.Request, body: bytes) -> web.StreamResponse:
+        path = request.path
+        if path == "/v1/models":
+            return web.json_response({"object": "list", "data": [
+                {"id": "resp-mock", "object": "model", "created": 1700000000, "owned_by": "mock"}]})
+        if path == "/v1/responses/input_tokens":
+            return web.json_response({"object": "response.input_tokens", "input_tokens": 777})
+        if path != "/v1/responses":
+            return await super().route(request, body)
+        req = json.loads(body)
+        items = req.get("input") or []
+        outputs = [str(i.get("output")) for i in items if isinstance(items, list) and isinstance(i, dict)
+                   and i.get("type") in ("function_call_output", "custom_tool_call_output")]
+        text_in = _responses_user_text(items)
+        model = req.get("model", "resp-x")
+        output: list[dict] = []
+        if req.get("tools") and "use the tool" in text_in and not outputs:
+            named = _named_call(text_in)
+            name, args = named or (req["tools"][0]["name"], {"city": "Paris"})
+            output.append({"type": "function_call", "id": "fc_mock1", "call_id": "call_rmock1", "name": name,
+                           "arguments": json.dumps(args), "status": "completed"})
+        else:
+            text = f"tool said: {outputs[-1]}" if outputs else "Hello from mock Responses"
+            output.append({"type": "message", "id": "msg_rmock1", "status": "completed", "role": "assistant",
+                           "content": [{"type": "output_text", "text": text, "annotations": []}]})
+        usage = {"input_tokens": 40, "input_tokens_details": {"cached_tokens": 8}, "output_tokens": 11,
+                 "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 51}
+        response = {"id": "resp_mock1", "object": "response", "created_at": 1700000000, "status": "completed",
+                    "error": None, "incomplete_details": None, "model": model, "output": output, "usage": usage,
+                    "store": req.get("store", True)}
+        if not req.get("stream"):
+            return web.json_response(response)
+        seq = iter(range(1000))
+
+        def event(kind: str, **payload: object) -> bytes:
+            return _sse(kind, {"type": kind, "sequence_number": next(seq), **payload})
+
+        start = {**response, "status": "in_progress", "output": [], "usage": None}
+        chunks = [event("response.created", response=start), event("response.in_progress", response=start)]
+        for index, item in enumerate(output):
+            ids = {"item_id": item["id"], "output_index": index}
+            if item["type"] == "message":
+                text = item["content"][0]["text"]
+                chunks.append(event("response.output_item.added", output_index=index,
+                                    item={**item, "status": "in_progress", "content": []}))
+                chunks.append(event("response.content_part.added", **ids, content_index=0,
+                                    part={"type": "output_text", "text": "", "annotations": []}))
+                for j, word in enumerate(text.split(" ")):
+                    chunks.append(event("response.output_text.delta", **ids, content_index=0,
+                                        delta=word if j == 0 else " " + word))
+                chunks.append(event("response.output_text.done", **ids, content_index=0, text=text))
+                chunks.append(event("response.content_part.done", **ids, content_index=0,
+                                    part=item["content"][0]))
+            else:
+                chunks.append(event("response.output_item.added", output_index=index,
+                                    item={**item, "arguments": "", "status": "in_progress"}))
+                for part in (item["arguments"][:5], item["arguments"][5:]):
+                    chunks.append(event("response.function_call_arguments.delta", **ids, delta=part))
+                chunks.append(event("response.function_call_arguments.done", **ids, arguments=item["arguments"]))
+            chunks.append(event("response.output_item.done", output_index=index, item=item))
+        chunks.append(event("response.completed", response=response))
+        return await self._send_chunks(request, 200, chunks)
+
+
 def main() -> None:
-    """`python -m tests.mock_providers anthropic|openai PORT`: serve a mock until killed (benchmarks)."""
+    """`python -m tests.mock_providers anthropic|openai|responses PORT`: serve a mock until killed (benchmarks)."""
     import sys
     import time
 
     kind, port = sys.argv[1], int(sys.argv[2])
-    mock = (MockAnthropic if kind == "anthropic" else MockOpenAI)()
+    mock = {"anthropic": MockAnthropic, "openai": MockOpenAI, "responses": MockResponses}[kind]()
     mock.port = port
     mock.requests = _Discard()
     mock.start()

@@ -116,6 +116,16 @@ def test_the_meter_counts_a_json_response_and_ignores_errors() -> None:
     assert failed.on_headers(529, {"content-type": "application/json"}).response_body_mode is None
 
 
+def test_the_meter_counts_a_passthrough_responses_api_stream() -> None:
+    meter = UsageMeter()
+    meter.on_headers(200, {"content-type": "text/event-stream"})
+    usage = {"input_tokens": 40, "input_tokens_details": {"cached_tokens": 8}, "output_tokens": 11, "total_tokens": 51}
+    meter.on_body(b'event: response.created\ndata: {"type":"response.created","response":{"usage":null}}\n\n'
+                  b'event: response.completed\ndata: ' + orjson.dumps(
+                      {"type": "response.completed", "response": {"id": "resp_1", "usage": usage}}) + b"\n\n", True)
+    assert meter.usage == {"input": 40, "output": 11}
+
+
 def test_a_spent_provider_is_skipped_for_its_fallback_and_alone_it_is_a_429(tmp_path: Path) -> None:
     cfg = config.parse({
         "providers": {

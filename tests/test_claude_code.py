@@ -107,3 +107,17 @@ def test_claude_code_with_a_gateway_key_as_its_api_key(claude, keyed_gateway, an
     proc = run_claude(claude, keyed_gateway, "say hi", tmp_path, ANTHROPIC_API_KEY=GATEWAY_KEY)
     assert proc.returncode == 0, proc.stderr
     assert "x-api-key" not in anthropic_mock.requests[-1].headers  # the gateway key stays in the gateway
+
+
+def test_claude_code_completes_a_tool_round_trip_against_a_responses_only_provider(
+        claude, responses_gateway, responses_mock, tmp_path) -> None:
+    (tmp_path / "notes.txt").write_text("the secret word is pumpkin\n")
+    prompt = 'use the tool Read {"file_path": "%s"}' % (tmp_path / "notes.txt")
+    proc = run_claude(claude, responses_gateway, prompt, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "pumpkin" in proc.stdout
+    first, second = responses_mock.requests[-2:]
+    assert first.path == second.path == "/v1/responses"
+    assert first.json()["store"] is False and first.json()["stream"] is True
+    output = second.json()["input"][-1]
+    assert output["type"] == "function_call_output" and "pumpkin" in output["output"]

@@ -47,7 +47,6 @@ def test_config_path_from_env_variable() -> None:
         ("https://api.anthropic.com", "", "api.anthropic.com", True),
         ("https://openrouter.ai/api/v1", "/api", "openrouter.ai", True),
         ("http://127.0.0.1:11434/v1", "", "127.0.0.1:11434", False),
-        ("https://gw.example.com:8443/llm/openai", "/llm/openai", "gw.example.com:8443", True),
     ],
 )
 def test_base_url_trailing_v1_is_never_doubled_and_prefix_is_kept(base_url, prefix, authority, tls) -> None:
@@ -56,6 +55,20 @@ def test_base_url_trailing_v1_is_never_doubled_and_prefix_is_kept(base_url, pref
     assert p.authority == authority
     assert p.tls is tls
     assert p.upstream_path("/v1/chat/completions") == prefix + "/v1/chat/completions"
+
+
+@pytest.mark.parametrize(("kind", "path"), [("openai", "/chat/completions"), ("openai-responses", "/responses")])
+def test_an_openai_style_base_path_without_v1_is_the_api_root(kind: str, path: str) -> None:
+    """Gemini's OpenAI endpoint is /v1beta/openai/chat/completions: the base path names the version."""
+    p = config.Provider(type=kind, base_url="https://generativelanguage.googleapis.com/v1beta/openai/")
+    assert p.upstream_path("/v1" + path) == "/v1beta/openai" + path
+    gateway = config.Provider(type=kind, base_url="https://gw.example.com:8443/llm/openai")
+    assert gateway.upstream_path("/v1/models") == "/llm/openai/models"
+
+
+def test_an_anthropic_base_path_stays_a_prefix() -> None:
+    p = config.Provider(type="anthropic", base_url="https://openrouter.ai/api")
+    assert p.upstream_path("/v1/messages") == "/api/v1/messages"
 
 
 def test_env_overrides_bypass() -> None:
@@ -80,7 +93,8 @@ def test_default_provider_is_the_first_listed_when_not_set() -> None:
     [
         ("bad_unknown_key.yaml", "providers.gpt.bas_url: unknown key; did you mean 'base_url'?"),
         ("bad_url.yaml", "providers.gpt.base_url: 'api.openai.com/v1' is not an http(s) URL; write it like"),
-        ("bad_type.yaml", "providers.gpt.type: Input should be 'anthropic' or 'openai' (got 'gemini')"),
+        ("bad_type.yaml",
+         "providers.gpt.type: Input should be 'anthropic', 'openai' or 'openai-responses' (got 'gemini')"),
         ("bad_default.yaml", "default_provider: unknown provider 'claude'; use one of ['anthropic']"),
         ("bad_rule.yaml", "routing.rules[0].provider: unknown provider 'openai'"),
         ("bad_yaml.yaml", "not valid YAML at line"),
@@ -128,3 +142,19 @@ def test_cli_reports_config_errors_in_one_line_and_exit_code_2() -> None:
 def test_retry_statuses_must_be_errors() -> None:
     with pytest.raises(ConfigError, match="retries.retry_on_status: 200 is not an error status"):
         config.parse({"retries": {"retry_on_status": [429, 200]}}, env={})
+
+
+@pytest.mark.parametrize(("provider", "message"), [
+    ({"tool_schema": {"drop_keys": ["properties"]}},
+     "providers.p.tool_schema.drop_keys: 'properties' carries the schema's structure and cannot be dropped"),
+    ({"tool_schema": {"drop": ["$schema"]}}, "providers.p.tool_schema.drop: unknown key; did you mean 'drop_keys'?"),
+    ({"forward_headers": ["authorization"]},
+     "providers.p.forward_headers: 'authorization' is decided by the gateway (credentials follow `auth`"),
+    ({"forward_headers": ["X-Request-Id"]},
+     "providers.p.forward_headers: 'X-Request-Id' is not a lower-case header name; write it like x-request-id"),
+])
+def test_quirk_keys_fail_with_a_line_that_teaches(provider: dict, message: str) -> None:
+    raw = {"providers": {"p": {"type": "openai", "base_url": "https://x.example/v1", **provider}}}
+    with pytest.raises(config.ConfigError) as info:
+        config.parse(raw, env={})
+    assert message in str(info.value)

@@ -62,3 +62,18 @@ def test_gateway_errors_are_not_rewritten(dead_gateway) -> None:
                                        headers={"content-type": "application/json"})
     assert status == 400
     assert "not valid JSON" in json.loads(body)["error"]["message"]
+
+
+def test_unreachable_provider_reaches_a_responses_client_as_an_openai_error(dead_gateway) -> None:
+    client = openai.OpenAI(base_url=dead_gateway.url + "/v1", api_key="k", max_retries=0)
+    with pytest.raises(openai.APIStatusError) as err:  # translated: the Anthropic provider is the default
+        client.responses.create(model="claude-x", input="hi")
+    assert err.value.status_code == 503
+    assert err.value.body["type"] == "server_error" and "upstream connect error" in err.value.body["message"]
+
+
+def test_too_large_responses_body_is_a_413_in_the_openai_envelope(dead_gateway) -> None:
+    status, _, body = dead_gateway.get("/v1/responses", method="POST", body=b"x" * (2 * 1024 * 1024),
+                                       headers={"content-type": "application/json"})
+    assert status == 413
+    assert json.loads(body)["error"]["type"] == "invalid_request_error"

@@ -22,9 +22,10 @@ def _by_name(boot: dict, name: str) -> dict:
     return next(r for r in _routes(boot) if r["name"] == name)
 
 
-@pytest.mark.parametrize("name", ["defaults", "full.yaml"])
-def test_rendered_bootstrap_passes_envoy_validate(tmp_path: Path, name: str) -> None:
-    cfg = config.load(None if name == "defaults" else CONFIGS / name, env={})
+@pytest.mark.parametrize(("name", "bypass"), [("defaults", None), ("full.yaml", None), ("full.yaml", "gemini")])
+def test_rendered_bootstrap_passes_envoy_validate(tmp_path: Path, name: str, bypass: str | None) -> None:
+    env = {"LUNAROUTE_BYPASS_PROVIDER": bypass} if bypass else {}
+    cfg = config.load(None if name == "defaults" else CONFIGS / name, env=env)
     path = tmp_path / "envoy.yaml"
     path.write_text(envoy_config.render_yaml(cfg))
     ok, last = validate_bootstrap(find_envoy(), path)
@@ -56,11 +57,21 @@ def test_bypass_route_skips_ext_proc_and_rewrites_to_the_provider_prefix() -> No
     assert route["metadata"]["filter_metadata"][envoy_config.GATE_FILTER] == {"provider": "or"}
 
 
+def test_bypass_to_a_versioned_base_path_replaces_the_clients_v1() -> None:
+    cfg = config.parse({"providers": {"gemini": {"type": "openai", "api_key_env": "K",
+                                                 "base_url": "https://generativelanguage.googleapis.com/v1beta/openai"}}},
+                       env={})
+    routes = envoy_config.render(cfg)
+    assert _by_name(routes, "bypass_v1")["match"] == {"prefix": "/v1/"}
+    assert _by_name(routes, "bypass_v1")["route"]["prefix_rewrite"] == "/v1beta/openai/"
+    assert _by_name(routes, "bypass")["route"]["prefix_rewrite"] == "/v1beta/openai/"
+
+
 def test_intercepted_paths_run_ext_proc_and_pick_the_cluster_from_its_header() -> None:
     boot = envoy_config.render(config.load(env={}))
     names = {r["name"] for r in _routes(boot)}
     assert {"intercept/v1/messages", "intercept/v1/chat/completions", "intercept/v1/models",
-            "intercept/readyz", "intercept/metrics"} <= names
+            "intercept/v1/responses", "intercept/readyz", "intercept/metrics"} <= names
     route = _by_name(boot, "intercept/v1/messages")
     plugin = route["route"]["inline_cluster_specifier_plugin"]["extension"]
     assert plugin["name"] == "envoy.router.cluster_specifier_plugin.matcher"
@@ -106,7 +117,8 @@ def test_each_attempt_picks_its_cluster_from_the_headers_the_ext_proc_server_set
     assert retry_1["input"]["typed_config"]["header_name"] == "x-lunaroute-fallback-1"
     first = matcher["on_no_match"]["matcher"]["matcher_tree"]
     assert first["input"]["typed_config"]["header_name"] == envoy_config.CLUSTER_HEADER
-    assert set(first["exact_match_map"]["map"]) == {"provider_anthropic", "provider_gpt", "provider_local"}
+    assert set(first["exact_match_map"]["map"]) == {"provider_anthropic", "provider_gpt", "provider_local",
+                                                     "provider_gemini", "provider_codex"}
 
 
 def test_provider_clusters_run_the_per_attempt_ext_proc_only_for_chains() -> None:
@@ -132,6 +144,15 @@ def test_a_chain_of_n_providers_gets_a_route_with_n_minus_1_retries() -> None:
     assert routes["chain2/v1/chat/completions"]["match"]["headers"][0]["name"] == envoy_config.ATTEMPTS_HEADER
     names = list(routes)
     assert names.index("chain2/v1/messages") < names.index("intercept/v1/messages")
+    assert routes["chain2/v1/responses"]["match"]["path_separated_prefix"] == "/v1/responses"
+
+
+def test_envoys_own_errors_on_responses_paths_use_the_openai_envelope() -> None:
+    mappers = envoy_config.local_reply_config()["mappers"]
+    on_responses = [m for m in mappers if any(
+        f.get("header_filter", {}).get("header", {}).get("string_match") == {"contains": "/responses"}
+        for f in m["filter"]["and_filter"]["filters"])]
+    assert on_responses and all(set(m["body_format_override"]["json_format"]) == {"error"} for m in on_responses)
 
 
 def test_render_is_plain_yaml_round_trip() -> None:

@@ -175,3 +175,50 @@ def test_a_broken_stream_ends_with_the_client_dialects_error_event() -> None:
     out = ex.on_response_body(b"definitely not gzip", False)  # the decoder fails
     assert out.body.startswith(b"event: error")
     assert ex.on_response_body(b"more", True).body == b""
+
+
+# -- provider quirks as config -----------------------------------------------------------------------------
+
+STRICT = config.parse({"providers": {
+    "gemini": {"type": "openai", "base_url": "https://generativelanguage.googleapis.com/v1beta/openai",
+               "api_key_env": "K", "forward_headers": ["x-request-id", "user-agent"],
+               "tool_schema": {"drop_keys": ["$schema", "propertyNames", "exclusiveMinimum", "const"]}}}}, env={})
+CLAUDE_TOOL = {"name": "Edit", "input_schema": {
+    "$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object",
+    "properties": {"const": {"type": "string", "const": "x"},
+                   "n": {"type": "integer", "exclusiveMinimum": 0},
+                   "tags": {"type": "object", "propertyNames": {"pattern": "^[a-z]+$"},
+                            "additionalProperties": {"anyOf": [{"const": 1}, {"type": "string"}]}}},
+    "required": ["const"]}}
+
+
+def test_a_strict_provider_gets_tool_schemas_without_the_keywords_it_rejects() -> None:
+    ex = Exchange(Gateway(STRICT))
+    ex.on_request_headers(MESSAGES, end_of_stream=False)
+    reply = ex.on_request_body(orjson.dumps({"model": "m", "max_tokens": 5, "tools": [CLAUDE_TOOL],
+                                             "messages": [{"role": "user", "content": "hi"}]}))
+    assert reply.set_headers[":path"] == "/v1beta/openai/chat/completions"
+    schema = orjson.loads(reply.body)["tools"][0]["function"]["parameters"]
+    assert schema == {"type": "object", "required": ["const"], "properties": {  # a property named const stays
+        "const": {"type": "string"}, "n": {"type": "integer"},
+        "tags": {"type": "object", "additionalProperties": {"anyOf": [{}, {"type": "string"}]}}}}
+
+
+def test_a_strict_provider_gets_clean_schemas_from_a_client_of_its_own_dialect_too() -> None:
+    ex = Exchange(Gateway(STRICT))
+    ex.on_request_headers({":method": "POST", ":path": "/v1/chat/completions", "authorization": "Bearer k"}, False)
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"$schema": "x", "type": "object"}}}
+    reply = ex.on_request_body(orjson.dumps({"model": "m", "tools": [tool], "messages": []}))
+    assert orjson.loads(reply.body)["tools"][0]["function"]["parameters"] == {"type": "object"}
+    assert reply.set_headers["content-length"] == str(len(reply.body))
+
+
+def test_forward_headers_lets_only_the_listed_client_headers_through() -> None:
+    ex = Exchange(Gateway(STRICT))
+    headers = {":method": "POST", ":path": "/v1/chat/completions", "authorization": "Bearer k",
+               "content-type": "application/json", "x-request-id": "r1", "user-agent": "codex",
+               "x-codex-turn-metadata": "{…}", "openai-organization": "org-1"}
+    ex.on_request_headers(headers, end_of_stream=False)
+    reply = ex.on_request_body(orjson.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]}))
+    assert {"x-codex-turn-metadata", "openai-organization"} <= set(reply.remove_headers)
+    assert not {"x-request-id", "user-agent", "content-type", ":path"} & set(reply.remove_headers)

@@ -274,6 +274,44 @@ def test_openai_developer_message_after_the_prompt_does_not_count() -> None:
     assert take(messages, "openai")[:2] == (Marker("none"), False)
 
 
+# -- OpenAI Responses dialect -------------------------------------------------------------------------------
+
+
+def input_text(t: str) -> dict[str, Any]:
+    return {"type": "input_text", "text": t}
+
+
+def test_responses_last_user_input_item_with_text_is_the_prompt() -> None:
+    items = [
+        {"type": "message", "role": "developer", "content": [input_text("[LUNAROUTE:kimi] rules")]},
+        {"type": "message", "role": "user", "content": [input_text("<env/>"), input_text("[LUNAROUTE:gpt] fix it")]},
+        {"type": "function_call", "call_id": "c1", "name": "shell", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": "[LUNAROUTE:kimi]"},
+    ]
+    body = {"model": "m", "input": items}
+    marker, changed = take_marker(body, "openai-responses", PROVIDERS)
+    assert (marker, changed) == (Marker("provider", "gpt"), True)
+    assert body["input"][1]["content"] == [input_text("<env/>"), input_text("fix it")]
+    assert body["input"][0]["content"] == [input_text("[LUNAROUTE:kimi] rules")]  # developer text never counts
+    assert body["input"][3]["output"] == "[LUNAROUTE:kimi]"  # nor tool output
+
+
+def test_responses_string_input_is_the_prompt() -> None:
+    body = {"model": "m", "input": "[LUNAROUTE:kimi] hello"}
+    assert take_marker(body, "openai-responses", PROVIDERS) == (Marker("provider", "kimi"), True)
+    assert body["input"] == "hello"
+    untouched = {"model": "m", "input": "hello"}
+    assert take_marker(untouched, "openai-responses", PROVIDERS) == (Marker("none"), False)
+
+
+def test_responses_old_markers_in_history_are_stripped_too() -> None:
+    body = {"model": "m", "input": [{"role": "user", "content": "[LUNAROUTE:gpt] first"},
+                                    {"role": "assistant", "content": [{"type": "output_text", "text": "ok"}]},
+                                    {"role": "user", "content": "second"}]}
+    assert take_marker(body, "openai-responses", PROVIDERS) == (Marker("none"), True)
+    assert body["input"][0]["content"] == "first"
+
+
 # -- untouched bodies --------------------------------------------------------------------------------------
 
 

@@ -43,6 +43,20 @@ def test_a_marked_turn_is_recorded_with_provider_and_model_override_and_no_secre
     assert "sk-ant-very-secret" not in text and "hi" not in text
 
 
+def test_a_codex_turn_is_recorded_under_codexs_session_id(tmp_path: Path) -> None:
+    ex = Exchange(_gateway(tmp_path))
+    ex.on_request_headers({":method": "POST", ":path": "/v1/responses", "authorization": "Bearer sk-codex",
+                           "session-id": "01a2-codex"}, False)
+    ex.on_request_body(orjson.dumps({"model": "gpt-x", "store": False, "input": [
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "[LUNAROUTE:gpt] hi"}]}]}))
+    ex.on_response_headers({":status": "200", "content-type": "application/json"})
+    ex.on_response_body(orjson.dumps(OPENAI_JSON), True)
+    (path,) = tmp_path.glob("*/01a2-codex.jsonl")
+    route, response = (orjson.loads(line) for line in path.read_text().splitlines())
+    assert (route["client"], route["provider"], route["reason"]) == ("openai-responses", "lunaroute:gpt", "marker")
+    assert response["usage"] == {"input": 10, "output": 3}
+
+
 def test_session_names_cannot_escape_the_directory(tmp_path: Path) -> None:
     recorder = SessionRecorder(str(tmp_path))
     path = recorder.path_for("../../etc/passwd")

@@ -24,14 +24,23 @@ from pathlib import Path
 import orjson
 import pytest
 
-from extproc.dialects import Target, TranslationError, anthropic, count_tokens_estimate, openai, translator_for
+from extproc.dialects import (
+    DIALECTS,
+    Target,
+    TranslationError,
+    anthropic,
+    count_tokens_estimate,
+    openai,
+    translator_for,
+)
+from extproc.dialects.base import ClientTool
 from extproc.sse import SSEParser
 
 ROOT = Path(__file__).parent / "fixtures" / "translate"
 CASES = sorted(p.name for p in ROOT.iterdir() if (p / "case.json").exists())
 REGEN = os.environ.get("LUNAROUTE_REGEN_GOLDEN") == "1"
 DEFAULT_TARGET = {"name": "provider"}
-_CREATED = re.compile(rb'"created":\d+')
+_CREATED = re.compile(rb'"created(_at)?":\d+')
 
 
 def _dump(path: Path, obj: object) -> None:
@@ -47,14 +56,23 @@ def _events(raw: bytes) -> list[tuple[str | None, object]]:
             data = orjson.loads(e.data)
         except orjson.JSONDecodeError:
             data = e.data
-        if isinstance(data, dict) and "created" in data:
-            data["created"] = 0
-        out.append((e.event, data))
+        out.append((e.event, _normalize(data) if isinstance(data, dict) else data))
     return out
 
 
 def _normalize(obj: dict) -> dict:
-    return {**obj, "created": 0} if "created" in obj else obj
+    """Timestamps (`created`, a Responses `created_at`, also inside an event's `response`) are set to 0."""
+    obj = {**obj, **{k: 0 for k in ("created", "created_at") if k in obj}}
+    if isinstance(obj.get("response"), dict):
+        obj["response"] = _normalize(obj["response"])
+    return obj
+
+
+def _options(raw: dict) -> dict:
+    """Options from case.json; `client_tools` maps a provider-side function name to the client's tool
+    (`{"name": …, "namespace": …, "custom": …}`) there, to a `ClientTool` for the translator."""
+    tools = raw.get("client_tools")
+    return {**raw, **({"client_tools": {k: ClientTool(**v) for k, v in tools.items()}} if tools else {})}
 
 
 def _check(expected_path: Path, actual: object) -> None:
@@ -83,10 +101,11 @@ def test_translation_matches_golden_fixture(case: str) -> None:
         _check(d / f"request.{provider}.json", translator.request_body(body, target))
     elif kind == "response":
         body = json.loads((d / f"response.{provider}.json").read_text())
-        _check(d / f"response.{client}.json", _normalize(translator.response_body(body, target)))
+        out = translator.response_body(body, target, **_options(meta.get("response", {})))
+        _check(d / f"response.{client}.json", _normalize(out))
     elif kind == "stream":
         raw = (d / f"stream.{provider}.sse").read_bytes()
-        options = meta.get("stream", {})
+        options = _options(meta.get("stream", {}))
         whole = translator.stream(target, **options)
         out = whole.feed(raw) + whole.close()
         bytewise = translator.stream(target, **options)
@@ -94,7 +113,7 @@ def test_translation_matches_golden_fixture(case: str) -> None:
         assert _events(split) == _events(out)
         expected = d / f"stream.{client}.sse"
         if REGEN:  # timestamps are normalized when comparing; keep the file stable for review
-            expected.write_bytes(_CREATED.sub(b'"created":0', out))
+            expected.write_bytes(_CREATED.sub(lambda m: m.group(0).split(b":")[0] + b":0", out))
         assert _events(out) == _events(expected.read_bytes())
     elif kind == "error":
         source = d / f"error.{provider}.json"
@@ -124,8 +143,8 @@ def _check_identity(d: Path, translator, kind: str, dialect: str, meta: dict) ->
 
 
 def test_registry_has_a_translator_for_every_dialect_pair() -> None:
-    for client in ("anthropic", "openai"):
-        for provider in ("anthropic", "openai"):
+    for client in DIALECTS:
+        for provider in DIALECTS:
             translator = translator_for(client, provider)
             assert (translator.client, translator.provider) == (client, provider)
 
@@ -206,6 +225,10 @@ def test_stream_errors_are_shaped_for_each_sdk() -> None:
     assert anthropic.stream_error_event(529, "Overloaded").startswith(b"event: error\ndata: ")
     chunk = openai.stream_error_chunk(503, "Overloaded")
     assert chunk.startswith(b"data: {\"error\"") and b"event:" not in chunk
+    event = SSEParser().feed(DIALECTS["openai-responses"].stream_error(502, "translation failed"))[0]
+    data = orjson.loads(event.data)
+    assert (event.event, data["type"], data["message"]) == ("error", "error", "translation failed")
+    assert data["error"]["message"] == "translation failed"  # what the OpenAI SDK raises as APIError
 
 
 def test_models_lists_in_both_dialects() -> None:

@@ -8,11 +8,15 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from extproc.dialects import Target, TranslationError, translator_for
+from extproc.dialects import DIALECTS, Target, TranslationError, translator_for
+from extproc.dialects.base import ClientTool
 from extproc.sse import SSEParser, encode_json
 
 FIXTURES = Path(__file__).parent / "fixtures" / "translate"
-PROVIDER_STREAMS = sorted(FIXTURES.glob("*/stream.*.sse"))
+R = "openai-responses"
+# Every fixture stream in dialect X is a provider stream for a client of each other dialect.
+PROVIDER_STREAMS = sorted((path, client) for path in FIXTURES.glob("*/stream.*.sse") for client in DIALECTS
+                          if client != path.name.split(".")[1])
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 TARGET_OPENAI = Target(name="p", dialect="openai")
 TARGET_ANTHROPIC = Target(name="p", dialect="anthropic")
@@ -31,28 +35,29 @@ def _translate(raw: bytes, cuts: list[int], client: str, provider: str, **option
     return out + stream.close()
 
 
-def _dialects(path: Path) -> tuple[str, str]:
-    provider = path.name.split(".")[1]
-    return ("anthropic" if provider == "openai" else "openai"), provider
-
-
 # ------------------------------------------------------------------------------------- chunk invariance
 
 
 @SETTINGS
 @given(data=st.data())
 def test_any_split_of_a_fixture_stream_gives_the_same_client_events(data: st.DataObject) -> None:
-    path = data.draw(st.sampled_from(PROVIDER_STREAMS))
+    path, client = data.draw(st.sampled_from(PROVIDER_STREAMS))
     raw = path.read_bytes()
     cuts = data.draw(st.lists(st.integers(0, len(raw)), max_size=40))
-    client, provider = _dialects(path)
+    provider = path.name.split(".")[1]
     whole = _events(_translate(raw, [], client, provider, include_usage=True))
     split = _events(_translate(raw, cuts, client, provider, include_usage=True))
-    for events in (whole, split):
-        for _, payload in events:
-            if isinstance(payload, dict) and "created" in payload:
-                payload["created"] = 0
-    assert split == whole
+    assert _timeless(split) == _timeless(whole)
+
+
+def _timeless(events: list) -> list:
+    """Events with their timestamps (`created`, a Responses `response.created_at`) set to 0."""
+    for _, payload in events:
+        if isinstance(payload, dict):
+            for holder in (payload, payload.get("response")):
+                if isinstance(holder, dict):
+                    holder.update({k: 0 for k in ("created", "created_at") if k in holder})
+    return events
 
 
 _text = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12)
@@ -365,3 +370,202 @@ def _response_survives(client: str, provider: str, body: dict) -> None:
         assert exc.status == 502 and "not understood" in exc.message
         return
     orjson.dumps(out)
+
+
+# ------------------------------------------------------------------------------------ the Responses dialect
+
+_FINAL = ("response.completed", "response.incomplete", "response.failed")
+
+
+def _check_responses_grammar(events: list) -> list[dict]:
+    """The Responses stream grammar a client (the OpenAI SDK's accumulator, Codex) relies on: created and
+    in_progress first, sequence numbers 0, 1, 2…, every item added once and done before the next one is
+    added, content only for the open item, exactly one final event, last, with usage and every item."""
+    payloads = [p for _, p in events]
+    assert [e for e, _ in events] == [p["type"] for p in payloads], "the event name is the data's type"
+    assert [p["sequence_number"] for p in payloads] == list(range(len(payloads)))
+    assert payloads[0]["type"] == "response.created"
+    final = payloads[-1]
+    assert final["type"] in _FINAL and sum(p["type"] in _FINAL for p in payloads) == 1
+    open_index, done = None, []
+    for p in payloads[1:-1]:
+        if p["type"] == "response.output_item.added":
+            assert open_index is None and p["output_index"] == len(done)
+            open_index = p["output_index"]
+        elif p["type"] == "response.output_item.done":
+            assert p["output_index"] == open_index
+            done.append(p["item"])
+            open_index = None
+        elif "output_index" in p:
+            assert p["output_index"] == open_index, p
+    if final["type"] != "response.failed":
+        assert open_index is None and final["response"]["output"] == done
+        assert final["response"]["usage"]["total_tokens"] >= 0
+    return payloads
+
+
+@SETTINGS
+@given(stream=openai_streams(), data=st.data())
+def test_chat_stream_becomes_a_well_formed_responses_stream_under_any_split(
+    stream: tuple[bytes, dict[int, str], bool], data: st.DataObject
+) -> None:
+    raw, args, finished = stream
+    cuts = data.draw(st.lists(st.integers(0, len(raw)), max_size=30))
+    custom = data.draw(st.sets(st.sampled_from(["tool0", "tool1", "tool2"])))
+    tools = {name: ClientTool(name, custom=True) for name in custom}
+    out = _translate(raw, cuts, R, "openai", client_tools=tools)
+    whole = _translate(raw, [], R, "openai", client_tools=tools)
+    assert _timeless(_events(out)) == _timeless(_events(whole))
+    payloads = _check_responses_grammar(_events(out))
+    if not finished:
+        assert payloads[-1]["type"] == "response.failed"
+        return
+    calls = {i["name"]: i for i in payloads[-1]["response"]["output"] if i["type"].endswith("_call")}
+    assert set(calls) == {f"tool{i}" for i in args}
+    for i, text in args.items():
+        call = calls[f"tool{i}"]
+        if f"tool{i}" in custom:  # unwrapped back into the raw string, never the JSON wrapper
+            assert call["type"] == "custom_tool_call"
+            wrapped = orjson.loads(text) if _whole_object(text) and text.strip() else None
+            if isinstance(wrapped, dict) and isinstance(wrapped.get("input"), str):
+                assert call["input"] == wrapped["input"]
+        else:
+            assert call["type"] == "function_call" and call["arguments"] == text
+
+
+@SETTINGS
+@given(stream=openai_streams(), data=st.data())
+def test_chat_streams_through_anthropic_and_back_keep_the_responses_grammar(
+    stream: tuple[bytes, dict[int, str], bool], data: st.DataObject
+) -> None:
+    """Chat → Anthropic events (a real Anthropic-shaped stream) → Responses through the composed translator."""
+    raw, _, _ = stream
+    anthropic_stream = _translate(raw, [], "anthropic", "openai", input_tokens_estimate=3)
+    cuts = data.draw(st.lists(st.integers(0, len(anthropic_stream)), max_size=30))
+    out = _translate(anthropic_stream, cuts, R, "anthropic")
+    assert _timeless(_events(out)) == _timeless(_events(_translate(anthropic_stream, [], R, "anthropic")))
+    _check_responses_grammar(_events(out))
+
+
+_R_KEYS = ["type", "response", "id", "model", "output", "usage", "output_index", "item", "delta", "item_id",
+           "call_id", "name", "arguments", "status", "error", "message", "code", "input_tokens", "output_tokens",
+           "incomplete_details", "reason", "created_at", "content", "text", "summary"]
+_R_TYPES = ["response.created", "response.output_item.added", "response.output_text.delta",
+            "response.function_call_arguments.delta", "response.output_item.done", "response.completed",
+            "response.incomplete", "response.failed", "response.reasoning_summary_text.delta", "error",
+            "function_call", "message", "reasoning", "custom_tool_call", "output_text"]
+_responses_json = _shaped(_R_KEYS, st.sampled_from([*_R_TYPES, "max_output_tokens", "{\"a", "x"]))
+
+
+@SETTINGS
+@given(chunks=st.lists(st.dictionaries(st.sampled_from(_R_KEYS), _responses_json, max_size=5), max_size=8),
+       names=st.lists(st.sampled_from([None, *_R_TYPES]), max_size=3))
+def test_random_json_objects_as_responses_events_never_raise(chunks: list[dict], names: list) -> None:
+    raw = _sse(chunks, names)
+    chat = _events(_translate(raw, [], "openai", R, include_usage=True))
+    assert chat[-1][1] == "[DONE]" or "error" in chat[-1][1]
+    anthropic_events = _events(_translate(raw, [], "anthropic", R, input_tokens_estimate=3))
+    assert anthropic_events[-1][1]["type"] in ("message_stop", "error")
+
+
+@SETTINGS
+@given(chunks=st.lists(st.dictionaries(st.sampled_from(_OPENAI_KEYS), _openai_json, max_size=5), max_size=8),
+       done=st.booleans())
+def test_random_json_objects_as_chat_chunks_always_end_a_responses_stream(chunks: list[dict], done: bool) -> None:
+    raw = _sse(chunks, []) + (b"data: [DONE]\n\n" if done else b"")
+    events = _events(_translate(raw, [], R, "openai"))
+    assert events and events[-1][1]["type"] in _FINAL
+    assert [p["sequence_number"] for _, p in events] == list(range(len(events)))
+
+
+_r_part = st.one_of(
+    st.fixed_dictionaries({"type": st.sampled_from(["input_text", "output_text", "text"]),
+                           "text": st.text(max_size=9)}),
+    st.fixed_dictionaries({"type": st.just("input_image"),
+                           "image_url": st.sampled_from(["https://x/y.png", "", None])}),
+    st.fixed_dictionaries({"type": st.just("input_file")}, optional={"file_data": st.text(max_size=4)}),
+    _json,
+)
+_r_item = st.one_of(
+    st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "system", "developer", "tool"]),
+                           "content": st.text(max_size=20) | st.lists(_r_part, max_size=3)},
+                          optional={"type": st.just("message")}),
+    st.fixed_dictionaries({"type": st.sampled_from(["function_call", "custom_tool_call"]),
+                           "call_id": st.text(max_size=4), "name": st.text(max_size=4)},
+                          optional={"arguments": st.sampled_from(['{"a":1}', "", "[1]", "{"]), "input": _json}),
+    st.fixed_dictionaries({"type": st.sampled_from(["function_call_output", "custom_tool_call_output"]),
+                           "call_id": st.text(max_size=4),
+                           "output": st.text(max_size=9) | st.lists(_r_part, max_size=2)}),
+    st.fixed_dictionaries({"type": st.just("reasoning"), "summary": st.lists(
+        st.fixed_dictionaries({"type": st.just("summary_text"), "text": st.text(max_size=6)}), max_size=2)},
+                          optional={"encrypted_content": st.text(max_size=6)}),
+    st.fixed_dictionaries({"type": st.sampled_from(["item_reference", "web_search_call", "local_shell_call"])}),
+    _json,
+)
+_r_tool = st.one_of(
+    st.fixed_dictionaries({"type": st.just("function"), "name": st.text(max_size=4)},
+                          optional={"parameters": _json, "strict": st.booleans()}),
+    st.fixed_dictionaries({"type": st.just("custom"), "name": st.text(max_size=4)},
+                          optional={"format": st.fixed_dictionaries({"type": st.sampled_from(["text", "grammar"])})}),
+    st.fixed_dictionaries({"type": st.sampled_from(["web_search", "mcp", "file_search"])}),
+    _json,
+)
+_responses_request = st.fixed_dictionaries(
+    {"model": st.text(max_size=10), "input": st.text(max_size=20) | st.lists(_r_item, max_size=6)},
+    optional={
+        "instructions": st.text(max_size=10) | _json,
+        "tools": st.lists(_r_tool, max_size=3),
+        "tool_choice": st.sampled_from(["auto", "none", "required", "bogus"])
+        | st.fixed_dictionaries({"type": st.sampled_from(["function", "custom", "web_search"]),
+                                 "name": st.text(max_size=3)}),
+        "parallel_tool_calls": st.booleans(),
+        "max_output_tokens": st.integers(-1, 100_000),
+        "reasoning": st.fixed_dictionaries({"effort": st.sampled_from(["minimal", "low", "medium", "high", "none"])})
+        | _json,
+        "text": st.fixed_dictionaries({"format": st.fixed_dictionaries(
+            {"type": st.sampled_from(["text", "json_object", "json_schema", "bogus"])})}) | _json,
+        "previous_response_id": st.none() | st.text(max_size=4),
+        "store": st.booleans(),
+        "stream": st.booleans(),
+        "temperature": st.floats(0, 2),
+        "truncation": st.sampled_from(["auto", "disabled"]),
+    },
+)
+
+
+@SETTINGS
+@given(body=_responses_request, clamp=st.none() | st.integers(1, 10_000))
+def test_random_responses_requests_translate_or_raise_translation_error(body: dict, clamp: int | None) -> None:
+    for provider in ("openai", "anthropic"):
+        _survives(R, provider, body, Target(name="p", dialect=provider, max_tokens=clamp))
+
+
+@SETTINGS
+@given(chat=_openai_request, anthropic_body=_anthropic_request)
+def test_random_requests_for_a_responses_provider_translate_or_raise_translation_error(
+        chat: dict, anthropic_body: dict) -> None:
+    target = Target(name="p", dialect=R)
+    _survives("openai", R, chat, target)
+    _survives("anthropic", R, anthropic_body, target)
+
+
+@SETTINGS
+@given(body=st.dictionaries(st.sampled_from(_R_KEYS), _responses_json, max_size=6))
+def test_random_responses_api_responses_translate_or_raise_a_502(body: dict) -> None:
+    _response_survives("openai", R, body)
+    _response_survives("anthropic", R, body)
+
+
+@SETTINGS
+@given(body=st.dictionaries(st.sampled_from(_OPENAI_KEYS), _openai_json, max_size=6))
+def test_random_chat_responses_translate_to_the_responses_api_or_raise_a_502(body: dict) -> None:
+    _response_survives(R, "openai", body)
+
+
+@SETTINGS
+@given(raw=st.binary(max_size=300), status=st.integers(400, 599))
+def test_any_error_body_becomes_an_envelope_for_and_from_responses_clients(raw: bytes, status: int) -> None:
+    for client, provider in ((R, "openai"), (R, "anthropic"), ("openai", R), ("anthropic", R)):
+        new_status, body = translator_for(client, provider).error(status, raw)
+        assert 400 <= new_status < 600
+        assert isinstance(orjson.loads(body)["error"]["message"], str)

@@ -7,6 +7,8 @@ These are the bodies the gateway writes *itself* in Anthropic's shape (its own e
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import orjson
 
 from extproc.sse import encode_json
@@ -143,3 +145,21 @@ def _media_tokens(content: object) -> int:
         elif kind == "tool_result":
             n += _media_tokens(block.get("content"))
     return n
+
+
+# Hub (Chat) request fields → the Anthropic field a client wrote (for errors raised by a later leg).
+_HUB_PARAMS = {"messages": "messages", "max_tokens": "max_tokens", "max_completion_tokens": "max_tokens",
+               "stop": "stop_sequences", "reasoning_effort": "thinking", "user": "metadata.user_id"}
+
+
+def hub_param(param: str) -> str:
+    """The Anthropic field behind a Chat request field, for a 400 raised by a later translation leg."""
+    head = param.split(".", 1)[0].split("[", 1)[0]
+    return _HUB_PARAMS.get(head, param)
+
+
+def tool_schemas(body: dict) -> Iterator[tuple[dict, str]]:
+    """Where a request's tool schemas live: (holder, key) pairs, `holder[key]` being a schema."""
+    for tool in body.get("tools") or ():
+        if isinstance(tool, dict) and isinstance(tool.get("input_schema"), dict):
+            yield tool, "input_schema"

@@ -25,7 +25,7 @@ import re
 import orjson
 
 from extproc.dialects import anthropic as A
-from extproc.dialects.base import Target, TranslationError
+from extproc.dialects.base import ClientTools, Target, TranslationError
 from extproc.dialects.openai_stream_to_anthropic import OpenAIToAnthropicStream
 from extproc.dialects.shapes import (
     MALFORMED,
@@ -430,14 +430,16 @@ class AnthropicToOpenAI:
         except MALFORMED as exc:  # a wrongly shaped field: the client's 400, not the gateway's 500
             raise TranslationError(f"malformed request body: {exc}") from exc
 
-    def response_body(self, body: dict, target: Target | None = None) -> dict:
+    def response_body(self, body: dict, target: Target | None = None,
+                      client_tools: ClientTools | None = None) -> dict:
         try:
             return translate_response(body, target)
         except MALFORMED as exc:
             raise not_understood(str(exc)) from exc
 
     def stream(
-        self, target: Target | None = None, *, input_tokens_estimate: int = 0, include_usage: bool = False
+        self, target: Target | None = None, *, input_tokens_estimate: int = 0, include_usage: bool = False,
+        client_tools: ClientTools | None = None,
     ) -> OpenAIToAnthropicStream:
         return OpenAIToAnthropicStream(target, input_tokens_estimate)
 

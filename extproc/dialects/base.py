@@ -7,13 +7,14 @@ property tests drive it directly. The gRPC servicer never looks inside a body it
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 from extproc.errors import ClientError
 
-Dialect = Literal["anthropic", "openai"]
+Dialect = Literal["anthropic", "openai", "openai-responses"]
 
 
 class TranslationError(ClientError):
@@ -53,6 +54,18 @@ class Target:
         return self.max_tokens
 
 
+class ClientTool(NamedTuple):
+    """A tool the client declared, as the provider knows it: a plain function whose calls must go back
+    to the client as this tool (a Responses custom tool, or a function inside a tool namespace)."""
+
+    name: str  # the tool's name as the client declared it
+    namespace: str | None = None
+    custom: bool = False  # a custom (freeform) tool: one string input, wrapped as {"input": "…"}
+
+
+ClientTools = Mapping[str, ClientTool]  # the function name the provider sees → the client's tool
+
+
 class StreamTranslator(Protocol):
     """Translates one SSE response stream, chunk by chunk; chunks may split events anywhere."""
 
@@ -77,21 +90,26 @@ class Translator(Protocol):
         """Client request body → provider request body. Raises TranslationError."""
         ...
 
-    def response_body(self, body: dict, target: Target | None = None) -> dict:
+    def response_body(self, body: dict, target: Target | None = None,
+                      client_tools: ClientTools | None = None) -> dict:
         """Provider JSON response → client JSON response (non-streaming success).
 
-        `target` (optional) carries per-provider output options such as `Target.reasoning`.
+        `target` (optional) carries per-provider output options such as `Target.reasoning`;
+        `client_tools` maps the functions the provider saw back to the tools the client declared (a
+        Responses client's custom and namespaced tools).
         """
         ...
 
     def stream(
-        self, target: Target | None = None, *, input_tokens_estimate: int = 0, include_usage: bool = False
+        self, target: Target | None = None, *, input_tokens_estimate: int = 0, include_usage: bool = False,
+        client_tools: ClientTools | None = None,
     ) -> StreamTranslator:
         """A fresh stream translator for one SSE response.
 
         `input_tokens_estimate`: used for Anthropic clients' `message_start.usage.input_tokens` when the
         provider reports usage only at the end (never send 0 there). `include_usage`: OpenAI clients get
         the final usage chunk only when they asked for it (`stream_options.include_usage`).
+        `client_tools`: as for `response_body`.
         """
         ...
 

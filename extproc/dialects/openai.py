@@ -7,6 +7,8 @@ name) whose JSON has an ``error`` key, so a failed stream ends with ``data: {"er
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import orjson
 
 from extproc.sse import encode_json
@@ -54,3 +56,11 @@ def models_body(ids: list[str], owned_by: str = "lunaroute") -> bytes:
     """`GET /v1/models` answer in OpenAI's list shape."""
     data = [{"id": i, "object": "model", "created": _MODELS_CREATED, "owned_by": owned_by} for i in ids]
     return orjson.dumps({"object": "list", "data": data})
+
+
+def tool_schemas(body: dict) -> Iterator[tuple[dict, str]]:
+    """Where a request's tool schemas live: (holder, key) pairs, `holder[key]` being a schema."""
+    for tool in body.get("tools") or ():
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("parameters"), dict):
+            yield function, "parameters"

@@ -11,7 +11,8 @@ Choices made here:
 - `temperature` above Anthropic's maximum 1 is clamped to 1; with thinking on, temperature/top_p are
   dropped (Anthropic only accepts defaults there).
 - `reasoning_effort` → `thinking.budget_tokens` (minimal/low 1024, medium 4096, high 16384), raising
-  `max_tokens` above the budget when needed.
+  `max_tokens` above the budget when needed; not inside a tool loop (the last assistant turn holds tool
+  calls), where Anthropic demands the turn's signed thinking block, which no OpenAI client has.
 - rejected with a 400 naming the field (no faithful mapping): `n` > 1, `logprobs`/`top_logprobs`,
   `response_format` other than text, `audio`, `modalities` other than text, legacy `functions`,
   non-function tools. Silently dropped (hints without an Anthropic counterpart): `seed`,
@@ -29,7 +30,7 @@ import orjson
 
 from extproc.dialects import openai as O
 from extproc.dialects.anthropic_stream_to_openai import AnthropicToOpenAIStream
-from extproc.dialects.base import Target, TranslationError
+from extproc.dialects.base import ClientTools, Target, TranslationError
 from extproc.dialects.shapes import (
     MALFORMED,
     STOP_TO_FINISH,
@@ -90,7 +91,7 @@ def translate_request(body: dict, target: Target) -> dict:
     with malformed_as("tool_choice"):
         _tool_choice(body, out)
     temperature, top_p = check_number(body, "temperature"), check_number(body, "top_p")
-    thinking = _thinking(body.get("reasoning_effort"), out, cap)
+    thinking = _may_think(messages) and _thinking(body.get("reasoning_effort"), out, cap)
     if not thinking:
         if temperature is not None:
             out["temperature"] = min(temperature, 1)
@@ -261,6 +262,16 @@ def _tool_choice(body: dict, out: dict) -> None:
         out["tool_choice"] = result
 
 
+def _may_think(messages: list[dict]) -> bool:
+    """Anthropic accepts thinking in a tool loop only when the last assistant turn starts with its signed
+    thinking block, which a translated conversation never has (reasoning is dropped): such a request is
+    answered without thinking; the next turn thinks again."""
+    for message in reversed(messages):
+        if message["role"] == "assistant":
+            return not any(b.get("type") == "tool_use" for b in message["content"])
+    return True
+
+
 def _thinking(effort: object, out: dict, cap: int | None) -> bool:
     budget = _BUDGET.get(effort) if isinstance(effort, str) else None
     if not budget:
@@ -368,14 +379,16 @@ class OpenAIToAnthropic:
         except MALFORMED as exc:  # a wrongly shaped field: the client's 400, not the gateway's 500
             raise TranslationError(f"malformed request body: {exc}") from exc
 
-    def response_body(self, body: dict, target: Target | None = None) -> dict:
+    def response_body(self, body: dict, target: Target | None = None,
+                      client_tools: ClientTools | None = None) -> dict:
         try:
             return translate_response(body, target)
         except MALFORMED as exc:
             raise not_understood(str(exc)) from exc
 
     def stream(
-        self, target: Target | None = None, *, input_tokens_estimate: int = 0, include_usage: bool = False
+        self, target: Target | None = None, *, input_tokens_estimate: int = 0, include_usage: bool = False,
+        client_tools: ClientTools | None = None,
     ) -> AnthropicToOpenAIStream:
         return AnthropicToOpenAIStream(include_usage)
 

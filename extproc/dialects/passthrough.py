@@ -5,7 +5,7 @@ Upstream Anthropic errors in particular must reach Claude Code word for word (it
 
 from __future__ import annotations
 
-from extproc.dialects.base import Dialect, Target
+from extproc.dialects.base import ClientTools, Dialect, Target
 
 
 class PassthroughStream:
@@ -33,11 +33,13 @@ class Passthrough:
     def request_body(self, body: dict, target: Target) -> dict:
         return body
 
-    def response_body(self, body: dict, target: Target | None = None) -> dict:
+    def response_body(self, body: dict, target: Target | None = None,
+                      client_tools: ClientTools | None = None) -> dict:
         return body
 
     def stream(
-        self, target: Target | None = None, *, input_tokens_estimate: int = 0, include_usage: bool = False
+        self, target: Target | None = None, *, input_tokens_estimate: int = 0, include_usage: bool = False,
+        client_tools: ClientTools | None = None,
     ) -> PassthroughStream:
         return PassthroughStream()
 

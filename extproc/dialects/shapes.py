@@ -208,3 +208,29 @@ def body_excerpt(status: int, body: bytes) -> str:
     text = body.decode("utf-8", "replace")[:2000] if body else ""
     text = _SPACES.sub(" ", _TAGS.sub(" ", text)).strip()[:300]
     return f"upstream error (HTTP {status})" + (f": {text}" if text else "")
+
+
+# JSON Schema keywords whose value is a map of names to subschemas, a subschema, or a list of them.
+_SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+_SCHEMA_ONE = ("items", "additionalProperties", "additionalItems", "unevaluatedProperties", "unevaluatedItems",
+               "not", "if", "then", "else", "contains", "propertyNames")
+_SCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "prefixItems", "items")
+
+
+def clean_schema(schema: object, drop: frozenset[str]) -> object:
+    """A copy of a JSON Schema without the keywords in `drop`, at every level. Property names are never
+    touched: a property called `const` survives dropping the `const` keyword."""
+    if not isinstance(schema, dict):
+        return schema
+    out = {}
+    for key, value in schema.items():
+        if key in drop:
+            continue
+        if key in _SCHEMA_MAPS and isinstance(value, dict):
+            value = {name: clean_schema(sub, drop) for name, sub in value.items()}
+        elif key in _SCHEMA_LISTS and isinstance(value, list):
+            value = [clean_schema(sub, drop) for sub in value]
+        elif key in _SCHEMA_ONE:
+            value = clean_schema(value, drop)
+        out[key] = value
+    return out
