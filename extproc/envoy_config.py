@@ -367,6 +367,9 @@ def extproc_cluster(cfg: Config) -> dict[str, Any]:
         "name": EXTPROC_CLUSTER,
         **discovery,
         "connect_timeout": "1s",
+        # Whole bodies travel in one gRPC message: a connection buffer smaller than one (Envoy's 1 MiB
+        # default) keeps crossing its watermark under large requests (see SIDE_STREAM_FLOW_CONTROL).
+        "per_connection_buffer_limit_bytes": ep.max_message_bytes,
         "lb_policy": "ROUND_ROBIN",
         "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
             "@type": _T + "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
@@ -441,6 +444,19 @@ def local_reply_config() -> dict[str, Any]:
     return {"mappers": mappers}
 
 
+# Envoy 1.40 crashes (SIGSEGV) when the gRPC side stream of an ext_proc filter running in a cluster's
+# upstream filter chain (our per-attempt filter) crosses a write-buffer watermark: concurrent
+# fallback-chain requests of about 1 MB and more did it (README: Known issues). Side-stream flow
+# control only pauses reading the client while the gRPC stream is backed up; request bodies are
+# buffered whole and capped by `limits.max_request_bytes` anyway, so turning it off costs nothing.
+SIDE_STREAM_FLOW_CONTROL = "envoy.reloadable_features.grpc_side_stream_flow_control"
+
+
+def runtime_layers() -> dict[str, Any]:
+    """Envoy runtime overrides the gateway depends on (see SIDE_STREAM_FLOW_CONTROL)."""
+    return {"layers": [{"name": "lunaroute", "static_layer": {SIDE_STREAM_FLOW_CONTROL: False}}]}
+
+
 def render(cfg: Config, ca_file: str | None = None) -> dict[str, Any]:
     """The whole bootstrap as a dict (yaml-dumpable)."""
     ca = ca_file or find_ca_file()
@@ -507,6 +523,7 @@ def render(cfg: Config, ca_file: str | None = None) -> dict[str, Any]:
         "node": {"id": "lunaroute", "cluster": "lunaroute"},
         "admin": {"address": {"socket_address": {"address": cfg.admin.host, "port_value": cfg.admin.port}}},
         "static_resources": static,
+        "layered_runtime": runtime_layers(),
         "overload_manager": {"resource_monitors": [{
             "name": "envoy.resource_monitors.global_downstream_max_connections",
             "typed_config": {
