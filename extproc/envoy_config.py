@@ -80,6 +80,30 @@ def ext_proc_filter(cfg: Config) -> dict[str, Any]:
     }
 
 
+# What a client hears when no ext_proc worker can take its request (all down, or the one holding it died).
+PROCESSOR_UNAVAILABLE = ("the gateway's request processor is unavailable (its ext_proc workers are down or "
+                         "restarting); retry shortly")
+
+
+def gateway_ext_proc_filter(cfg: Config) -> dict[str, Any]:
+    """The bootstrap's ext_proc filter: `ext_proc_filter` plus what keeps a dead worker from failing
+    requests. A stream that cannot reach a worker (connect failure, refused or reset before an answer)
+    is retried on another worker; when none is left Envoy answers 503 (not 500), which
+    `local_reply_config` writes in the client's dialect."""
+    ext = ext_proc_filter(cfg)
+    typed = ext["typed_config"]
+    typed["grpc_service"]["envoy_grpc"]["retry_policy"] = {
+        "retry_on": "connect-failure,refused-stream,reset,unavailable",
+        "num_retries": max(1, cfg.extproc.workers),
+        "retry_back_off": {"base_interval": "0.01s", "max_interval": "0.1s"},
+        "retry_host_predicate": [{"name": "envoy.retry_host_predicates.previous_hosts", "typed_config": {
+            "@type": _T + "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"}}],
+        "host_selection_retry_max_attempts": 3,
+    }
+    typed["status_on_error"] = {"code": 503}
+    return ext
+
+
 def processing_mode() -> dict[str, str]:
     """Headers and the buffered request body always; response bodies only when Python asks for them."""
     return {
@@ -253,7 +277,7 @@ def _attempt_ext_proc(cfg: Config, provider: str) -> dict[str, Any]:
     """The per-attempt ext_proc of a provider cluster: re-translates and re-authenticates each attempt
     of a fallback chain for *this* provider. It only runs when the request carries a chain header, so
     requests without fallbacks cost nothing here. gRPC metadata names the provider to the server."""
-    ext = ext_proc_filter(cfg)["typed_config"]
+    ext = gateway_ext_proc_filter(cfg)["typed_config"]
     ext["grpc_service"] = {**ext["grpc_service"], "initial_metadata": [
         {"key": ATTEMPT_PROVIDER_METADATA, "value": provider}]}
     ext["processing_mode"] = {**ext["processing_mode"], "request_header_mode": "SEND"}
@@ -379,9 +403,18 @@ def extproc_cluster(cfg: Config) -> dict[str, Any]:
         }},
         # A draining or dead worker leaves the rotation; /readyz fails only when none is left.
         "health_checks": [{
-            "timeout": "1s", "interval": "2s", "unhealthy_threshold": 2, "healthy_threshold": 1,
-            "no_traffic_interval": "2s", "grpc_health_check": {},
+            "timeout": "1s", "interval": "0.5s", "unhealthy_threshold": 2, "healthy_threshold": 1,
+            "no_traffic_interval": "0.5s", "grpc_health_check": {},
         }],
+        # A killed worker refuses connections at once: eject it on the first failure, before the next
+        # health check notices (a restarted one is back when its ejection ends or a check passes).
+        "outlier_detection": {
+            "split_external_local_origin_errors": True, "consecutive_local_origin_failure": 1,
+            "enforcing_consecutive_local_origin_failure": 100, "consecutive_5xx": 1000000,
+            "consecutive_gateway_failure": 1000000, "enforcing_success_rate": 0,
+            "interval": "0.5s", "base_ejection_time": "1s", "max_ejection_time": "2s",
+            "max_ejection_percent": 100,
+        },
         "common_lb_config": {"healthy_panic_threshold": {"value": 0}},
         "load_assignment": {
             "cluster_name": EXTPROC_CLUSTER,
@@ -419,6 +452,25 @@ def _local_reply_mapper(status: int | None, path_contains: str, body: dict[str, 
     return {"filter": {"and_filter": {"filters": filters}}, "body_format_override": {"json_format": body}}
 
 
+def _processor_unavailable_mappers() -> list[dict[str, Any]]:
+    """The ext_proc stream failed (no worker reachable, or the one holding the request died): a 503 in
+    each path's dialect saying what is down. Told apart from other local replies by Envoy's response
+    code details (`ext_proc_error_gRPC_error_…`), which only a CEL filter can read."""
+    failed = {"extension_filter": {"name": "envoy.access_loggers.extension_filters.cel", "typed_config": {
+        "@type": _T + "envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
+        "expression": "response.code_details.startsWith('ext_proc_error_gRPC')"}}}
+    openai = {"error": {"message": PROCESSOR_UNAVAILABLE, "type": "server_error", "param": None,
+                        "code": "processor_unavailable"}}
+    anthropic = {"type": "error", "error": {"type": "overloaded_error", "message": PROCESSOR_UNAVAILABLE}}
+    both = {"type": "error", "error": {**anthropic["error"], "param": None, "code": "processor_unavailable"}}
+    return [{
+        "filter": {"and_filter": {"filters": [
+            failed, {"header_filter": {"header": {"name": ":path", "string_match": {"contains": path}}}}]}},
+        "status_code": 503,
+        "body_format_override": {"json_format": body},
+    } for path, body in (("/chat/completions", openai), ("/messages", anthropic), ("/", both))]
+
+
 def local_reply_config() -> dict[str, Any]:
     """Chat paths get OpenAI's envelope, Messages paths Anthropic's, every other path (bypassed APIs
     of either vendor) Anthropic's envelope carrying OpenAI's fields too, which both SDKs read."""
@@ -431,7 +483,7 @@ def local_reply_config() -> dict[str, Any]:
         ]}},
         "status_code": 503,
         "body_format_override": {"json_format": {"status": "unavailable", "reason": "%LOCAL_REPLY_BODY%"}},
-    }]
+    }, *_processor_unavailable_mappers()]
     for status in (*_OPENAI_TYPES, None):
         kind = _OPENAI_TYPES.get(status, "server_error")  # type: ignore[arg-type]
         mappers.append(_local_reply_mapper(status, "/chat/completions", {"error": {
@@ -476,7 +528,7 @@ def render(cfg: Config, ca_file: str | None = None) -> dict[str, Any]:
                                "include_request_attempt_count": True}],
         },
         "http_filters": [
-            ext_proc_filter(cfg),
+            gateway_ext_proc_filter(cfg),
             {"name": "envoy.filters.http.router", "typed_config": {
                 "@type": _T + "envoy.extensions.filters.http.router.v3.Router",
                 "suppress_envoy_headers": True,

