@@ -93,7 +93,19 @@ def gateway_ext_proc_filter(cfg: Config) -> dict[str, Any]:
     is what routes around a dead worker.)"""
     ext = ext_proc_filter(cfg)
     ext["typed_config"]["status_on_error"] = {"code": 503}
+    # Off unless a route enables it (`ext_proc_enabled`, on the whole route table): a request Envoy's
+    # codec rejects (headers too large, bad framing) has no route, and its 400/431 would otherwise
+    # wait in this filter for a worker while the codec closes the connection — the client got nothing.
+    ext["disabled"] = True
     return ext
+
+
+def ext_proc_enabled() -> dict[str, Any]:
+    """Per-filter config of the route table that switches `gateway_ext_proc_filter` on for every
+    route (routes that bypass it still turn it off with `_ext_proc_off`)."""
+    return {EXTPROC_FILTER: {
+        "@type": _T + "envoy.config.route.v3.FilterConfig", "disabled": False,
+        "config": {"@type": _T + "envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute", "overrides": {}}}}
 
 
 def processing_mode() -> dict[str, str]:
@@ -444,13 +456,17 @@ def _local_reply_mapper(status: int | None, path_contains: str, body: dict[str, 
     return {"filter": {"and_filter": {"filters": filters}}, "body_format_override": {"json_format": body}}
 
 
+def _cel(expression: str) -> dict[str, Any]:
+    """A local-reply filter on a CEL expression (the only filter that reads response code details)."""
+    return {"extension_filter": {"name": "envoy.access_loggers.extension_filters.cel", "typed_config": {
+        "@type": _T + "envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter", "expression": expression}}}
+
+
 def _processor_unavailable_mappers() -> list[dict[str, Any]]:
     """The ext_proc stream failed (no worker reachable, or the one holding the request died): a 503 in
     each path's dialect saying what is down. Told apart from other local replies by Envoy's response
     code details (`ext_proc_error_gRPC_error_…`), which only a CEL filter can read."""
-    failed = {"extension_filter": {"name": "envoy.access_loggers.extension_filters.cel", "typed_config": {
-        "@type": _T + "envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
-        "expression": "response.code_details.startsWith('ext_proc_error_gRPC')"}}}
+    failed = _cel("response.code_details.startsWith('ext_proc_error_gRPC')")
     openai = {"error": {"message": PROCESSOR_UNAVAILABLE, "type": "server_error", "param": None,
                         "code": "processor_unavailable"}}
     anthropic = {"type": "error", "error": {"type": "overloaded_error", "message": PROCESSOR_UNAVAILABLE}}
@@ -485,7 +501,16 @@ def local_reply_config() -> dict[str, Any]:
             kind = _ANTHROPIC_TYPES.get(status, "api_error")  # type: ignore[arg-type]
             mappers.append(_local_reply_mapper(status, path, {"type": "error", "error": {
                 "type": kind, "message": "%LOCAL_REPLY_BODY%", **extra}}))
+    mappers.append(_codec_error_mapper())
     return {"mappers": mappers}
+
+
+def _codec_error_mapper() -> dict[str, Any]:
+    """A request Envoy's codec rejected (headers too large, conflicting framing) has no path to pick a
+    dialect by: the envelope both SDKs read."""
+    return {"filter": _cel("response.code_details.startsWith('http1.')"), "body_format_override": {"json_format": {
+        "type": "error", "error": {"type": "invalid_request_error", "message": "%LOCAL_REPLY_BODY%",
+                                   "param": None, "code": "%RESPONSE_CODE%"}}}}
 
 
 # Envoy 1.40 crashes (SIGSEGV) when the gRPC side stream of an ext_proc filter running in a cluster's
@@ -516,6 +541,7 @@ def render(cfg: Config, ca_file: str | None = None) -> dict[str, Any]:
         "merge_slashes": True,
         "route_config": {
             "name": "lunaroute",
+            "typed_per_filter_config": ext_proc_enabled(),
             "virtual_hosts": [{"name": "lunaroute", "domains": ["*"], "routes": _routes(cfg),
                                "include_request_attempt_count": True}],
         },

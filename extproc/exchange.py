@@ -20,7 +20,7 @@ from .attempts import Chain, encode_chain, usable_chain
 from .config import Config, Provider
 from .dialects.base import Dialect, TranslationError
 from .envoy_config import ATTEMPTS_HEADER, CHAIN_HEADER, CLUSTER_HEADER, FALLBACK_HEADER, INTERNAL_PREFIX, cluster_name
-from .errors import ClientError
+from .errors import TOO_DEEP, ClientError, nested_too_deeply
 from .forwarding import STASHED_HEADERS, credentials, dialect_headers, for_provider
 from .local_replies import advertised_models, count_tokens_reply, error_reply, models_body_for, models_reply
 from .markers import NO_MARKER, PREFIX, take_marker
@@ -141,6 +141,10 @@ class Exchange:
         except ClientError as exc:
             kind = "unsupported" if isinstance(exc, TranslationError) else "bad_request"
             return self._error(exc.status, exc.message, param=exc.param, kind=kind)
+        except (orjson.JSONEncodeError, RecursionError) as exc:
+            if not nested_too_deeply(exc):
+                raise
+            return self._error(400, TOO_DEEP, kind="bad_json")
 
     def _route_body(self, doc: dict, raw: bytes) -> Reply:
         req = self.req

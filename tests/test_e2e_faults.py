@@ -185,3 +185,33 @@ def test_with_every_worker_down_api_paths_get_a_503_in_their_dialect_and_bypass_
         for pid in workers:
             os.kill(pid, signal.SIGCONT)
         gw.stop()
+
+
+def _raw_exchange(gw: Gateway, request: bytes) -> tuple[int, dict]:
+    """Send bytes no HTTP client library would send; the status and JSON body Envoy answers."""
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), json.loads(body)
+
+
+SMALL = b'{"model":"claude-x","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}'
+
+
+@pytest.mark.parametrize(("request_bytes", "status"), [
+    (b"POST /v1/messages HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * 65536 + b"\r\ncontent-length: 79\r\n\r\n" + SMALL,
+     431),
+    (b"POST /v1/messages HTTP/1.1\r\nhost: x\r\n" + b"".join(b"x-h%d: v\r\n" % i for i in range(150))
+     + b"content-length: 79\r\n\r\n" + SMALL, 431),
+    (b"POST /v1/messages HTTP/1.1\r\nhost: x\r\ncontent-length: 79\r\ncontent-length: 3\r\n\r\n" + SMALL, 400),
+    (b"POST /v1/messages HTTP/1.1\r\nhost: x\r\ncontent-length: 79\r\ntransfer-encoding: chunked\r\n\r\n" + SMALL,
+     400),
+    (b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nx-a: \x00\r\ncontent-length: 79\r\n\r\n" + SMALL, 400),
+], ids=["64KB-header", "150-headers", "two-content-lengths", "content-length-and-chunked", "NUL-in-header"])
+def test_requests_the_codec_rejects_are_answered_not_dropped(gateway, request_bytes: bytes, status: int) -> None:
+    got, body = _raw_exchange(gateway, request_bytes)
+    assert got == status
+    assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"  # both SDKs read it
