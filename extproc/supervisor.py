@@ -8,6 +8,7 @@ must be started from this long-lived process: it is signalled when the process t
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -74,6 +75,7 @@ class Supervisor:
     _stopping: bool = False
     _spawn: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict)  # how to restart a worker
     _pending: dict[str, float] = field(default_factory=dict)  # dead workers: when to restart them
+    _signals: int = 0  # stop signals received; a second one skips the drain
 
     def start(self) -> None:
         metrics_dir = self.runtime_dir / "metrics"
@@ -142,6 +144,53 @@ class Supervisor:
         except OSError:
             return False
 
+    def drain(self) -> None:
+        """Envoy stops accepting connections and the workers keep serving until its in-flight requests
+        are done (a stream mid-answer is not cut), for at most `timeouts.drain_s`. SIGTERM alone would
+        make Envoy exit at once. A second stop signal ends the wait."""
+        envoy = self.procs.get("envoy")
+        admin = self._admin_url()
+        if envoy is None or envoy.poll() is not None or admin is None:
+            return
+        try:
+            urllib.request.urlopen(urllib.request.Request(admin + "/drain_listeners", method="POST"),  # noqa: S310
+                                   timeout=2).close()
+        except OSError:
+            return
+        deadline = time.monotonic() + self.cfg.timeouts.drain_s
+        told = False
+        while time.monotonic() < deadline and self._signals < 2 and envoy.poll() is None:
+            active = self._active_requests(admin)
+            if not active:
+                return
+            if not told:
+                print(f"lunaroute: draining {active} in-flight request(s), up to {self.cfg.timeouts.drain_s:g}s "
+                      "(a second Ctrl-C stops now)", file=sys.stderr, flush=True)
+                told = True
+            try:
+                self.tend()  # a worker dying now is still restarted: translated streams need one
+            except SupervisorError:
+                return
+            time.sleep(0.1)
+
+    def _admin_url(self) -> str | None:
+        try:
+            address = (self.runtime_dir / "admin-address").read_text(encoding="utf-8").strip()
+        except OSError:
+            return None
+        return f"http://{address}" if address else None
+
+    @staticmethod
+    def _active_requests(admin: str) -> int | None:
+        """Envoy's count of downstream requests in flight; None when its admin does not answer."""
+        url = admin + "/stats?format=json&filter=^http%5C.lunaroute%5C.downstream_rq_active$"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - loopback admin
+                stats = json.loads(resp.read())["stats"]
+        except (OSError, ValueError, KeyError):
+            return None
+        return int(sum(s.get("value", 0) for s in stats))
+
     def check_alive(self) -> None:
         for name, proc in self.procs.items():
             code = proc.poll()
@@ -177,6 +226,7 @@ class Supervisor:
 
         def on_signal(signum: int, _frame: object) -> None:
             received.append(signum)
+            self._signals += 1
 
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
@@ -192,10 +242,12 @@ class Supervisor:
             self.stop()
 
     def stop(self, timeout_s: float = 15.0) -> None:
-        """SIGTERM everything (workers drain), then SIGKILL what is left after the timeout."""
+        """Let Envoy finish its in-flight requests (`drain`), then SIGTERM everything (workers drain),
+        then SIGKILL what is left after the timeout."""
         if self._stopping:
             return
         self._stopping = True
+        self.drain()
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.terminate()

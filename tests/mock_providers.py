@@ -58,6 +58,8 @@ class Scripted:
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
     chunks: list[bytes] | None = None  # sent one by one (SSE), instead of body
+    pause_s: float = 0.002  # between chunks
+    stall: bool = False  # after the chunks, send nothing more and never finish (until the client leaves)
 
 
 def _sse(event: str | None, data: dict | str) -> bytes:
@@ -126,6 +128,10 @@ class MockProvider:
         for _ in range(count):
             self.script.append(Scripted(status, raw, ctype, headers or {}))
 
+    def stream_next(self, chunks: list[bytes], pause_s: float = 0.002, stall: bool = False) -> None:
+        """The next request gets these SSE chunks, `pause_s` apart (and then nothing, if `stall`)."""
+        self.script.append(Scripted(200, b"", "text/event-stream", chunks=chunks, pause_s=pause_s, stall=stall))
+
     def reset(self) -> None:
         self.requests.clear()
         self.script.clear()
@@ -165,16 +171,19 @@ class MockProvider:
             if s.chunks is None:
                 return web.Response(status=s.status, body=s.body, content_type=None,
                                     headers={"content-type": s.content_type, **s.headers})
-            return await self._send_chunks(request, s.status, s.chunks, s.content_type)
+            return await self._send_chunks(request, s.status, s.chunks, s.content_type, s.pause_s, s.stall)
         return await self.route(request, body)
 
     async def _send_chunks(self, request: web.Request, status: int, chunks: list[bytes],
-                           ctype: str = "text/event-stream") -> web.StreamResponse:
+                           ctype: str = "text/event-stream", pause_s: float = 0.002,
+                           stall: bool = False) -> web.StreamResponse:
         resp = web.StreamResponse(status=status, headers={"content-type": ctype, "cache-control": "no-cache"})
         await resp.prepare(request)
         for c in chunks:
             await resp.write(c)
-            await asyncio.sleep(0.002)
+            await asyncio.sleep(pause_s)
+        while stall and request.transport is not None and not request.transport.is_closing():
+            await asyncio.sleep(0.05)
         await resp.write_eof()
         return resp
 

@@ -14,6 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import anthropic
 import pytest
 
 from tests.conftest import Gateway, standard_config
@@ -215,3 +216,38 @@ def test_requests_the_codec_rejects_are_answered_not_dropped(gateway, request_by
     got, body = _raw_exchange(gateway, request_bytes)
     assert got == status
     assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"  # both SDKs read it
+
+
+def _openai_chunks(words: list[str]) -> list[bytes]:
+    base = {"id": "chatcmpl-slow", "object": "chat.completion.chunk", "created": 1, "model": "gpt-mock"}
+
+    def chunk(delta: dict, finish: str | None = None) -> bytes:
+        return b"data: " + json.dumps({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+                                      ).encode() + b"\n\n"
+
+    return [chunk({"role": "assistant", "content": ""}), *(chunk({"content": w}) for w in words),
+            chunk({}, "stop"), b"data: [DONE]\n\n"]
+
+
+def test_sigterm_lets_an_in_flight_translated_stream_finish(tmp_path, anthropic_mock, openai_mock) -> None:
+    config = standard_config(anthropic_mock.base_url, openai_mock.base_url)
+    config["default_provider"] = "gpt"  # Anthropic client, OpenAI provider: every chunk needs a worker
+    gw = Gateway(tmp_path, config, workers=1).start(env={"LR_TEST_OPENAI_KEY": "k"})
+    words = [f"w{i} " for i in range(12)]
+    openai_mock.stream_next(_openai_chunks(words), pause_s=0.5)  # about 6 s
+    client = anthropic.Anthropic(base_url=gw.url, api_key="sk-ant-user", max_retries=0)
+    received: list[str] = []
+    try:
+        with client.messages.stream(model="claude-x", max_tokens=50,
+                                    messages=[{"role": "user", "content": "hi"}]) as stream:
+            for text in stream.text_stream:
+                received.append(text)
+                if len(received) == 2:
+                    gw.proc.send_signal(signal.SIGTERM)
+            final = stream.get_final_message()
+        assert "".join(received) == "".join(words)
+        assert final.stop_reason == "end_turn"
+        assert gw.proc.wait(30) == 0
+        assert "draining 1 in-flight request(s)" in gw.log()
+    finally:
+        gw.stop()
