@@ -29,6 +29,9 @@ ATTEMPT_PROVIDER_METADATA = "x-lunaroute-attempt-provider"
 # How many providers a chain has: selects the route whose retry budget fits it.
 ATTEMPTS_HEADER = "x-lunaroute-attempts"
 CHAIN_PREFIXES = ("/v1/messages", "/v1/chat/completions")
+# On routes through the workers Envoy's idle timeout comes this much after `timeouts.stream_idle_s`, so
+# a worker ends a stalled translated stream with an error event first (Envoy would cut the connection).
+STALL_GRACE_S = 2.0
 EXTPROC_CLUSTER = "lunaroute_extproc"
 EXTPROC_FILTER = "envoy.filters.http.ext_proc"
 DEFAULT_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
@@ -228,6 +231,7 @@ def _routes(cfg: Config) -> list[dict[str, Any]]:
         **_provider_action(cfg),
     }
     intercepted["retry_policy"] = {**intercepted["retry_policy"], "refresh_cluster_on_retry": True}
+    intercepted["idle_timeout"] = _duration(cfg.timeouts.stream_idle_s + STALL_GRACE_S)
     # Tells the client which provider answered (from the endpoint's metadata; empty for local answers).
     provider_header = [{"header": {"key": "x-lunaroute-provider", "value": "%UPSTREAM_METADATA(lunaroute:provider)%"},
                         "append_action": "OVERWRITE_IF_EXISTS_OR_ADD", "keep_empty_value": False}]

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import anthropic
+import openai
 import pytest
 
 from tests.conftest import Gateway, standard_config
@@ -251,3 +252,47 @@ def test_sigterm_lets_an_in_flight_translated_stream_finish(tmp_path, anthropic_
         assert "draining 1 in-flight request(s)" in gw.log()
     finally:
         gw.stop()
+
+
+@pytest.fixture()
+def impatient_gateway(tmp_path, anthropic_mock, openai_mock):
+    """Streams whose provider stays silent for a second are ended."""
+    config = standard_config(anthropic_mock.base_url, openai_mock.base_url)
+    config["timeouts"] = {"stream_idle_s": 1}
+    gw = Gateway(tmp_path, config, workers=1).start(env={"LR_TEST_OPENAI_KEY": "k"})
+    yield gw
+    gw.stop()
+
+
+def test_a_stalled_provider_ends_a_translated_anthropic_stream_with_an_error_event(impatient_gateway,
+                                                                                   openai_mock) -> None:
+    openai_mock.stream_next(_openai_chunks(["partial ", "answer"])[:3], stall=True)  # no finish, no [DONE]
+    client = anthropic.Anthropic(base_url=impatient_gateway.url, api_key="sk-ant-user", max_retries=0)
+    received: list[str] = []
+    started = time.monotonic()
+    with pytest.raises(anthropic.APIStatusError) as err, client.messages.stream(
+            model="claude-x", max_tokens=50, messages=[{"role": "user", "content": "[LUNAROUTE:gpt] hi"}]) as stream:
+        received.extend(stream.text_stream)
+    assert time.monotonic() - started < 2.5  # before Envoy's own idle timeout would cut the connection
+    assert received == ["partial ", "answer"]
+    assert err.value.body["error"]["type"] == "overloaded_error"
+    assert "sent nothing for 1s" in err.value.body["error"]["message"]
+    assert "ended the stream with an error event" in impatient_gateway.log()
+
+
+def test_a_stalled_provider_ends_a_translated_openai_stream_with_an_error_chunk(impatient_gateway,
+                                                                                anthropic_mock) -> None:
+    start = {"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant",
+             "model": "claude-x", "content": [], "stop_reason": None, "usage": {"input_tokens": 3, "output_tokens": 1}}}
+    block = {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
+    delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "partial"}}
+    anthropic_mock.stream_next([f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode()
+                                for e in (start, block, delta)], stall=True)
+    client = openai.OpenAI(base_url=impatient_gateway.url + "/v1", api_key="sk-ant-user", max_retries=0)
+    received: list[str] = []
+    with pytest.raises(openai.APIError) as err:
+        for chunk in client.chat.completions.create(model="claude-x", stream=True,
+                                                    messages=[{"role": "user", "content": "hi"}]):
+            received.extend(c.delta.content for c in chunk.choices if c.delta.content)
+    assert received == ["partial"]
+    assert "sent nothing for 1s" in err.value.message

@@ -175,3 +175,17 @@ def test_a_broken_stream_ends_with_the_client_dialects_error_event() -> None:
     out = ex.on_response_body(b"definitely not gzip", False)  # the decoder fails
     assert out.body.startswith(b"event: error")
     assert ex.on_response_body(b"more", True).body == b""
+
+
+def test_a_translated_stream_is_full_duplex_so_the_gateway_can_end_it_when_the_provider_stalls() -> None:
+    ex = _translated_exchange()
+    headers = ex.on_response_headers({":status": "200", "content-type": "text/event-stream"})
+    assert headers.response_body_mode == "FULL_DUPLEX_STREAMED"
+    chunk = b'data: {"id":"c","choices":[{"index":0,"delta":{"role":"assistant","content":"hi"}}]}\n\n'
+    out = ex.on_response_body(chunk, False)
+    assert out.end_of_stream is False and b"message_start" in out.body
+    assert ex.response.streaming
+    ended = ex.response.stalled(30)
+    assert ended.end_of_stream is True
+    assert ended.body.startswith(b"event: error") and b"overloaded_error" in ended.body
+    assert not ex.response.streaming
