@@ -172,7 +172,12 @@ class MockProvider:
                 return web.Response(status=s.status, body=s.body, content_type=None,
                                     headers={"content-type": s.content_type, **s.headers})
             return await self._send_chunks(request, s.status, s.chunks, s.content_type, s.pause_s, s.stall)
-        return await self.route(request, body)
+        try:
+            return await self.route(request, body)
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError, RecursionError):  # a real API: 400
+            return web.json_response({"type": "error", "error": {"type": "invalid_request_error",
+                                                                  "message": "the mock cannot read this request"}},
+                                     status=400)
 
     async def _send_chunks(self, request: web.Request, status: int, chunks: list[bytes],
                            ctype: str = "text/event-stream", pause_s: float = 0.002,

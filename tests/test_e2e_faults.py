@@ -16,9 +16,12 @@ from pathlib import Path
 
 import anthropic
 import openai
+import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from tests.conftest import Gateway, standard_config
+from tests.conftest import FIXTURES, Gateway, standard_config
 from tests.mock_providers import MockAnthropic, MockOpenAI
 
 pytestmark = pytest.mark.e2e
@@ -296,3 +299,104 @@ def test_a_stalled_provider_ends_a_translated_openai_stream_with_an_error_chunk(
             received.extend(c.delta.content for c in chunk.choices if c.delta.content)
     assert received == ["partial"]
     assert "sent nothing for 1s" in err.value.message
+
+
+# -- fuzzing ---------------------------------------------------------------------------------------
+
+CORPUS = FIXTURES / "fuzz" / "corpus.jsonl"
+CHAT_HEADERS = {"content-type": "application/json", "authorization": "Bearer sk-user"}
+
+
+def _expand(value: object) -> object:
+    """The corpus' shorthands for huge inputs (see tests/fixtures/fuzz/README.md)."""
+    if isinstance(value, dict):
+        if value.keys() == {"$repeat"}:
+            text, times = value["$repeat"]
+            return text * times
+        if value.keys() == {"$join"}:
+            return "".join(str(_expand(v)) for v in value["$join"])
+        if value.keys() == {"$nest"}:
+            depth, leaf = value["$nest"]
+            return orjson.Fragment(b'{"a":' * depth + orjson.dumps(leaf) + b"}" * depth)
+        return {k: _expand(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v) for v in value]
+    return value
+
+
+def _corpus() -> list[dict]:
+    cases = [json.loads(line) for line in CORPUS.read_text().splitlines() if line.strip()]
+    for case in cases:
+        if "json" in case:
+            case["body"] = orjson.dumps(_expand(case["json"]))
+        else:
+            case["body"] = bytes.fromhex(case["hex"]) if "hex" in case else case["raw"].encode()
+    return cases
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=12)
+_text = st.sampled_from(["hi", "[LUNAROUTE:gpt] hi", "[LUNAROUTE:anthropic]", "[LUNAROUTE:", "[LUNAROUTE:nosuch] x",
+                         "<system-reminder>[LUNAROUTE:gpt]</system-reminder> go"]) | st.text(max_size=20)
+_kinds = st.sampled_from(["text", "image", "image_url", "tool_use", "tool_result", "thinking", "document"])
+_block = st.fixed_dictionaries(
+    {"type": _kinds | _json},
+    optional={"text": _text | _json, "content": _text | _json, "input": _json, "source": _json, "id": _json,
+              "name": _text | _json, "tool_use_id": _json, "image_url": _json, "thinking": _json})
+_message = st.fixed_dictionaries(
+    {"role": st.sampled_from(["user", "assistant", "system", "tool", "developer"]) | _json,
+     "content": _text | st.lists(_block, max_size=3) | _json},
+    optional={"tool_calls": _json | st.lists(st.fixed_dictionaries({"id": _json, "type": _json, "function": _json})),
+              "tool_call_id": _json, "reasoning_content": _json})
+_prefs = st.fixed_dictionaries({}, optional={
+    "order": st.lists(st.sampled_from(["gpt", "anthropic", "GPT", "nosuch"])) | _json,
+    "only": st.lists(st.sampled_from(["gpt", "anthropic"])) | _json, "ignore": _json,
+    "allow_fallbacks": st.booleans() | _json, "sort": st.sampled_from(["price", "latency", "throughput"]) | _json})
+_body = st.fixed_dictionaries(
+    {"messages": st.lists(_message, max_size=3) | _json},
+    optional={"model": st.sampled_from(["claude-x", "gpt-mock", "gpt-mock-mini"]) | _json,
+              "max_tokens": st.integers(-5, 2**70) | _json, "stream": st.booleans() | _json,
+              "system": _text | st.lists(_block, max_size=2) | _json,
+              "tools": st.lists(st.fixed_dictionaries({"name": _text, "input_schema": _json}), max_size=2) | _json,
+              "provider": _prefs | _json, "tool_choice": _json, "thinking": _json, "metadata": _json,
+              "stream_options": _json, "reasoning_effort": _json, "n": _json, "response_format": _json})
+_request = st.tuples(st.sampled_from(["/v1/messages", "/v1/chat/completions", "/v1/messages/count_tokens"]), _body)
+
+
+@pytest.fixture(scope="module")
+def fuzz_gateway(tmp_path_factory, anthropic_mock, openai_mock):
+    """Two workers, fallback chains on: every path a fuzzed request can take."""
+    config = standard_config(anthropic_mock.base_url, openai_mock.base_url)
+    config["routing"] = {"rules": [{"model": "claude-*", "provider": "anthropic", "fallbacks": ["gpt"]}]}
+    gw = Gateway(tmp_path_factory.mktemp("fuzz"), config, workers=2).start(env={"LR_TEST_OPENAI_KEY": "k"})
+    yield gw
+    gw.stop()
+
+
+def _no_5xx(gw: Gateway, path: str, body: bytes, headers: dict, method: str = "POST") -> int:
+    status, _, answer = gw.get(path, method=method, body=body or None, headers=headers)
+    assert status < 500, (path, status, answer[:300], body[:300])
+    return status
+
+
+def test_fuzzed_requests_never_break_the_gateway(fuzz_gateway) -> None:
+    gw = fuzz_gateway
+    before = _children(gw.proc.pid)
+    statuses = [_no_5xx(gw, case["path"], case["body"], case.get("headers", HEADERS), case.get("method", "POST"))
+                for case in _corpus()]
+
+    @settings(derandomize=True, max_examples=150, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(_request)
+    def generated(request: tuple[str, dict]) -> None:
+        path, body = request
+        statuses.append(_no_5xx(gw, path, json.dumps(body).encode(), CHAT_HEADERS if "chat" in path else HEADERS))
+
+    generated()
+    assert statuses.count(200) >= 10 and statuses.count(400) >= 10, statuses  # deep into the pipeline too
+    assert _children(gw.proc.pid) == before  # no process died or was restarted
+    log = gw.log()
+    assert "Traceback" not in log and "restarting it" not in log
