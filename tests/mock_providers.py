@@ -109,7 +109,8 @@ class MockProvider:
 
     name = "mock"
 
-    def __init__(self) -> None:
+    def __init__(self, pause_s: float = 0.002) -> None:
+        self.pause_s = pause_s  # between the chunks of its own SSE answers (long streams for soak runs)
         self.requests: list[Recorded] = []
         self.script: list[Scripted] = []
         self.port = free_port()
@@ -260,7 +261,7 @@ class MockAnthropic(MockProvider):
                                              "delta": {"stop_reason": stop, "stop_sequence": None},
                                              "usage": {"output_tokens": 7}}))
         chunks.append(_sse("message_stop", {"type": "message_stop"}))
-        return await self._send_chunks(request, 200, chunks)
+        return await self._send_chunks(request, 200, chunks, pause_s=self.pause_s)
 
 
 class MockOpenAI(MockProvider):
@@ -332,16 +333,18 @@ class MockOpenAI(MockProvider):
         if (req.get("stream_options") or {}).get("include_usage"):
             chunks.append(_sse(None, {**base, "choices": [], "usage": usage}))
         chunks.append(b"data: [DONE]\n\n")
-        return await self._send_chunks(request, 200, chunks)
+        return await self._send_chunks(request, 200, chunks, pause_s=self.pause_s)
 
 
 def main() -> None:
-    """`python -m tests.mock_providers anthropic|openai PORT`: serve a mock until killed (benchmarks)."""
+    """`python -m tests.mock_providers anthropic|openai PORT [PAUSE_S]`: serve a mock until killed
+    (benchmarks); PAUSE_S between the chunks of its streams."""
     import sys
     import time
 
     kind, port = sys.argv[1], int(sys.argv[2])
-    mock = (MockAnthropic if kind == "anthropic" else MockOpenAI)()
+    pause_s = float(sys.argv[3]) if len(sys.argv) > 3 else 0.002
+    mock = (MockAnthropic if kind == "anthropic" else MockOpenAI)(pause_s)
     mock.port = port
     mock.requests = _Discard()
     mock.start()
