@@ -259,9 +259,11 @@ def test_sigterm_lets_an_in_flight_translated_stream_finish(tmp_path, anthropic_
 
 @pytest.fixture()
 def impatient_gateway(tmp_path, anthropic_mock, openai_mock):
-    """Streams whose provider stays silent for a second are ended."""
+    """Streams whose provider stays silent for a second are ended; Claude models have a fallback."""
     config = standard_config(anthropic_mock.base_url, openai_mock.base_url)
     config["timeouts"] = {"stream_idle_s": 1}
+    config["routing"] = {"rules": [{"model": "claude-*", "provider": "anthropic", "fallbacks": ["gpt"]}]}
+    config["retries"] = {"base_interval_ms": 10, "max_interval_ms": 50}
     gw = Gateway(tmp_path, config, workers=1).start(env={"LR_TEST_OPENAI_KEY": "k"})
     yield gw
     gw.stop()
@@ -299,6 +301,19 @@ def test_a_stalled_provider_ends_a_translated_openai_stream_with_an_error_chunk(
             received.extend(c.delta.content for c in chunk.choices if c.delta.content)
     assert received == ["partial"]
     assert "sent nothing for 1s" in err.value.message
+
+
+def test_a_fallback_provider_that_stalls_ends_the_stream_with_an_error_event_too(impatient_gateway, anthropic_mock,
+                                                                                 openai_mock) -> None:
+    anthropic_mock.fail_next(529, {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+    openai_mock.stream_next(_openai_chunks(["from ", "fallback"])[:3], stall=True)
+    client = anthropic.Anthropic(base_url=impatient_gateway.url, api_key="sk-ant-user", max_retries=0)
+    received: list[str] = []
+    with pytest.raises(anthropic.APIStatusError) as err, client.messages.stream(
+            model="claude-x", max_tokens=50, messages=[{"role": "user", "content": "hi"}]) as stream:
+        received.extend(stream.text_stream)
+    assert received == ["from ", "fallback"]
+    assert "'gpt' sent nothing for 1s" in err.value.body["error"]["message"]
 
 
 # -- fuzzing ---------------------------------------------------------------------------------------
