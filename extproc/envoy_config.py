@@ -84,8 +84,8 @@ def ext_proc_filter(cfg: Config) -> dict[str, Any]:
 
 
 # What a client hears when no ext_proc worker can take its request (all down, or the one holding it died).
-PROCESSOR_UNAVAILABLE = ("the gateway's request processor is unavailable (its ext_proc workers are down or "
-                         "restarting); retry shortly")
+PROCESSOR_UNAVAILABLE = ("the gateway's request processor is unavailable (its ext_proc workers are down, "
+                         "restarting or not answering); retry shortly")
 
 
 def gateway_ext_proc_filter(cfg: Config) -> dict[str, Any]:
@@ -467,10 +467,11 @@ def _cel(expression: str) -> dict[str, Any]:
 
 
 def _processor_unavailable_mappers() -> list[dict[str, Any]]:
-    """The ext_proc stream failed (no worker reachable, or the one holding the request died): a 503 in
-    each path's dialect saying what is down. Told apart from other local replies by Envoy's response
-    code details (`ext_proc_error_gRPC_error_…`), which only a CEL filter can read."""
-    failed = _cel("response.code_details.startsWith('ext_proc_error_gRPC')")
+    """The ext_proc stream failed (no worker reachable, the one holding the request died, or it did not
+    answer within `message_timeout`): a 503 in each path's dialect saying what is down. Told apart from
+    other local replies by Envoy's response code details (`ext_proc_error_gRPC_error_…`,
+    `ext_proc_error_per-message_timeout_exceeded`), which only a CEL filter can read."""
+    failed = _cel("response.code_details.startsWith('ext_proc_error')")
     openai = {"error": {"message": PROCESSOR_UNAVAILABLE, "type": "server_error", "param": None,
                         "code": "processor_unavailable"}}
     anthropic = {"type": "error", "error": {"type": "overloaded_error", "message": PROCESSOR_UNAVAILABLE}}
