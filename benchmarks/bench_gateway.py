@@ -49,6 +49,7 @@ def bare_envoy_bootstrap(cfg: config_mod.Config) -> dict:
     boot = envoy_config.render(cfg)
     hcm = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
     hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] != envoy_config.EXTPROC_FILTER]
+    hcm["route_config"].pop("typed_per_filter_config", None)
     for route in hcm["route_config"]["virtual_hosts"][0]["routes"]:
         action = route.get("route")
         if action and "inline_cluster_specifier_plugin" in action:

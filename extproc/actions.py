@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-BodyMode = Literal["NONE", "BUFFERED", "STREAMED"]
+BodyMode = Literal["NONE", "BUFFERED", "STREAMED", "FULL_DUPLEX_STREAMED"]
 
 
 @dataclass(slots=True)
@@ -28,6 +28,8 @@ class Reply:
     set_headers: dict[str, str] = field(default_factory=dict)
     remove_headers: list[str] = field(default_factory=list)
     body: bytes | None = None  # replace the body (or this streamed chunk) with these bytes
+    # FULL_DUPLEX_STREAMED only: `body` is sent as a streamed response; True ends the client's response.
+    end_of_stream: bool | None = None
     clear_route_cache: bool = False
     # Only on answers to headers: switch how Envoy sends the rest of this exchange.
     request_body_mode: BodyMode | None = None

@@ -22,6 +22,7 @@ from .actions import Reply
 from .config import Config
 from .dialects.base import Dialect, TranslationError
 from .envoy_config import CHAIN_HEADER, INTERNAL_PREFIX
+from .errors import TOO_DEEP, nested_too_deeply
 from .forwarding import credentials, dialect_headers, for_provider
 from .local_replies import error_reply
 from .observe import metrics
@@ -122,6 +123,10 @@ class AttemptExchange:
                                changed, stash=chain.stash)
         except TranslationError as exc:
             return error_reply(chain.client, exc.status, exc.message, exc.param)
+        except (orjson.JSONEncodeError, RecursionError) as exc:
+            if not nested_too_deeply(exc):
+                raise
+            return error_reply(chain.client, 400, TOO_DEEP)
         if out.reply.body is None:
             # Untouched bytes, but the shared header map may hold an earlier attempt's length.
             out.reply.set_headers["content-length"] = str(len(body))

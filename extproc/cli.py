@@ -106,7 +106,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(serve(cfg, args.port))
+    asyncio.run(serve(cfg, args.port, restarted=args.restarted))
     return 0
 
 
@@ -194,6 +194,7 @@ def parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help=argparse.SUPPRESS)
     worker.add_argument("--config-json", required=True)
     worker.add_argument("--port", type=int, required=True)
+    worker.add_argument("--restarted", action="store_true", help="the supervisor restarted a dead worker")
     worker.set_defaults(func=cmd_worker)
     return p
 

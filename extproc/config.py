@@ -83,6 +83,8 @@ class Timeouts(_Model):
     connect_s: float = Field(10.0, gt=0)
     # A stream that sends nothing for this long is cut; long thinking pauses need minutes.
     stream_idle_s: float = Field(600.0, gt=0)
+    # On SIGTERM, how long in-flight requests (streams) may take to finish before everything stops.
+    drain_s: float = Field(30.0, ge=0)
 
 
 class Retries(_Model):

@@ -58,6 +58,9 @@ BODY_METADATA = "lunaroute.body"
 FAST_PATHS = {"/v1/messages": "anthropic", "/v1/messages/count_tokens": "anthropic",
               "/v1/chat/completions": "openai", "/v1/responses": "openai-responses",
               "/v1/responses/input_tokens": "openai-responses"}
+# On routes through the workers Envoy's idle timeout comes this much after `timeouts.stream_idle_s`, so
+# a worker ends a stalled translated stream with an error event first (Envoy would cut the connection).
+STALL_GRACE_S = 2.0
 EXTPROC_CLUSTER = "lunaroute_extproc"
 EXTPROC_FILTER = "envoy.filters.http.ext_proc"
 DEFAULT_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
@@ -109,12 +112,35 @@ def ext_proc_filter(cfg: Config) -> dict[str, Any]:
     }
 
 
-def own_ext_proc_filter(cfg: Config) -> dict[str, Any]:
-    """The ext_proc filter of the gateway's own bootstrap: behind the gate, so it says so."""
-    flt = ext_proc_filter(cfg)
-    grpc = flt["typed_config"]["grpc_service"]
+# What a client hears when no ext_proc worker can take its request (all down, or the one holding it died).
+PROCESSOR_UNAVAILABLE = ("the gateway's request processor is unavailable (its ext_proc workers are down, "
+                         "restarting or not answering); retry shortly")
+
+
+def gateway_ext_proc_filter(cfg: Config) -> dict[str, Any]:
+    """The bootstrap's ext_proc filter: `ext_proc_filter`, answering 503 (not 500) when the stream to a
+    worker fails, which `local_reply_config` writes in the client's dialect. (A `retry_policy` on the
+    gRPC service made no measurable difference when a worker was killed under load — about 300 failed
+    requests without outlier detection either way, 3-6 with it: `extproc_cluster`'s outlier detection
+    is what routes around a dead worker.)"""
+    ext = ext_proc_filter(cfg)
+    ext["typed_config"]["status_on_error"] = {"code": 503}
+    # behind the gate, so it says so (see GATE_METADATA)
+    grpc = ext["typed_config"]["grpc_service"]
     grpc["initial_metadata"] = [*grpc.get("initial_metadata", []), {"key": GATE_METADATA, "value": "sealed"}]
-    return flt
+    # Off unless a route enables it (`ext_proc_enabled`, on the whole route table): a request Envoy's
+    # codec rejects (headers too large, bad framing) has no route, and its 400/431 would otherwise
+    # wait in this filter for a worker while the codec closes the connection — the client got nothing.
+    ext["disabled"] = True
+    return ext
+
+
+def ext_proc_enabled() -> dict[str, Any]:
+    """Per-filter config of the route table that switches `gateway_ext_proc_filter` on for every
+    route (routes that bypass it still turn it off with `_ext_proc_off`)."""
+    return {EXTPROC_FILTER: {
+        "@type": _T + "envoy.config.route.v3.FilterConfig", "disabled": False,
+        "config": {"@type": _T + "envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute", "overrides": {}}}}
 
 
 def processing_mode() -> dict[str, str]:
@@ -241,6 +267,7 @@ def _routes(cfg: Config) -> list[dict[str, Any]]:
         **_provider_action(cfg),
     }
     intercepted["retry_policy"] = {**intercepted["retry_policy"], "refresh_cluster_on_retry": True}
+    intercepted["idle_timeout"] = _duration(cfg.timeouts.stream_idle_s + STALL_GRACE_S)
     # Tells the client which provider answered (from the endpoint's metadata; empty for local answers).
     provider_header = [{"header": {"key": "x-lunaroute-provider", "value": "%UPSTREAM_METADATA(lunaroute:provider)%"},
                         "append_action": "OVERWRITE_IF_EXISTS_OR_ADD", "keep_empty_value": False}]
@@ -425,7 +452,7 @@ def _attempt_ext_proc(cfg: Config, provider: str) -> dict[str, Any]:
     """The per-attempt ext_proc of a provider cluster: re-translates and re-authenticates each attempt
     of a fallback chain for *this* provider. It only runs when the request carries a chain header, so
     requests without fallbacks cost nothing here. gRPC metadata names the provider to the server."""
-    ext = ext_proc_filter(cfg)["typed_config"]
+    ext = gateway_ext_proc_filter(cfg)["typed_config"]
     ext["grpc_service"] = {**ext["grpc_service"], "initial_metadata": [
         {"key": ATTEMPT_PROVIDER_METADATA, "value": provider}, {"key": GATE_METADATA, "value": "sealed"}]}
     ext["processing_mode"] = {**ext["processing_mode"], "request_header_mode": "SEND"}
@@ -524,6 +551,9 @@ def extproc_cluster(cfg: Config) -> dict[str, Any]:
         "name": EXTPROC_CLUSTER,
         **discovery,
         "connect_timeout": "1s",
+        # Whole bodies travel in one gRPC message: a connection buffer smaller than one (Envoy's 1 MiB
+        # default) keeps crossing its watermark under large requests (see SIDE_STREAM_FLOW_CONTROL).
+        "per_connection_buffer_limit_bytes": ep.max_message_bytes,
         "lb_policy": "ROUND_ROBIN",
         "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
             "@type": _T + "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
@@ -533,9 +563,18 @@ def extproc_cluster(cfg: Config) -> dict[str, Any]:
         }},
         # A draining or dead worker leaves the rotation; /readyz fails only when none is left.
         "health_checks": [{
-            "timeout": "1s", "interval": "2s", "unhealthy_threshold": 2, "healthy_threshold": 1,
-            "no_traffic_interval": "2s", "grpc_health_check": {},
+            "timeout": "1s", "interval": "0.5s", "unhealthy_threshold": 2, "healthy_threshold": 1,
+            "no_traffic_interval": "0.5s", "grpc_health_check": {},
         }],
+        # A killed worker refuses connections at once: eject it on the first failure, before the next
+        # health check notices (a restarted one is back when its ejection ends or a check passes).
+        "outlier_detection": {
+            "split_external_local_origin_errors": True, "consecutive_local_origin_failure": 1,
+            "enforcing_consecutive_local_origin_failure": 100, "consecutive_5xx": 1000000,
+            "consecutive_gateway_failure": 1000000, "enforcing_success_rate": 0,
+            "interval": "0.5s", "base_ejection_time": "1s", "max_ejection_time": "2s",
+            "max_ejection_percent": 100,
+        },
         "common_lb_config": {"healthy_panic_threshold": {"value": 0}},
         # every request the workers hold has its body buffered in Envoy: cap them (a 503 beyond)
         "circuit_breakers": {"thresholds": [{
@@ -577,6 +616,31 @@ def _local_reply_mapper(status: int | None, path_contains: str, body: dict[str, 
     return {"filter": {"and_filter": {"filters": filters}}, "body_format_override": {"json_format": body}}
 
 
+def _cel(expression: str) -> dict[str, Any]:
+    """A local-reply filter on a CEL expression (the only filter that reads response code details)."""
+    return {"extension_filter": {"name": "envoy.access_loggers.extension_filters.cel", "typed_config": {
+        "@type": _T + "envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter", "expression": expression}}}
+
+
+def _processor_unavailable_mappers() -> list[dict[str, Any]]:
+    """The ext_proc stream failed (no worker reachable, the one holding the request died, or it did not
+    answer within `message_timeout`): a 503 in each path's dialect saying what is down. Told apart from
+    other local replies by Envoy's response code details (`ext_proc_error_gRPC_error_…`,
+    `ext_proc_error_per-message_timeout_exceeded`), which only a CEL filter can read."""
+    failed = _cel("response.code_details.startsWith('ext_proc_error')")
+    openai = {"error": {"message": PROCESSOR_UNAVAILABLE, "type": "server_error", "param": None,
+                        "code": "processor_unavailable"}}
+    anthropic = {"type": "error", "error": {"type": "overloaded_error", "message": PROCESSOR_UNAVAILABLE}}
+    both = {"type": "error", "error": {**anthropic["error"], "param": None, "code": "processor_unavailable"}}
+    return [{
+        "filter": {"and_filter": {"filters": [
+            failed, {"header_filter": {"header": {"name": ":path", "string_match": {"contains": path}}}}]}},
+        "status_code": 503,
+        "body_format_override": {"json_format": body},
+    } for path, body in (("/chat/completions", openai), ("/responses", openai), ("/messages", anthropic),
+                         ("/", both))]
+
+
 def local_reply_config() -> dict[str, Any]:
     """Chat paths get OpenAI's envelope, Messages paths Anthropic's, every other path (bypassed APIs
     of either vendor) Anthropic's envelope carrying OpenAI's fields too, which both SDKs read."""
@@ -589,7 +653,7 @@ def local_reply_config() -> dict[str, Any]:
         ]}},
         "status_code": 503,
         "body_format_override": {"json_format": {"status": "unavailable", "reason": "%LOCAL_REPLY_BODY%"}},
-    }]
+    }, *_processor_unavailable_mappers()]
     for path in ("/chat/completions", "/responses"):  # the Responses API shares Chat's error envelope
         for status in (*_OPENAI_TYPES, None):
             kind = _OPENAI_TYPES.get(status, "server_error")  # type: ignore[arg-type]
@@ -600,7 +664,30 @@ def local_reply_config() -> dict[str, Any]:
             kind = _ANTHROPIC_TYPES.get(status, "api_error")  # type: ignore[arg-type]
             mappers.append(_local_reply_mapper(status, path, {"type": "error", "error": {
                 "type": kind, "message": "%LOCAL_REPLY_BODY%", **extra}}))
+    mappers.append(_codec_error_mapper())
     return {"mappers": mappers}
+
+
+def _codec_error_mapper() -> dict[str, Any]:
+    """A request Envoy's codec rejected (headers too large, conflicting framing) has no path to pick a
+    dialect by: the envelope both SDKs read."""
+    return {"filter": _cel("response.code_details.startsWith('http1.')"), "body_format_override": {"json_format": {
+        "type": "error", "error": {"type": "invalid_request_error", "message": "%LOCAL_REPLY_BODY%",
+                                   "param": None, "code": "%RESPONSE_CODE%"}}}}
+
+
+# Envoy 1.40 crashes (SIGSEGV) when the gRPC side stream of an ext_proc filter running in a cluster's
+# upstream filter chain (our per-attempt filter) crosses a write-buffer watermark: concurrent
+# fallback-chain requests of about 1 MB and more did it (README: Known issues). Side-stream flow
+# control only pauses reading the client while the gRPC stream is backed up; request bodies are
+# buffered whole and capped by `limits.max_request_bytes` anyway, so turning it off costs nothing.
+SIDE_STREAM_FLOW_CONTROL = "envoy.reloadable_features.grpc_side_stream_flow_control"
+
+
+def runtime_layers() -> dict[str, Any]:
+    """Envoy runtime overrides the gateway depends on (see SIDE_STREAM_FLOW_CONTROL)."""
+    return {"layers": [{"name": "lunaroute", "static_layer": {SIDE_STREAM_FLOW_CONTROL: False}}]}
+
 
 
 # -- the gate (envoy/gate.lua): sealing, cross-site refusals, gateway keys --------------------------
@@ -777,12 +864,13 @@ def render(cfg: Config, ca_file: str | None = None, gate_path: str | None = None
         "merge_slashes": True,
         "route_config": {
             "name": "lunaroute",
+            "typed_per_filter_config": ext_proc_enabled(),
             "virtual_hosts": _virtual_hosts(cfg, _routes(cfg)),
         },
         "http_filters": [
             _gate_discovery(gate_path),
             *_fast_filters(cfg),
-            own_ext_proc_filter(cfg),
+            gateway_ext_proc_filter(cfg),
             {"name": "envoy.filters.http.router", "typed_config": {
                 "@type": _T + "envoy.extensions.filters.http.router.v3.Router",
                 "suppress_envoy_headers": True,
@@ -829,6 +917,7 @@ def render(cfg: Config, ca_file: str | None = None, gate_path: str | None = None
         "node": {"id": "lunaroute", "cluster": "lunaroute"},
         "admin": {"address": _admin_address(cfg)},
         "static_resources": static,
+        "layered_runtime": runtime_layers(),
         "overload_manager": _overload_manager(cfg),
     }
 

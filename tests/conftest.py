@@ -39,7 +39,8 @@ class Gateway:
         config = {
             **config,
             "listen": {"host": "127.0.0.1", "port": self.port},
-            "extproc": {"host": "127.0.0.1", "port": free_port(workers), "workers": workers},
+            "extproc": {**config.get("extproc", {}), "host": "127.0.0.1", "port": free_port(workers),
+                        "workers": workers},
         }
         self.config = config
         self.config_path = workdir / "lunaroute.yaml"

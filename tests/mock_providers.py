@@ -59,6 +59,8 @@ class Scripted:
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
     chunks: list[bytes] | None = None  # sent one by one (SSE), instead of body
+    pause_s: float = 0.002  # between chunks
+    stall: bool = False  # after the chunks, send nothing more and never finish (until the client leaves)
 
 
 def _sse(event: str | None, data: dict | str) -> bytes:
@@ -108,7 +110,8 @@ class MockProvider:
 
     name = "mock"
 
-    def __init__(self) -> None:
+    def __init__(self, pause_s: float = 0.002) -> None:
+        self.pause_s = pause_s  # between the chunks of its own SSE answers (long streams for soak runs)
         self.requests: list[Recorded] = []
         self.script: list[Scripted] = []
         self.port = free_port()
@@ -126,6 +129,10 @@ class MockProvider:
         ctype = "text/plain" if isinstance(body, str) else "application/json"
         for _ in range(count):
             self.script.append(Scripted(status, raw, ctype, headers or {}))
+
+    def stream_next(self, chunks: list[bytes], pause_s: float = 0.002, stall: bool = False) -> None:
+        """The next request gets these SSE chunks, `pause_s` apart (and then nothing, if `stall`)."""
+        self.script.append(Scripted(200, b"", "text/event-stream", chunks=chunks, pause_s=pause_s, stall=stall))
 
     def reset(self) -> None:
         self.requests.clear()
@@ -166,17 +173,25 @@ class MockProvider:
             if s.chunks is None:
                 return web.Response(status=s.status, body=s.body, content_type=None,
                                     headers={"content-type": s.content_type, **s.headers})
-            return await self._send_chunks(request, s.status, s.chunks, s.content_type)
-        return await self.route(request, body)
+            return await self._send_chunks(request, s.status, s.chunks, s.content_type, s.pause_s, s.stall)
+        try:
+            return await self.route(request, body)
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError, RecursionError):  # a real API: 400
+            return web.json_response({"type": "error", "error": {"type": "invalid_request_error",
+                                                                  "message": "the mock cannot read this request"}},
+                                     status=400)
 
     async def _send_chunks(self, request: web.Request, status: int, chunks: list[bytes],
-                           ctype: str = "text/event-stream") -> web.StreamResponse:
+                           ctype: str = "text/event-stream", pause_s: float = 0.002,
+                           stall: bool = False) -> web.StreamResponse:
         resp = web.StreamResponse(status=status, headers={"content-type": ctype, "cache-control": "no-cache"})
         await resp.prepare(request)
         try:
             for c in chunks:
                 await resp.write(c)
-                await asyncio.sleep(0.002)
+                await asyncio.sleep(pause_s)
+            while stall and request.transport is not None and not request.transport.is_closing():
+                await asyncio.sleep(0.05)
             await resp.write_eof()
         except ConnectionResetError:
             pass  # a client may hang up once it has what it needs (Codex does after response.completed)
@@ -250,7 +265,7 @@ class MockAnthropic(MockProvider):
                                              "delta": {"stop_reason": stop, "stop_sequence": None},
                                              "usage": {"output_tokens": 7}}))
         chunks.append(_sse("message_stop", {"type": "message_stop"}))
-        return await self._send_chunks(request, 200, chunks)
+        return await self._send_chunks(request, 200, chunks, pause_s=self.pause_s)
 
 
 class MockOpenAI(MockProvider):
@@ -322,7 +337,7 @@ class MockOpenAI(MockProvider):
         if (req.get("stream_options") or {}).get("include_usage"):
             chunks.append(_sse(None, {**base, "choices": [], "usage": usage}))
         chunks.append(b"data: [DONE]\n\n")
-        return await self._send_chunks(request, 200, chunks)
+        return await self._send_chunks(request, 200, chunks, pause_s=self.pause_s)
 
 
 def _responses_user_text(items: object) -> str:
@@ -410,12 +425,14 @@ class MockResponses(MockProvider):
 
 
 def main() -> None:
-    """`python -m tests.mock_providers anthropic|openai|responses PORT`: serve a mock until killed (benchmarks)."""
+    """`python -m tests.mock_providers anthropic|openai|responses PORT [PAUSE_S]`: serve a mock until killed
+    (benchmarks); PAUSE_S between the chunks of its streams."""
     import sys
     import time
 
     kind, port = sys.argv[1], int(sys.argv[2])
-    mock = {"anthropic": MockAnthropic, "openai": MockOpenAI, "responses": MockResponses}[kind]()
+    pause_s = float(sys.argv[3]) if len(sys.argv) > 3 else 0.002
+    mock = {"anthropic": MockAnthropic, "openai": MockOpenAI, "responses": MockResponses}[kind](pause_s)
     mock.port = port
     mock.requests = _Discard()
     mock.start()

@@ -58,14 +58,38 @@ def test_sigterm_stops_envoy_and_workers(tmp_path, anthropic_mock, openai_mock) 
     assert not any(_alive(k) for k in kids)
 
 
-def test_a_dead_worker_stops_everything_with_a_clear_message(tmp_path, anthropic_mock, openai_mock) -> None:
+def _worker_pids(gw: Gateway) -> list[int]:
+    return [k for k in _children(gw.proc.pid)
+            if "worker" in Path(f"/proc/{k}/cmdline").read_bytes().decode(errors="replace")]
+
+
+def test_a_dead_envoy_stops_everything_with_a_clear_message(tmp_path, anthropic_mock, openai_mock) -> None:
     gw = Gateway(tmp_path, standard_config(anthropic_mock.base_url, openai_mock.base_url), workers=1)
     gw.start(env={"LR_TEST_OPENAI_KEY": "k"})
-    worker = next(k for k in _children(gw.proc.pid)
-                  if "worker" in Path(f"/proc/{k}/cmdline").read_bytes().decode(errors="replace"))
-    os.kill(worker, signal.SIGKILL)
+    workers = _worker_pids(gw)
+    envoy = next(k for k in _children(gw.proc.pid) if k not in workers)
+    os.kill(envoy, signal.SIGKILL)
     assert gw.proc.wait(30) == 1
-    assert "ext_proc worker 0" in gw.log() and "exited with code -9" in gw.log()
+    assert "lunaroute: envoy exited with code -9; stopping the rest" in gw.log()
+    assert not any(_alive(w) for w in workers)
+
+
+def test_a_crash_looping_worker_stops_the_gateway_and_says_so(tmp_path, anthropic_mock, openai_mock) -> None:
+    gw = Gateway(tmp_path, standard_config(anthropic_mock.base_url, openai_mock.base_url), workers=1)
+    gw.start(env={"LR_TEST_OPENAI_KEY": "k"})
+    killed: set[int] = set()
+    deadline = time.monotonic() + 30
+    while gw.proc.poll() is None and time.monotonic() < deadline:
+        for pid in _worker_pids(gw):
+            if pid not in killed:
+                killed.add(pid)
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
+    assert gw.proc.wait(5) == 1
+    assert len(killed) == 5  # four restarts, then the fifth death within a minute is a loop
+    log = gw.log()
+    assert log.count("exited with code -9; restarting it") == 4
+    assert "5 worker deaths within 60s is a crash loop" in log and "stopping the rest" in log
 
 
 def test_missing_provider_key_stops_startup_with_one_line(tmp_path, anthropic_mock, openai_mock) -> None:

@@ -151,7 +151,7 @@ def test_envoys_own_errors_on_responses_paths_use_the_openai_envelope() -> None:
     mappers = envoy_config.local_reply_config()["mappers"]
     on_responses = [m for m in mappers if any(
         f.get("header_filter", {}).get("header", {}).get("string_match") == {"contains": "/responses"}
-        for f in m["filter"]["and_filter"]["filters"])]
+        for f in m["filter"].get("and_filter", {}).get("filters", []))]
     assert on_responses and all(set(m["body_format_override"]["json_format"]) == {"error"} for m in on_responses)
 
 

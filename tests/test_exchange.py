@@ -222,3 +222,17 @@ def test_forward_headers_lets_only_the_listed_client_headers_through() -> None:
     reply = ex.on_request_body(orjson.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]}))
     assert {"x-codex-turn-metadata", "openai-organization"} <= set(reply.remove_headers)
     assert not {"x-request-id", "user-agent", "content-type", ":path"} & set(reply.remove_headers)
+
+
+def test_a_translated_stream_is_full_duplex_so_the_gateway_can_end_it_when_the_provider_stalls() -> None:
+    ex = _translated_exchange()
+    headers = ex.on_response_headers({":status": "200", "content-type": "text/event-stream"})
+    assert headers.response_body_mode == "FULL_DUPLEX_STREAMED"
+    chunk = b'data: {"id":"c","choices":[{"index":0,"delta":{"role":"assistant","content":"hi"}}]}\n\n'
+    out = ex.on_response_body(chunk, False)
+    assert out.end_of_stream is False and b"message_start" in out.body
+    assert ex.response.streaming
+    ended = ex.response.stalled(30)
+    assert ended.end_of_stream is True
+    assert ended.body.startswith(b"event: error") and b"overloaded_error" in ended.body
+    assert not ex.response.streaming

@@ -11,9 +11,10 @@ import pytest
 from extproc import config
 from extproc._proto import ext_proc_pb2 as pb
 from extproc._proto import ext_proc_pb2_grpc as pb_grpc
+from extproc.actions import Reply
 from extproc.envoy_config import CLUSTER_HEADER, GATE_METADATA
 from extproc.exchange import Gateway
-from extproc.server import ExternalProcessor, ExternalProcessorSync, grpc_options
+from extproc.server import ExternalProcessor, ExternalProcessorSync, grpc_options, to_proto
 
 SERVICE = pb.DESCRIPTOR.services_by_name["ExternalProcessor"]
 PROCESS = SERVICE.methods_by_name["Process"]
@@ -167,3 +168,9 @@ async def test_aio_server_answers_over_a_real_channel() -> None:
 def test_trailers_are_answered_even_though_never_asked_for(rpc) -> None:
     rpc.send_request(pb.ProcessingRequest(request_trailers=pb.HttpTrailers()))
     assert rpc.take_response().WhichOneof("response") == "request_trailers"
+
+
+def test_a_streamed_response_body_is_sent_as_envoys_full_duplex_body() -> None:
+    out = to_proto("response_body", Reply(body=b"event: error\n\n", end_of_stream=True))
+    streamed = out.response_body.response.body_mutation.streamed_response
+    assert streamed.body == b"event: error\n\n" and streamed.end_of_stream

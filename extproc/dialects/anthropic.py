@@ -122,14 +122,19 @@ def _content_chars(content: object) -> int:
             continue
         kind = block.get("type")
         if kind == "text":
-            n += len(block.get("text") or "")
+            n += _chars(block.get("text"))
         elif kind == "thinking":
-            n += len(block.get("thinking") or "")
+            n += _chars(block.get("thinking"))
         elif kind == "tool_use":
-            n += len(block.get("name") or "") + len(orjson.dumps(block.get("input") or {}))
+            n += _chars(block.get("name")) + len(orjson.dumps(block.get("input") or {}))
         elif kind == "tool_result":
             n += _content_chars(block.get("content"))
     return n
+
+
+def _chars(value: object) -> int:
+    """An estimate takes any shape a client sends: what is not a string counts as nothing."""
+    return len(value) if isinstance(value, str) else 0
 
 
 def _media_tokens(content: object) -> int:

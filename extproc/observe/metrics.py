@@ -56,6 +56,10 @@ TRANSLATIONS = Counter(
     "Requests translated between dialects, by client dialect and provider dialect.",
     ["client", "provider"],
 )
+WORKER_RESTARTS = Counter(
+    "lunaroute_worker_restarts_total",
+    "ext_proc workers the supervisor restarted after they died.",
+)
 CLIENT_ERRORS = Counter(
     "lunaroute_gateway_errors_total",
     "Errors the gateway answered itself, by kind (bad_json, bad_request, unsupported, internal...).",
