@@ -4,7 +4,7 @@
 -- `model` into the `lunaroute.body` metadata namespace, or `error` when the body is not JSON). When a
 -- request's bytes hold no marker and no provider preferences, and the provider the model rules (or
 -- the default) pick speaks the client's dialect with nothing else to do (no fallbacks, no budget, no
--- recording), it names that provider in `x-lunaroute-fast` and re-picks the route: the `fast/…`
+-- recording), it names that provider in `x-lunaroute-fast` and re-picks the route: the `fast/...`
 -- routes send it there byte for byte with ext_proc off. Everything else goes on to ext_proc as before.
 --
 -- FAST (prepended by extproc/envoy_config.py, from the same config and the same router code the

@@ -121,7 +121,7 @@ local function presented_key(headers)
   return nil, nil
 end
 
--- Pages served from this machine (http://localhost:3000, …) may call the gateway; others may not.
+-- Pages served from this machine (http://localhost:3000, ...) may call the gateway; others may not.
 local function allowed_origin(origin)
   origin = origin:lower()
   if CONFIG.any_origin or CONFIG.origins[origin] then
