@@ -19,6 +19,7 @@ from ._proto import ext_proc_pb2_grpc as pb_grpc
 from .actions import Reply
 from .attempts import AttemptExchange
 from .config import Config
+from .envoy_admin import FastPathPoller
 from .envoy_config import ATTEMPT_PROVIDER_METADATA, GATE_METADATA
 from .exchange import Exchange, Gateway
 from .observe import metrics
@@ -212,6 +213,10 @@ async def serve(cfg: Config, port: int, drain_s: float = 10.0, restarted: bool =
     log.info("ext_proc worker listening on %s:%d%s", host, port, " (restarted)" if restarted else "")
     if restarted:
         metrics.WORKER_RESTARTS.inc()
+    poller = None
+    if cfg.admin.socket:  # Envoy beside us (`lunaroute up`): its fast path's counters go into /metrics
+        poller = FastPathPoller(cfg.admin.socket, metrics.publish_fast_path)
+        poller.start()
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -222,6 +227,8 @@ async def serve(cfg: Config, port: int, drain_s: float = 10.0, restarted: bool =
     await _set_health(health_servicer, health_pb2.HealthCheckResponse.NOT_SERVING)
     log.info("ext_proc worker on port %d draining", port)
     await server.stop(grace=drain_s)
+    if poller is not None:
+        poller.stop()
 
 
 async def _set_health(servicer: health.aio.HealthServicer, status: int) -> None:

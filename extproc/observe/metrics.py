@@ -13,6 +13,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -70,6 +71,19 @@ TOKENS = Counter(
     "Tokens reported by providers in translated responses, by provider and direction.",
     ["provider", "direction"],
 )
+
+FAST_PATH = Gauge(
+    "lunaroute_fast_path_requests",
+    "Requests Envoy's fast path sent straight to a provider, never reaching Python (Envoy's counter since it "
+    "started, read every 5 s; `lunaroute up` only), by status class; compare lunaroute_requests_total.",
+    ["status"], multiprocess_mode="max",
+)
+
+
+def publish_fast_path(counts: dict[str, int]) -> None:
+    """Envoy's fast-path counters ({"total": n, "2xx": n, ...}) as the FAST_PATH gauge."""
+    for status, value in counts.items():
+        FAST_PATH.labels(status).set(value)
 
 
 def exposition() -> tuple[bytes, str]:
