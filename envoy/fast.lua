@@ -34,8 +34,10 @@ function envoy_on_request(handle)
     return
   end
   local bytes = body:getBytes(0, body:length())
-  if bytes:find("[LUNAROUTE:", 1, true) or bytes:find('"provider"', 1, true) or not bytes:find("^%s*{") then
-    return  -- a marker or provider preferences (anywhere: Python looks closer), or not an object
+  -- a marker, or provider preferences anywhere (`rovider"` also catches a key spelled with a JSON
+  -- escape such as "\u0070rovider"): Python looks closer. And only an object is a request.
+  if bytes:find("[LUNAROUTE:", 1, true) or bytes:find('rovider"', 1, true) or not bytes:find("^%s*{") then
+    return
   end
   local parsed = handle:streamInfo():dynamicMetadata():get("lunaroute.body") or {}
   local model = parsed.model

@@ -138,3 +138,12 @@ def test_metrics_count_the_requests_the_fast_path_served(gateway) -> None:
                      if line.startswith('lunaroute_fast_path_requests{status="total"}'))
         time.sleep(0.5)
     assert served >= 3
+
+
+def test_preferences_spelled_with_a_json_escape_still_go_through_python(gateway) -> None:
+    before = _routed_by_python(gateway)
+    body = (b'{"model":"claude-x","max_tokens":5,"\\u0070rovider":{"only":["anthropic"]},'
+            b'"messages":[{"role":"user","content":"hi"}]}')
+    status, _, answer = gateway.get("/v1/messages", method="POST", body=body, headers=HEADERS)
+    assert status == 200, answer
+    assert _routed_by_python(gateway) == before + 1
