@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from extproc.supervisor import find_envoy  # noqa: E402
 from tests.mock_providers import free_port  # noqa: E402
+from tests.processes import envoy_pid, worker_pids  # noqa: E402
 
 _T = "type.googleapis.com/"
 SMALL = {"model": "claude-x", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}
@@ -253,17 +254,6 @@ def hey(binary: str, url: str, sc: Scenario, body_file: Path, n: int, c: int, qp
                ttfb_p50_ms=statistics.median(ttfb), errors=len(rows) - len(ok))
 
 
-def _children(pid: int) -> list[int]:
-    out: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        out += [int(c) for c in (task / "children").read_text().split()]
-    return out
-
-
-def _cmdline(pid: int) -> bytes:
-    return Path(f"/proc/{pid}/cmdline").read_bytes()
-
-
 def _cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -281,10 +271,10 @@ class Gateway:
     proc: subprocess.Popen
 
     def workers(self) -> list[int]:
-        return [p for p in _children(self.proc.pid) if b"worker" in _cmdline(p)]
+        return list(worker_pids(self.proc.pid))
 
     def envoy(self) -> int:
-        return next(p for p in _children(self.proc.pid) if b"envoy.yaml" in _cmdline(p))
+        return envoy_pid(self.proc.pid)
 
     def worker_cpu_s(self) -> float:
         return sum(_cpu_s(p) for p in self.workers())

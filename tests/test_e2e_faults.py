@@ -12,7 +12,6 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import anthropic
 import openai
@@ -23,33 +22,19 @@ from hypothesis import strategies as st
 
 from tests.conftest import FIXTURES, Gateway, standard_config
 from tests.mock_providers import MockAnthropic, MockOpenAI
+from tests.processes import children, envoy_pid, worker_pids
 
 pytestmark = pytest.mark.e2e
 
 HEADERS = {"content-type": "application/json", "x-api-key": "sk-ant-user", "anthropic-version": "2023-06-01"}
 
 
-def _children(pid: int) -> dict[int, str]:
-    """The processes `lunaroute up` started, with their command lines."""
-    out: dict[int, str] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid and stat.rsplit(")", 1)[1].split()[0] != "Z":
-                out[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except (OSError, ValueError, IndexError):
-            continue
-    return out
-
-
 def _envoy_pid(gw: Gateway) -> int:
-    return next(pid for pid, cmd in _children(gw.proc.pid).items() if "envoy" in cmd and "extproc" not in cmd)
+    return envoy_pid(gw.proc.pid)
 
 
 def _workers(gw: Gateway) -> dict[int, str]:
-    return {pid: cmd for pid, cmd in _children(gw.proc.pid).items() if " worker " in cmd}
+    return worker_pids(gw.proc.pid)
 
 
 @pytest.fixture()
@@ -407,7 +392,7 @@ def _no_5xx(gw: Gateway, path: str, body: bytes, headers: dict, method: str = "P
 
 def test_fuzzed_requests_never_break_the_gateway(fuzz_gateway) -> None:
     gw = fuzz_gateway
-    before = _children(gw.proc.pid)
+    before = children(gw.proc.pid)
     statuses = [_no_5xx(gw, case["path"], case["body"], case.get("headers", HEADERS), case.get("method", "POST"))
                 for case in _corpus()]
 
@@ -420,6 +405,6 @@ def test_fuzzed_requests_never_break_the_gateway(fuzz_gateway) -> None:
 
     generated()
     assert statuses.count(200) >= 10 and statuses.count(400) >= 10, statuses  # deep into the pipeline too
-    assert _children(gw.proc.pid) == before  # no process died or was restarted
+    assert children(gw.proc.pid) == before  # no process died or was restarted
     log = gw.log()
     assert "Traceback" not in log and "restarting it" not in log

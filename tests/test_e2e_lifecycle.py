@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import FIXTURES, Gateway, standard_config
+from tests.processes import children
 
 pytestmark = pytest.mark.e2e
 
 
 def _children(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
+    return list(children(pid))
 
 
 def _alive(pid: int) -> bool:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -24,6 +23,7 @@ import yaml
 from extproc import config as config_mod
 from extproc import envoy_config
 from tests.conftest import TEST_OPENAI_KEY, Gateway, standard_config
+from tests.processes import children, envoy_pid, worker_pids
 
 pytestmark = pytest.mark.e2e
 
@@ -278,7 +278,7 @@ def test_no_secret_appears_in_logs_metrics_records_or_rendered_files(keyed, anth
 
 
 def test_workers_get_no_key_variables(keyed) -> None:
-    workers = [p for p in _children(keyed.proc.pid) if b"worker" in _cmdline(p)]
+    workers = list(worker_pids(keyed.proc.pid))
     assert workers
     for pid in workers:
         environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
@@ -331,24 +331,13 @@ def test_listening_beyond_loopback_without_keys_is_refused(tmp_path: Path, comma
 # -- helpers ---------------------------------------------------------------------------------------------
 
 
-def _children(pid: int) -> list[int]:
-    out: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        out += [int(c) for c in (task / "children").read_text().split()]
-    return out
-
-
-def _cmdline(pid: int) -> bytes:
-    return Path(f"/proc/{pid}/cmdline").read_bytes()
-
-
 def _envoy_pid(gw: Gateway) -> int:
-    return next(p for p in _children(gw.proc.pid) if b"envoy.yaml" in _cmdline(p))
+    return envoy_pid(gw.proc.pid)
 
 
 def _runtime_dir(gw: Gateway) -> Path:
-    args = _cmdline(_envoy_pid(gw)).split(b"\0")
-    return Path(os.fsdecode(args[args.index(b"-c") + 1])).parent
+    args = children(gw.proc.pid)[_envoy_pid(gw)].split()
+    return Path(args[args.index("-c") + 1]).parent
 
 
 # -- bounded memory ------------------------------------------------------------------------------------
