@@ -59,9 +59,22 @@ class ExtProc(_Model):
     max_message_bytes: int = Field(64 * 1024 * 1024, ge=4 * 1024 * 1024)
 
 
+    # Workers listen on Unix sockets `<socket_dir>/worker-<i>.sock` instead of TCP: cheaper per message
+    # and out of reach of anything but this user. `lunaroute up` uses its private runtime directory.
+    socket_dir: str | None = None
+
     @property
     def listen_host(self) -> str:
         return self.bind_host or self.host
+
+    def worker_address(self, index: int) -> str:
+        """Where worker `index` listens, as gRPC writes it."""
+        if self.socket_dir:
+            return f"unix:{self.socket_path(index)}"
+        return f"{self.listen_host}:{self.port + index}"
+
+    def socket_path(self, index: int) -> str:
+        return f"{self.socket_dir}/worker-{index}.sock"
 
 
 class Limits(_Model):

@@ -540,16 +540,30 @@ def _provider_cluster(cfg: Config, name: str, p: Provider, ca_file: str) -> dict
     return cluster
 
 
+def _worker_address(cfg: Config, index: int) -> dict[str, Any]:
+    ep = cfg.extproc
+    if ep.socket_dir:
+        return {"pipe": {"path": ep.socket_path(index)}}
+    return {"socket_address": {"address": ep.host, "port_value": ep.port + index}}
+
+
+def _discovery(cfg: Config) -> dict[str, Any]:
+    """Unix sockets and IP addresses are static; a service name (compose, Kubernetes) is resolved,
+    with every address it has."""
+    if cfg.extproc.socket_dir:
+        return {"type": "STATIC"}
+    try:
+        ipaddress.ip_address(cfg.extproc.host)
+    except ValueError:
+        return {"type": "STRICT_DNS", "dns_lookup_family": "V4_PREFERRED"}
+    return {"type": "STATIC"}
+
+
 def extproc_cluster(cfg: Config) -> dict[str, Any]:
     ep = cfg.extproc
-    try:
-        ipaddress.ip_address(ep.host)
-        discovery: dict[str, Any] = {"type": "STATIC"}
-    except ValueError:  # a service name (compose, Kubernetes): resolve it, and every address it has
-        discovery = {"type": "STRICT_DNS", "dns_lookup_family": "V4_PREFERRED"}
     return {
         "name": EXTPROC_CLUSTER,
-        **discovery,
+        **_discovery(cfg),
         "connect_timeout": "1s",
         # Whole bodies travel in one gRPC message: a connection buffer smaller than one (Envoy's 1 MiB
         # default) keeps crossing its watermark under large requests (see SIDE_STREAM_FLOW_CONTROL).
@@ -582,10 +596,8 @@ def extproc_cluster(cfg: Config) -> dict[str, Any]:
             "max_pending_requests": cfg.limits.max_concurrent_requests}]},
         "load_assignment": {
             "cluster_name": EXTPROC_CLUSTER,
-            "endpoints": [{"lb_endpoints": [
-                {"endpoint": {"address": {"socket_address": {"address": ep.host, "port_value": ep.port + i}}}}
-                for i in range(ep.workers)
-            ]}],
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _worker_address(cfg, i)}}
+                                            for i in range(ep.workers)]}],
         },
     }
 

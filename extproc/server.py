@@ -204,13 +204,12 @@ async def serve(cfg: Config, port: int, drain_s: float = 10.0, restarted: bool =
     server = grpc.aio.server(options=grpc_options(cfg))
     pb_grpc.add_ExternalProcessorServicer_to_server(ExternalProcessor(gateway), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    host = cfg.extproc.listen_host
-    bound = server.add_insecure_port(f"{host}:{port}")
-    if not bound:
-        raise OSError(f"cannot listen on {host}:{port}")
+    address = cfg.extproc.worker_address(port - cfg.extproc.port)
+    if not server.add_insecure_port(address):
+        raise OSError(f"cannot listen on {address}")
     await server.start()
     await _set_health(health_servicer, health_pb2.HealthCheckResponse.SERVING)
-    log.info("ext_proc worker listening on %s:%d%s", host, port, " (restarted)" if restarted else "")
+    log.info("ext_proc worker listening on %s%s", address, " (restarted)" if restarted else "")
     if restarted:
         metrics.WORKER_RESTARTS.inc()
     poller = None

@@ -91,6 +91,10 @@ class Supervisor:
         return self.runtime_dir / GATE_FILE
 
     def start(self) -> None:
+        if self.with_envoy and not self.cfg.extproc.socket_dir and self.cfg.extproc.host in ("127.0.0.1", "localhost"):
+            # Envoy and the workers on one machine: Unix sockets in the private runtime dir, not TCP
+            ep = self.cfg.extproc.model_copy(update={"socket_dir": str(self.runtime_dir)})
+            self.cfg = self.cfg.model_copy(update={"extproc": ep})
         if self.with_envoy and self.cfg.admin.port == 0 and not self.cfg.admin.socket:
             # no admin port asked for: a Unix socket only this user can open (the runtime dir is 0700);
             # the workers read Envoy's fast-path counters there for /metrics
@@ -146,7 +150,7 @@ class Supervisor:
         raise SupervisorError(f"not ready after {timeout_s:g}s: {failure}")
 
     def _workers_listening(self) -> bool:
-        return all(self._listening(self.cfg.extproc.port + i) for i in range(self.cfg.extproc.workers))
+        return all(self._listening(i) for i in range(self.cfg.extproc.workers))
 
     def _ready(self) -> bool:
         if not self.with_envoy:
@@ -157,11 +161,16 @@ class Supervisor:
         except OSError:
             return False
 
-    def _listening(self, port: int) -> bool:
+    def _listening(self, index: int) -> bool:
+        ep = self.cfg.extproc
         try:
-            host = self.cfg.extproc.listen_host
-            host = "127.0.0.1" if host in ("0.0.0.0", "::", "[::]") else host
-            with socket.create_connection((host, port), timeout=0.5):
+            if ep.socket_dir:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                    sock.settimeout(0.5)
+                    sock.connect(ep.socket_path(index))
+                return True
+            host = "127.0.0.1" if ep.listen_host in ("0.0.0.0", "::", "[::]") else ep.listen_host
+            with socket.create_connection((host, ep.port + index), timeout=0.5):
                 return True
         except OSError:
             return False

@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import anthropic
 import openai
@@ -64,9 +65,16 @@ def test_concurrent_large_requests_on_a_fallback_chain_never_crash_envoy(chain_g
     assert "Caught Segmentation fault" not in chain_gateway.log()
 
 
-def _listening(port: int) -> bool:
+def _listening(gw: Gateway, port: int) -> bool:
+    """Whether the worker started with `--port port` accepts connections (on its Unix socket:
+    `lunaroute up` gives the workers sockets in its runtime directory)."""
+    envoy_args = children(gw.proc.pid)[envoy_pid(gw.proc.pid)].split()
+    runtime = Path(envoy_args[envoy_args.index("-c") + 1]).parent
+    index = port - gw.config["extproc"]["port"]
     try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(0.2)
+            sock.connect(str(runtime / f"worker-{index}.sock"))
         return True
     except OSError:
         return False
@@ -114,7 +122,7 @@ def test_killed_worker_is_restarted_and_no_request_beyond_in_flight_fails(two_wo
         back = None
         while back is None and time.monotonic() - killed < 5:
             if any(pid != victim and f"--port {port} " in cmd + " " for pid, cmd in _workers(gw).items()) \
-                    and _listening(port):
+                    and _listening(gw, port):
                 back = time.monotonic() - killed
             time.sleep(0.02)
         time.sleep(1.5)  # and the load goes on

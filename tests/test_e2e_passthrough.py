@@ -108,7 +108,9 @@ def test_healthz_and_readyz(gateway) -> None:
 
 
 def test_metrics_count_requests_and_phase_times(gateway) -> None:
-    _client(gateway).messages.create(model="claude-x", max_tokens=8, messages=[{"role": "user", "content": "hi"}])
+    # `clear` routes by default, through Python (a plain request would take Envoy's fast path)
+    _client(gateway).messages.create(model="claude-x", max_tokens=8,
+                                     messages=[{"role": "user", "content": "[LUNAROUTE:clear] hi"}])
     status, headers, body = gateway.get("/metrics")
     text = body.decode()
     assert status == 200 and headers["content-type"].startswith("text/plain")
