@@ -34,15 +34,20 @@ function envoy_on_request(handle)
     return
   end
   local bytes = body:getBytes(0, body:length())
-  -- a marker, or provider preferences anywhere (`rovider"` also catches a key spelled with a JSON
-  -- escape such as "\u0070rovider"): Python looks closer. And only an object is a request.
-  if bytes:find("[LUNAROUTE:", 1, true) or bytes:find('rovider"', 1, true) or not bytes:find("^%s*{") then
+  -- a marker, or provider preferences anywhere: Python looks closer. JSON serializers never escape
+  -- ASCII letters; a body that does (a key such as "pro\u0076ider") goes to Python too, whose parser
+  -- reads it as it is meant. And only an object is a request.
+  if bytes:find("[LUNAROUTE:", 1, true) or bytes:find('"provider"', 1, true) or bytes:find("\\u00[4-7]%x")
+      or not bytes:find("^%s*{") then
     return
   end
   local parsed = handle:streamInfo():dynamicMetadata():get("lunaroute.body") or {}
   local model = parsed.model
-  if parsed.error or (model ~= nil and (type(model) ~= "string" or model:find("[\128-\255]"))) then
-    return  -- not JSON, a model that is not a string, or non-ASCII (glob `?` counts characters)
+  if parsed.error then
+    return  -- not JSON: Python answers it
+  end
+  if model ~= nil and (type(model) ~= "string" or model:find("[\128-\255]")) then
+    return  -- a model that is not a string, or non-ASCII (glob `?` counts characters)
   end
   local target = decide(routes, model)
   local gate = handle:streamInfo():dynamicMetadata():get("lunaroute") or {}

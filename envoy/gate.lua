@@ -203,12 +203,21 @@ function envoy_on_request(handle)
   if not key then
     return refuse(handle, "no_key", path, nil)
   end
-  local entry = CONFIG.keys[sha256_hex(key)]
+  local entry = #key <= 512 and CONFIG.keys[sha256_hex(key)]
   if not entry then
     return refuse(handle, "bad_key", path, nil)
   end
-  -- The gateway key is the gateway's: it never reaches a provider.
+  -- The gateway key is the gateway's: it never reaches a provider, in whichever headers it came.
   headers:remove(key_header)
+  for _, name in ipairs({"x-api-key", "authorization"}) do
+    local value = headers:get(name)
+    if value and name == "authorization" and value:sub(1, 7):lower() == "bearer " then
+      value = value:sub(8)
+    end
+    if value and #value <= 512 and CONFIG.keys[sha256_hex(value)] then
+      headers:remove(name)
+    end
+  end
   headers:replace("x-lunaroute-client", entry.name)
   handle:streamInfo():dynamicMetadata():set("lunaroute", "client", entry.name)  -- for the access log
   if entry.scope then
@@ -222,6 +231,9 @@ function envoy_on_request(handle)
   local bypass_to = handle:metadata():get("provider")
   if bypass_to and entry.providers and not entry.providers[bypass_to] then
     return refuse(handle, "provider", path, bypass_to)
+  end
+  if bypass_to and entry.models_limited then
+    return refuse(handle, "models_only", path, bare)  -- a bypassed API's model is not checked anywhere
   end
   mark_candidate(headers, bare, method, entry)
 end

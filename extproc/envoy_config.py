@@ -286,6 +286,12 @@ def _routes(cfg: Config) -> list[dict[str, Any]]:
                     {"name": ATTEMPTS_HEADER, "string_match": {"exact": str(n)}}]},
                 "route": chain_action, "request_headers_to_remove": GATE_HEADERS,
                 "response_headers_to_add": provider_header})
+    # A request the workers routed, whatever its path now: they rewrite `:path` for the provider (a base
+    # path such as /v1beta/openai, another dialect's path) and re-pick the route, which must then follow
+    # their cluster header (only they can set it: the gate removes a client's), never the path.
+    routes.append({"name": "routed", "match": {"prefix": "/", "headers": [
+        {"name": CLUSTER_HEADER, "present_match": True}]}, "route": intercepted,
+        "request_headers_to_remove": GATE_HEADERS, "response_headers_to_add": provider_header})
     for name, match in [(p, {"path": p}) for p in INTERCEPTED_EXACT] + [
             (p, {"path_separated_prefix": p}) for p in INTERCEPTED_PREFIXES]:
         routes.append({"name": f"intercept{name}", "match": match, "route": intercepted,
@@ -349,12 +355,16 @@ def glob_to_lua(glob: str) -> str | None:
 
 def _fast_target(cfg: Config, chain: list[str], dialect: str) -> str:
     """The provider the fast path may send to directly, or "" when Python must see the request:
-    a fallback chain, another dialect (translation), a budget to meter, or recording."""
+    a fallback chain, another dialect (translation), a budget to meter, recording, or a provider whose
+    headers or tool schemas Python rewrites (`forward_headers`, `tool_schema`)."""
     if len(chain) != 1 or cfg.recording.enabled:
         return ""
     name = chain[0]
-    if cfg.providers[name].type != dialect or name in cfg.budgets.daily_tokens:
+    p = cfg.providers[name]
+    if p.type != dialect or name in cfg.budgets.daily_tokens:
         return ""
+    if p.forward_headers is not None or p.tool_schema.drop_keys:
+        return ""  # Python filters this provider's headers or cleans its tool schemas
     return name
 
 
@@ -391,6 +401,7 @@ def _fast_filters(cfg: Config) -> list[dict[str, Any]]:
     model = {"selectors": [{"key": "model"}],
              "on_present": {"metadata_namespace": BODY_METADATA, "key": "model", "type": "PROTOBUF_VALUE"},
              "on_error": {"metadata_namespace": BODY_METADATA, "key": "error", "value": "1"}}
+
     code = ("-- Rendered by `lunaroute` from the gateway's config; the code below FAST is envoy/fast.lua.\n"
             f"local FAST = {lua_literal(settings)}\n\n{_envoy_source('fast.lua')}")
     return [
@@ -707,6 +718,7 @@ def runtime_layers() -> dict[str, Any]:
 _GATE_REPLIES: dict[str, tuple[int, str]] = {
     "no_key": (401, "This gateway needs a key: send it in x-lunaroute-key, x-api-key or Authorization: Bearer."),
     "bad_key": (401, "The gateway key is not valid."),
+    "models_only": (403, "This gateway key is limited to some models; %DETAIL% is not a model API it may use."),
     "provider": (403, "This gateway key may not use provider %DETAIL%."),
     "origin": (403, "Requests from the browser origin %DETAIL% are refused; add it to access.allowed_origins."),
     "content_type": (415, "Send the request body as JSON (content-type: application/json)."),

@@ -359,6 +359,11 @@ class Exchange:
         """Forward the request unchanged (path prefix and credentials aside) to `name`, deciding in the
         headers phase: the body is not read, and the response is looked at only to merge `response`."""
         refused = self._out_of_scope(name, None, check_model=False)
+        scope = self.req.scope
+        if refused is None and scope is not None and scope.models and self.req.kind is not Kind.MODELS:
+            # forwarded as sent, its model unread: not for a key limited to some models
+            refused = self._error(403, f"the gateway key {self.req.key!r} is limited to some models; "
+                                       f"{self.req.path} is not a model API it may use", kind="forbidden")
         if refused is not None:
             return refused
         provider = self.gw.provider(name)

@@ -128,7 +128,9 @@ class Supervisor:
         cmd = [envoy, "-c", str(bootstrap), "--disable-hot-restart", "--log-level", "warn",
                "--file-flush-interval-msec", "1000",
                "--admin-address-path", str(self.runtime_dir / "admin-address")]
-        self.procs["envoy"] = subprocess.Popen(cmd)
+        # Envoy needs the provider keys' variables, not the gateway keys' (the gate holds their digests)
+        gateway_keys = {k.key_env for k in self.cfg.access.keys if k.key_env}
+        self.procs["envoy"] = subprocess.Popen(cmd, env={k: v for k, v in os.environ.items() if k not in gateway_keys})
 
     @property
     def url(self) -> str:

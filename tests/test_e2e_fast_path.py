@@ -147,3 +147,11 @@ def test_preferences_spelled_with_a_json_escape_still_go_through_python(gateway)
     status, _, answer = gateway.get("/v1/messages", method="POST", body=body, headers=HEADERS)
     assert status == 200, answer
     assert _routed_by_python(gateway) == before + 1
+
+
+def test_preferences_behind_any_json_escape_go_through_python(gateway) -> None:
+    before = _routed_by_python(gateway)
+    body = (b'{"model":"claude-x","max_tokens":5,"pro\\u0076ider":{"only":["anthropic"]},'
+            b'"messages":[{"role":"user","content":"hi"}]}')
+    assert gateway.get("/v1/messages", method="POST", body=body, headers=HEADERS)[0] == 200
+    assert _routed_by_python(gateway) == before + 1

@@ -396,3 +396,49 @@ def test_a_flood_of_30_mb_bodies_stays_within_the_memory_bound(tmp_path, anthrop
         assert got[0] == 200, got
     finally:
         gw.stop()
+
+
+# -- found in review -------------------------------------------------------------------------------
+
+
+def test_a_provider_with_a_base_path_gets_its_requests_not_the_bypass_provider(tmp_path, anthropic_mock) -> None:
+    """Python rewrites :path to the provider's (/v1beta/openai/...) and re-picks the route: the route
+    must follow its cluster header, not the new path (which would otherwise fall to bypass)."""
+    from tests.mock_providers import MockOpenAI
+
+    gemini = MockOpenAI().start()
+    try:
+        cfg = {"default_provider": "anthropic", "bypass": {"enabled": True, "provider": "anthropic"},
+               "providers": {"anthropic": {"type": "anthropic", "base_url": anthropic_mock.base_url,
+                                           "auth": "passthrough"},
+                             "gemini": {"type": "openai", "base_url": gemini.base_url + "/v1beta/openai",
+                                        "auth": "passthrough"}}}
+        gw = Gateway(tmp_path, cfg, workers=1).start()
+        try:
+            status, _, body = gw.get("/v1/chat/completions", method="POST", headers={
+                "content-type": "application/json", "authorization": "Bearer user-gemini-key"},
+                body=b'{"model":"g","messages":[{"role":"user","content":"[LUNAROUTE:gemini] hi"}]}')
+            assert status == 200, body
+        finally:
+            gw.stop()
+        assert [(r.path, r.headers.get("authorization")) for r in gemini.requests] == [
+            ("/v1beta/openai/chat/completions", "Bearer user-gemini-key")]
+        assert anthropic_mock.requests == []
+    finally:
+        gemini.stop()
+
+
+def test_a_key_limited_to_some_models_cannot_use_apis_whose_model_is_not_checked(keyed, tmp_path,
+                                                                                  anthropic_mock) -> None:
+    # bob may use claude-* on anthropic only: bypassed APIs and forwarded-as-sent ones are closed to him
+    status, _, body = keyed.get("/v1/messages/batches", method="POST", body=b'{"requests":[]}',
+                                headers={**JSON, "x-api-key": BOB})
+    assert status == 403 and "limited to some models" in json.loads(body)["error"]["message"]
+    assert anthropic_mock.requests == []
+
+
+def test_a_gateway_key_sent_in_two_headers_is_removed_from_both(keyed, anthropic_mock) -> None:
+    status, _, body = _post(keyed, "/v1/messages", MESSAGE, {"x-lunaroute-key": ALICE, "x-api-key": ALICE})
+    assert status == 200, body
+    seen = anthropic_mock.requests[-1]
+    assert all(ALICE not in v for v in seen.headers.values())

@@ -116,3 +116,10 @@ def test_a_glob_with_a_character_class_is_left_to_python() -> None:
 def test_the_gates_sha256_is_sha256(key: bytes) -> None:
     sha = _lua_function(envoy_config.gate_source(), "sha256_hex")
     assert sha(key) == hashlib.sha256(key).hexdigest()
+
+
+def test_providers_whose_headers_or_schemas_python_rewrites_never_go_fast() -> None:
+    for quirk in ({"forward_headers": ["x-request-id"]}, {"tool_schema": {"drop_keys": ["$schema"]}}):
+        cfg = config_mod.parse({"providers": {"gem": {"type": "openai", "base_url": "https://g.example/v1",
+                                                      **quirk}}}, env={})
+        assert envoy_config.fast_settings(cfg)["paths"] == {}
