@@ -20,6 +20,7 @@ from .actions import Reply
 from .attempts import Chain, encode_chain, usable_chain
 from .config import Config, Provider
 from .dialects.base import Dialect, TranslationError
+from .dialects.caching import SESSION_HEADERS
 from .envoy_config import (
     ATTEMPTS_HEADER,
     CHAIN_HEADER,
@@ -43,7 +44,6 @@ from .routing import Observed, Router, pop_preferences, request_model
 
 log = logging.getLogger("lunaroute")
 MARKER_BYTES = PREFIX.encode()
-SESSION_HEADERS = ("x-claude-code-session-id", "session-id")  # Claude Code's, Codex's
 
 
 def session_of(headers: dict[str, str]) -> str | None:
