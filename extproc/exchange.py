@@ -39,7 +39,7 @@ from .observe import metrics
 from .observe.budgets import Budgets
 from .observe.recording import SessionRecorder
 from .paths import Kind
-from .responses import ModelListMerge, ResponseTranslation, UsageMeter, status_of
+from .responses import ModelListMerge, ResponseTranslation, UsageMeter, count_usage, status_of
 from .routing import Observed, Router, pop_preferences, request_model
 
 log = logging.getLogger("lunaroute")
@@ -405,8 +405,7 @@ class Exchange:
         reply = self.response.on_body(chunk, end_of_stream)
         if end_of_stream and self.response.usage:
             usage = self.response.usage
-            metrics.TOKENS.labels(self.provider_name, "input").inc(usage.get("input", 0))
-            metrics.TOKENS.labels(self.provider_name, "output").inc(usage.get("output", 0))
+            count_usage(self.provider_name, usage)
             if self.gw.budgets is not None:
                 self.gw.budgets.charge(self.provider_name, usage.get("input", 0) + usage.get("output", 0))
             if self.ttfb >= 0:
