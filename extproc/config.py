@@ -212,10 +212,11 @@ class Provider(_Model):
 
     @model_validator(mode="after")
     def _caching_for_type(self) -> Provider:
-        if self.type == "anthropic" and "prompt_cache_key" in self.model_fields_set:
+        # Only a change from the default says something (the workers get the config back as JSON, defaults and all).
+        if self.type == "anthropic" and not self.prompt_cache_key:
             raise ValueError("prompt_cache_key is for openai and openai-responses providers; Anthropic caches "
                              "at cache_control breakpoints: use prompt_caching: auto | off")
-        if self.type != "anthropic" and "prompt_caching" in self.model_fields_set:
+        if self.type != "anthropic" and self.prompt_caching != "auto":
             raise ValueError("prompt_caching is for anthropic providers; OpenAI-type providers cache by "
                              "themselves: use prompt_cache_key: true | false")
         return self
