@@ -4,8 +4,8 @@ The two vendors cache differently, and a gateway that translates loses both unle
 
 - OpenAI caches automatically (prompts of 1024 tokens and more, exact prefix), but routes a request to a
   cache by a hash of its first tokens plus `prompt_cache_key`. Claude Code sessions all start with the
-  same system prompt and tools, so without a key they crowd onto the same cache machines and overflow
-  them. A translated request therefore gets a stable key per conversation: the client's session (Claude
+  same system prompt and tools, so without a key they all crowd onto the same cache machines, which
+  overflow under load. A translated request therefore gets a stable key per conversation: the client's session (Claude
   Code's `x-claude-code-session-id`, Codex's `session-id`, else `metadata.user_id`'s `session_id`, else
   `metadata.user_id` itself), hashed with the provider's name, so the provider never sees the session id
   and two vendors cannot link their keys. A client's own `prompt_cache_key` (Codex sends one) wins; a
@@ -16,7 +16,7 @@ The two vendors cache differently, and a gateway that translates loses both unle
   turn) and the end of the previous request's conversation (read now) — unless the client marked its
   own (`cache_control` on Chat content parts, messages or tools, carried by the translator: the
   client's hints win), the provider says `prompt_caching: off`, or the prompt is shorter than the
-  model's minimum (Anthropic would not cache it, and a breakpoint there only costs a slot).
+  model's minimum (Anthropic would not cache it anyway).
 
 Applied after translation, to translated requests only: a same-dialect request goes byte for byte.
 """
