@@ -27,7 +27,7 @@ from .forwarding import credentials, dialect_headers, for_provider
 from .local_replies import error_reply
 from .observe import metrics
 from .observe.budgets import Budgets
-from .responses import ResponseTranslation, UsageMeter, status_of
+from .responses import ResponseTranslation, UsageMeter, count_usage, status_of
 
 log = logging.getLogger("lunaroute")
 
@@ -166,9 +166,11 @@ class AttemptExchange:
         if self.response is None:
             return Reply()
         reply = self.response.on_body(chunk, end_of_stream)
-        if end_of_stream and self.budgets is not None and self.response.usage:
+        if end_of_stream and self.response.usage:
             usage = self.response.usage
-            self.budgets.charge(self.name, usage.get("input", 0) + usage.get("output", 0))
+            count_usage(self.name, usage)
+            if self.budgets is not None:
+                self.budgets.charge(self.name, usage.get("input", 0) + usage.get("output", 0))
         return reply
 
     def internal_error(self, phase: str) -> Reply:

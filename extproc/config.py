@@ -173,6 +173,11 @@ class Provider(_Model):
     # When set, only these client headers (lower case) reach this provider, besides what the gateway
     # itself needs (content-type, accept…, credentials per `auth`). Unset: every client header.
     forward_headers: list[str] | None = None
+    # Prompt caching of translated requests (README: Prompt caching). Anthropic-type: automatic
+    # cache_control breakpoints, or off. OpenAI-type: a prompt_cache_key per conversation, or none
+    # (some OpenAI-compatible servers reject the field).
+    prompt_caching: Literal["auto", "off"] = "auto"
+    prompt_cache_key: bool = True
 
     @field_validator("base_url")
     @classmethod
@@ -216,6 +221,17 @@ class Provider(_Model):
             raise ValueError(
                 f"sets {' and '.join(chosen)}; choose one: auth: passthrough, api_key_env or api_key_file"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _caching_for_type(self) -> Provider:
+        # Only a change from the default says something (the workers get the config back as JSON, defaults and all).
+        if self.type == "anthropic" and not self.prompt_cache_key:
+            raise ValueError("prompt_cache_key is for openai and openai-responses providers; Anthropic caches "
+                             "at cache_control breakpoints: use prompt_caching: auto | off")
+        if self.type != "anthropic" and self.prompt_caching != "auto":
+            raise ValueError("prompt_caching is for anthropic providers; OpenAI-type providers cache by "
+                             "themselves: use prompt_cache_key: true | false")
         return self
 
     @property

@@ -20,6 +20,7 @@ from .actions import Reply
 from .attempts import Chain, encode_chain, usable_chain
 from .config import Config, Provider
 from .dialects.base import Dialect, TranslationError
+from .dialects.caching import SESSION_HEADERS
 from .envoy_config import (
     ATTEMPTS_HEADER,
     CHAIN_HEADER,
@@ -38,12 +39,11 @@ from .observe import metrics
 from .observe.budgets import Budgets
 from .observe.recording import SessionRecorder
 from .paths import Kind
-from .responses import ModelListMerge, ResponseTranslation, UsageMeter, status_of
+from .responses import ModelListMerge, ResponseTranslation, UsageMeter, count_usage, status_of
 from .routing import Observed, Router, pop_preferences, request_model
 
 log = logging.getLogger("lunaroute")
 MARKER_BYTES = PREFIX.encode()
-SESSION_HEADERS = ("x-claude-code-session-id", "session-id")  # Claude Code's, Codex's
 
 
 def session_of(headers: dict[str, str]) -> str | None:
@@ -410,8 +410,7 @@ class Exchange:
         reply = self.response.on_body(chunk, end_of_stream)
         if end_of_stream and self.response.usage:
             usage = self.response.usage
-            metrics.TOKENS.labels(self.provider_name, "input").inc(usage.get("input", 0))
-            metrics.TOKENS.labels(self.provider_name, "output").inc(usage.get("output", 0))
+            count_usage(self.provider_name, usage)
             if self.gw.budgets is not None:
                 self.gw.budgets.charge(self.provider_name, usage.get("input", 0) + usage.get("output", 0))
             if self.ttfb >= 0:

@@ -11,7 +11,7 @@ import orjson
 
 from .actions import Reply
 from .config import Provider
-from .dialects import DIALECTS, count_tokens_estimate, translator_for
+from .dialects import DIALECTS, caching, count_tokens_estimate, translator_for
 from .dialects.base import Dialect, Target
 from .dialects.openai_responses import client_tools
 from .dialects.shapes import clean_schema
@@ -34,7 +34,8 @@ def target_for(name: str, p: Provider) -> Target:
     """What a translator needs to know about a provider, from its config entry."""
     return Target(name=name, dialect=p.type, model=p.model, max_tokens_field=p.max_tokens_field,
                   max_tokens=p.max_tokens, max_tokens_by_model=tuple(p.max_tokens_by_model.items()),
-                  reasoning=p.reasoning, reasoning_effort=p.reasoning_effort)
+                  reasoning=p.reasoning, reasoning_effort=p.reasoning_effort, prompt_caching=p.prompt_caching,
+                  prompt_cache_key=p.prompt_cache_key)
 
 
 @dataclass(slots=True)
@@ -124,7 +125,8 @@ def for_provider(name: str, provider: Provider, client: Dialect, path: str, quer
         "client_tools": client_tools(doc) if client == "openai-responses" and translating else None,
     }
     if translating:
-        doc = translator.request_body(doc, target)
+        client_doc, doc = doc, translator.request_body(doc, target)
+        caching.prepare(doc, client_doc, client, target, headers)
         path = translator.request_path(path)
         changed = True
         metrics.TRANSLATIONS.labels(client, provider.type).inc()

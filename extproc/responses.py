@@ -16,6 +16,7 @@ import orjson
 from .actions import Reply
 from .dialects import DIALECTS
 from .dialects.base import Dialect, Target, Translator
+from .dialects.shapes import CACHE_WRITE_TOKENS
 from .encoding import decoder
 from .errors import ClientError
 from .observe import metrics
@@ -32,16 +33,36 @@ def status_of(headers: dict[str, str]) -> int:
 
 
 def _usage_of(doc: dict) -> dict[str, int]:
-    """Input/output tokens from a response body in either dialect."""
+    """Input/output tokens from a response body in any dialect, with the prompt-cache reads and writes
+    among the input tokens (`cache_read`, `cache_write`)."""
     usage = doc.get("usage")
     if not isinstance(usage, dict):
         return {}
-    if "input_tokens" in usage or "output_tokens" in usage:
-        return {
-            "input": int(usage.get("input_tokens") or 0) + int(usage.get("cache_read_input_tokens") or 0),
-            "output": int(usage.get("output_tokens") or 0),
-        }
-    return {"input": int(usage.get("prompt_tokens") or 0), "output": int(usage.get("completion_tokens") or 0)}
+    if "cache_read_input_tokens" in usage or "cache_creation_input_tokens" in usage:  # Anthropic
+        read = int(usage.get("cache_read_input_tokens") or 0)
+        write = int(usage.get("cache_creation_input_tokens") or 0)
+        return {"input": int(usage.get("input_tokens") or 0) + read + write,
+                "output": int(usage.get("output_tokens") or 0), "cache_read": read, "cache_write": write}
+    if "input_tokens" in usage or "output_tokens" in usage:  # Responses (or Anthropic without cache fields)
+        details = usage.get("input_tokens_details")
+        input_tokens, output_tokens = int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)
+    else:  # Chat Completions
+        details = usage.get("prompt_tokens_details")
+        input_tokens, output_tokens = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    details = details if isinstance(details, dict) else {}
+    return {"input": input_tokens, "output": output_tokens, "cache_read": int(details.get("cached_tokens") or 0),
+            "cache_write": int(details.get(CACHE_WRITE_TOKENS) or 0)}
+
+
+def count_usage(provider: str, usage: dict[str, int]) -> None:
+    """What a provider's answer cost, in the metrics and the log: tokens, and how many of the input
+    tokens its prompt cache read or wrote (the hit ratio users watch)."""
+    metrics.TOKENS.labels(provider, "input").inc(usage.get("input", 0))
+    metrics.TOKENS.labels(provider, "output").inc(usage.get("output", 0))
+    metrics.CACHE_TOKENS.labels(provider, "read").inc(usage.get("cache_read", 0))
+    metrics.CACHE_TOKENS.labels(provider, "write").inc(usage.get("cache_write", 0))
+    log.info("usage lunaroute:%s input=%d output=%d cache_read=%d cache_write=%d", provider, usage.get("input", 0),
+             usage.get("output", 0), usage.get("cache_read", 0), usage.get("cache_write", 0))
 
 
 class ResponseTranslation:

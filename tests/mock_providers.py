@@ -3,14 +3,18 @@ end-to-end tests.
 
 They answer like the real APIs (JSON and SSE shapes from the public references), record every
 request exactly as received (method, path, query, headers, raw body bytes), and can be told to
-fail the next N requests (e.g. 529 overloaded) or to send a scripted answer.
+fail the next N requests (e.g. 529 overloaded) or to send a scripted answer. With `prompt_cache=True`
+the Anthropic and OpenAI mocks report usage from a model of their vendor's prompt cache
+(`AnthropicPromptCache`, `OpenAIPromptCache`) instead of fixed numbers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gzip
+import hashlib
 import json
+import os
 import re
 import socket
 import threading
@@ -105,13 +109,96 @@ def _tool_results(messages: list) -> list[str]:
     return out
 
 
+def _tokens(text: str) -> int:
+    """The mocks' tokenizer: about 4 characters per token, as the gateway estimates."""
+    return max(len(text) // 4, 1)
+
+
+class AnthropicPromptCache:
+    """Anthropic's prompt cache as its documentation describes it. The prompt is a sequence of blocks
+    (tools, then system blocks, then each message's content blocks); a block with `cache_control` is a
+    breakpoint. A request reads the longest prefix that ends at most 20 blocks before one of its
+    breakpoints and that an earlier request wrote; it writes the prefix at each later breakpoint that is
+    long enough (`min_tokens`). Without a breakpoint nothing is read or written."""
+
+    LOOKBACK = 20
+
+    def __init__(self, min_tokens: int = 1024) -> None:
+        self.min_tokens = min_tokens
+        self.written: set[str] = set()
+
+    @staticmethod
+    def blocks(req: dict) -> list[tuple[str, bool]]:
+        """(the block as the model sees it, marked as a breakpoint) for every block, in prompt order."""
+        out = [(json.dumps({k: v for k, v in t.items() if k != "cache_control"}, sort_keys=True),
+                "cache_control" in t) for t in req.get("tools") or []]
+        system = req.get("system") or []
+        for b in [{"type": "text", "text": system}] if isinstance(system, str) else system:
+            if not b["text"].startswith("x-anthropic-billing-header:"):  # Claude Code's, read apart from the prompt
+                out.append(("system:" + b["text"], "cache_control" in b))
+        for m in req.get("messages") or []:
+            content = m["content"]
+            for b in [{"type": "text", "text": content}] if isinstance(content, str) else content:
+                seen = {k: v for k, v in b.items() if k != "cache_control"}
+                out.append((m["role"] + ":" + json.dumps(seen, sort_keys=True), "cache_control" in b))
+        return out
+
+    def usage(self, req: dict) -> dict:
+        blocks = self.blocks(req)
+        hashes, totals = [], []
+        h, total = hashlib.sha256(str(req.get("model")).encode()), 0
+        for text, _ in blocks:
+            h.update(text.encode() + b"\0")
+            hashes.append(h.hexdigest())
+            total += _tokens(text)
+            totals.append(total)
+        marks = [i for i, (_, mark) in enumerate(blocks) if mark]
+        read_at = max((j for b in marks for j in range(b, max(b - self.LOOKBACK, -1), -1) if hashes[j] in self.written),
+                      default=-1)
+        read = totals[read_at] if read_at >= 0 else 0
+        written_at = [b for b in marks if b > read_at and totals[b] >= self.min_tokens]
+        self.written.update(hashes[b] for b in written_at)
+        write = totals[written_at[-1]] - read if written_at else 0
+        return {"input_tokens": total - read - write, "cache_read_input_tokens": read,
+                "cache_creation_input_tokens": write}
+
+
+class OpenAIPromptCache:
+    """OpenAI's automatic prompt cache as its documentation describes it: a request reads the longest
+    prefix it shares with an earlier request of the same model and `prompt_cache_key`, once that is at
+    least 1024 tokens, in steps of 128 tokens. The prompt is the tools, then every message, as JSON."""
+
+    MIN_TOKENS = 1024
+    STEP = 128
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple[str, str | None], list[str]] = {}
+
+    @staticmethod
+    def prompt(req: dict) -> str:
+        return json.dumps(req.get("tools") or [], sort_keys=True) + "".join(
+            json.dumps(m, sort_keys=True) for m in req.get("messages") or [])
+
+    def usage(self, req: dict) -> dict:
+        prompt = self.prompt(req)
+        earlier = self.seen.setdefault((str(req.get("model")), req.get("prompt_cache_key")), [])
+        shared = max((len(os.path.commonprefix([prompt, e])) for e in earlier), default=0) // 4
+        steps = (shared - self.MIN_TOKENS) // self.STEP
+        cached = self.MIN_TOKENS + steps * self.STEP if shared >= self.MIN_TOKENS else 0
+        earlier.append(prompt)
+        total = _tokens(prompt)
+        return {"prompt_tokens": total, "completion_tokens": 9, "total_tokens": total + 9,
+                "prompt_tokens_details": {"cached_tokens": cached}}
+
+
 class MockProvider:
     """Base: the server in its own thread and loop, recording and failure injection."""
 
     name = "mock"
 
-    def __init__(self, pause_s: float = 0.002) -> None:
+    def __init__(self, pause_s: float = 0.002, prompt_cache: bool = False) -> None:
         self.pause_s = pause_s  # between the chunks of its own SSE answers (long streams for soak runs)
+        self.prompt_cache = prompt_cache
         self.requests: list[Recorded] = []
         self.script: list[Scripted] = []
         self.port = free_port()
@@ -204,6 +291,14 @@ class MockProvider:
 class MockAnthropic(MockProvider):
     name = "anthropic"
 
+    def __init__(self, pause_s: float = 0.002, prompt_cache: bool = False) -> None:
+        super().__init__(pause_s, prompt_cache)
+        self.cache = AnthropicPromptCache()
+
+    def reset(self) -> None:
+        super().reset()
+        self.cache = AnthropicPromptCache()
+
     async def route(self, request: web.Request, body: bytes) -> web.StreamResponse:
         path = request.path
         if path == "/v1/models":
@@ -231,6 +326,8 @@ class MockAnthropic(MockProvider):
             stop = "end_turn"
         usage = {"input_tokens": 21, "output_tokens": 7, "cache_read_input_tokens": 5,
                  "cache_creation_input_tokens": 0}
+        if self.prompt_cache:
+            usage = {**self.cache.usage(req), "output_tokens": 7}
         msg = {"id": "msg_mock1", "type": "message", "role": "assistant", "model": model, "content": content,
                "stop_reason": stop, "stop_sequence": None, "usage": usage}
         if not req.get("stream"):
@@ -271,6 +368,14 @@ class MockAnthropic(MockProvider):
 class MockOpenAI(MockProvider):
     name = "openai"
 
+    def __init__(self, pause_s: float = 0.002, prompt_cache: bool = False) -> None:
+        super().__init__(pause_s, prompt_cache)
+        self.cache = OpenAIPromptCache()
+
+    def reset(self) -> None:
+        super().reset()
+        self.cache = OpenAIPromptCache()
+
     async def route(self, request: web.Request, body: bytes) -> web.StreamResponse:
         path = request.path
         if path == "/v1/models":
@@ -307,6 +412,8 @@ class MockOpenAI(MockProvider):
             finish = "stop"
         usage = {"prompt_tokens": 30, "completion_tokens": 9, "total_tokens": 39,
                  "prompt_tokens_details": {"cached_tokens": 10}}
+        if self.prompt_cache:
+            usage = self.cache.usage(req)
         created = 1700000000
         if not req.get("stream"):
             message = {"role": "assistant", "content": text}

@@ -32,6 +32,17 @@ def test_full_config_loads_every_key() -> None:
     assert gpt.max_tokens_field == "max_completion_tokens"
     assert cfg.routing.rules[0].fallbacks == ["gpt"]
     assert cfg.bypass_provider == "gpt"
+    assert cfg.providers["anthropic"].prompt_caching == "off" and not cfg.providers["local"].prompt_cache_key
+    assert gpt.prompt_cache_key and cfg.providers["gemini"].prompt_caching == "auto"
+
+
+@pytest.mark.parametrize(("provider", "fix"), [
+    ({"type": "anthropic", "prompt_cache_key": False}, "use prompt_caching: auto | off"),
+    ({"type": "openai", "prompt_caching": "off"}, "use prompt_cache_key: true | false"),
+])
+def test_a_caching_key_of_the_other_vendor_is_an_error_that_names_the_right_one(provider: dict, fix: str) -> None:
+    with pytest.raises(config.ConfigError, match=fix):
+        config.parse({"providers": {"p": {"base_url": "https://example.com", **provider}}}, env={})
 
 
 def test_config_path_from_env_variable() -> None:

@@ -39,7 +39,8 @@ def test_a_marked_turn_is_recorded_with_provider_and_model_override_and_no_secre
     route, response = (orjson.loads(line) for line in text.splitlines())
     assert route["provider"] == "lunaroute:gpt" and route["reason"] == "marker"
     assert route["model_override"] == "gpt-5.1" and route["model"] == "claude-x"
-    assert response["status"] == 200 and response["usage"] == {"input": 10, "output": 3}
+    assert response["status"] == 200
+    assert response["usage"] == {"input": 10, "output": 3, "cache_read": 0, "cache_write": 0}
     assert "sk-ant-very-secret" not in text and "hi" not in text
 
 
@@ -54,7 +55,7 @@ def test_a_codex_turn_is_recorded_under_codexs_session_id(tmp_path: Path) -> Non
     (path,) = tmp_path.glob("*/01a2-codex.jsonl")
     route, response = (orjson.loads(line) for line in path.read_text().splitlines())
     assert (route["client"], route["provider"], route["reason"]) == ("openai-responses", "lunaroute:gpt", "marker")
-    assert response["usage"] == {"input": 10, "output": 3}
+    assert response["usage"] == {"input": 10, "output": 3, "cache_read": 0, "cache_write": 0}
 
 
 def test_session_names_cannot_escape_the_directory(tmp_path: Path) -> None:

@@ -3,7 +3,8 @@
 Each directory holds `case.json` (client, provider, kind, optional target/stream options, a `doc`
 sentence saying which behaviour it pins) plus the input and the expected output a reviewer can open:
 
-- request:  request.<client>.json  → request.<provider>.json  (or `expect_error.param`)
+- request:  request.<client>.json  → request.<provider>.json  (or `expect_error.param`), prompt caching
+            applied as the gateway does (`caching.prepare`, with the client's `headers` from case.json)
 - response: response.<provider>.json → response.<client>.json
 - stream:   stream.<provider>.sse  → stream.<client>.sse
 - error:    error.<provider>.json|txt (+ `status`) → error.<client>.json (`{"status": …, "body": …}`)
@@ -29,6 +30,7 @@ from extproc.dialects import (
     Target,
     TranslationError,
     anthropic,
+    caching,
     count_tokens_estimate,
     openai,
     translator_for,
@@ -98,7 +100,9 @@ def test_translation_matches_golden_fixture(case: str) -> None:
                 translator.request_body(body, target)
             assert info.value.param == meta["expect_error"]["param"]
             return
-        _check(d / f"request.{provider}.json", translator.request_body(body, target))
+        out = translator.request_body(body, target)
+        caching.prepare(out, body, client, target, meta.get("headers", {}))
+        _check(d / f"request.{provider}.json", out)
     elif kind == "response":
         body = json.loads((d / f"response.{provider}.json").read_text())
         out = translator.response_body(body, target, **_options(meta.get("response", {})))

@@ -44,6 +44,10 @@ class Target:
     reasoning: Literal["thinking", "text", "drop"] = "thinking"
     # Send `reasoning_effort` derived from Anthropic `thinking`; off for models that reject the field.
     reasoning_effort: bool = True
+    # Prompt caching of translated requests (see `caching`): Anthropic-type providers get automatic
+    # `cache_control` breakpoints ("auto") or none ("off"); OpenAI-type ones a `prompt_cache_key` (or none).
+    prompt_caching: Literal["auto", "off"] = "auto"
+    prompt_cache_key: bool = True
 
     def max_tokens_for(self, model: object) -> int | None:
         """The output cap for `model` (the model name sent to the provider), or None for no cap."""

@@ -17,8 +17,9 @@ Responses → Chat (a Responses client such as Codex, a Chat or, composed, an An
   holding the string again.
 - `max_output_tokens`, `temperature`, `top_p`, `parallel_tool_calls`, `tool_choice`, `reasoning.effort`
   (→ `reasoning_effort`), `text.format` (→ `response_format`; a provider without structured output
-  answers a 400 naming `text.format`), `user` map; `store`, `include`, `metadata`, `prompt_cache_key`,
-  `service_tier`, `text.verbosity`, `reasoning.summary` are hints without a Chat counterpart: dropped.
+  answers a 400 naming `text.format`), `user` and `prompt_cache_key` (Codex's per-conversation key; Chat
+  has the same field) map; `store`, `include`, `metadata`, `service_tier`, `text.verbosity`,
+  `reasoning.summary` are hints without a Chat counterpart: dropped.
 - tool namespaces (Codex groups sub-agent tools so) become their functions, named `namespace__name`;
   calls come back with the tool's own name and `namespace`. Tools OpenAI runs itself (web search, file
   search, code interpreter, image generation, remote MCP; Codex always declares `web_search`) are left
@@ -59,6 +60,7 @@ import orjson
 from extproc.dialects import openai as O
 from extproc.dialects.base import ClientTool, ClientTools, Target, TranslationError
 from extproc.dialects.shapes import (
+    CACHE_WRITE_TOKENS,
     MALFORMED,
     body_excerpt,
     check_list,
@@ -236,6 +238,7 @@ def to_chat_request(body: dict, target: Target) -> dict:
     user = body.get("user") or body.get("safety_identifier")
     if isinstance(user, str) and user:
         out["user"] = user if len(user) <= OPENAI_USER_MAX else hashlib.sha256(user.encode()).hexdigest()
+    _cache_key(body, out)
     if body.get("stream"):
         out["stream"] = True
         out["stream_options"] = {"include_usage": True}
@@ -529,6 +532,7 @@ def from_chat_request(body: dict, target: Target) -> dict:
             out[key] = body[key]
     if isinstance(body.get("user"), str) and body["user"]:
         out["user"] = body["user"]
+    _cache_key(body, out)
     if body.get("stream"):
         out["stream"] = True
     tools = check_list(body, "tools")
@@ -557,6 +561,13 @@ def from_chat_request(body: dict, target: Target) -> dict:
         schema = fmt.get("json_schema") or {}
         out["text"] = {"format": {"type": "json_schema", **schema}}
     return out
+
+
+def _cache_key(body: dict, out: dict) -> None:
+    """`prompt_cache_key` means the same in both OpenAI APIs: the client's own key goes on."""
+    key = body.get("prompt_cache_key")
+    if isinstance(key, str) and key:
+        out["prompt_cache_key"] = key
 
 
 def _chat_message(message: dict, i: int, items: list[dict]) -> None:
@@ -651,8 +662,10 @@ def usage_from_chat(usage: object) -> dict:
     usage = _d(usage)
     prompt, completion = _n(usage.get("prompt_tokens")), _n(usage.get("completion_tokens"))
     cached = _n(_d(usage.get("prompt_tokens_details")).get("cached_tokens")) or _n(usage.get("prompt_cache_hit_tokens"))
+    written = _n(_d(usage.get("prompt_tokens_details")).get(CACHE_WRITE_TOKENS))
     reasoning = _n(_d(usage.get("completion_tokens_details")).get("reasoning_tokens"))
-    return {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": cached},
+    details = {"cached_tokens": cached, **({CACHE_WRITE_TOKENS: written} if written else {})}
+    return {"input_tokens": prompt, "input_tokens_details": details,
             "output_tokens": completion, "output_tokens_details": {"reasoning_tokens": reasoning},
             "total_tokens": prompt + completion}
 

@@ -6,6 +6,8 @@ Choices made here:
 - `role: "tool"` messages become `tool_result` blocks; they and a following user message are merged into
   one user message, because Anthropic wants all results of a turn right after the `tool_use` turn.
 - assistant `reasoning_content` is dropped: Anthropic rejects thinking blocks without a signature.
+- a client's own cache hints (`cache_control` on content parts, messages or tools, as some OpenAI-SDK
+  apps send for Claude) stay on the blocks they mark; without any, `caching` adds breakpoints.
 - `max_tokens` is required by Anthropic: `max_completion_tokens`, else `max_tokens`, else
   `Target.default_max_tokens`, clamped to `Target.max_tokens`.
 - `temperature` above Anthropic's maximum 1 is clamped to 1; with thinking on, temperature/top_p are
@@ -31,6 +33,7 @@ import orjson
 from extproc.dialects import openai as O
 from extproc.dialects.anthropic_stream_to_openai import AnthropicToOpenAIStream
 from extproc.dialects.base import ClientTools, Target, TranslationError
+from extproc.dialects.caching import client_hint
 from extproc.dialects.shapes import (
     MALFORMED,
     STOP_TO_FINISH,
@@ -121,20 +124,36 @@ def _reject_unfaithful(body: dict) -> None:
 def _message(message: dict, i: int, system: list[dict], out: list[dict]) -> None:
     role = message.get("role")
     content = message.get("content")
+    parts = content if isinstance(content, list) else ()
     if role in ("system", "developer"):
         text = _text_of(content, f"messages[{i}].content")
         if text:
-            system.append({"type": "text", "text": text})
+            system.append(_hinted({"type": "text", "text": text}, message, *parts))
     elif role == "user":
-        _push(out, "user", _user_blocks(content, i))
+        _push(out, "user", _hinted_last(_user_blocks(content, i), message))
     elif role == "tool":
         text = _text_of(content, f"messages[{i}].content")
         result = {"type": "tool_result", "tool_use_id": message.get("tool_call_id"), "content": text}
-        _push(out, "user", [result])
+        _push(out, "user", [_hinted(result, message, *parts)])
     elif role == "assistant":
-        _push(out, "assistant", _assistant_blocks(message, i))
+        _push(out, "assistant", _hinted_last(_assistant_blocks(message, i), message))
     else:
         raise TranslationError(f"unsupported message role {role!r}", f"messages[{i}].role")
+
+
+def _hinted(block: dict, *holders: object) -> dict:
+    """`block` with the client's cache hint found on any of `holders` (a part, its message, a tool)."""
+    hint = client_hint(*holders)
+    if hint:
+        block["cache_control"] = hint
+    return block
+
+
+def _hinted_last(blocks: list[dict], message: dict) -> list[dict]:
+    """A message-level hint marks the message's last block."""
+    if blocks:
+        _hinted(blocks[-1], message)
+    return blocks
 
 
 def _push(out: list[dict], role: str, blocks: list[dict]) -> None:
@@ -167,12 +186,12 @@ def _user_blocks(content: object, i: int) -> list[dict]:
         kind = part.get("type") if isinstance(part, dict) else None
         if kind == "text":
             if part.get("text"):
-                blocks.append({"type": "text", "text": part["text"]})
+                blocks.append(_hinted({"type": "text", "text": part["text"]}, part))
         elif kind == "image_url":
             url = (part.get("image_url") or {}).get("url") or ""
-            blocks.append({"type": "image", "source": _source(url)})
+            blocks.append(_hinted({"type": "image", "source": _source(url)}, part))
         elif kind == "file":
-            blocks.append(_file(part.get("file") or {}, where))
+            blocks.append(_hinted(_file(part.get("file") or {}, where), part))
         else:
             raise TranslationError(f"content part {kind!r} is not supported by Anthropic providers",
                                    f"{where}.type")
@@ -209,7 +228,7 @@ def _assistant_blocks(message: dict, i: int) -> list[dict]:
             if isinstance(part, dict) and part.get("type") in ("text", "refusal"):
                 text = part.get("text") or part.get("refusal")
                 if text:
-                    blocks.append({"type": "text", "text": text})
+                    blocks.append(_hinted({"type": "text", "text": text}, part))
     for j, call in enumerate(message.get("tool_calls") or ()):
         function = call.get("function") or {}
         try:
@@ -235,7 +254,7 @@ def _tool(tool: object, i: int) -> dict:
     if function.get("description"):
         out["description"] = function["description"]
     out["input_schema"] = function.get("parameters") or {"type": "object", "properties": {}}
-    return out
+    return _hinted(out, tool)
 
 
 def _tool_choice(body: dict, out: dict) -> None:

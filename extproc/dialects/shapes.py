@@ -32,6 +32,9 @@ STOP_TO_FINISH = {
 }
 
 
+# Cache-written prompt tokens in OpenAI-shaped usage (`prompt_tokens_details` / `input_tokens_details`).
+CACHE_WRITE_TOKENS = "cache_write_tokens"
+
 # What a body of the wrong shape (a number where a list belongs…) raises inside a translator.
 MALFORMED = (TypeError, AttributeError, KeyError, ValueError)
 
@@ -61,17 +64,22 @@ def _dict(value: object) -> dict:
 def usage_to_anthropic(usage: object) -> dict:
     """OpenAI usage → Anthropic usage; `input_tokens` excludes cached prompt tokens, as Anthropic counts.
 
+    Cache writes, which providers relaying Claude report as `prompt_tokens_details.cache_write_tokens`,
+    become `cache_creation_input_tokens` (and leave `input_tokens` too).
+
     Reasoning tokens (`completion_tokens_details.reasoning_tokens`, part of `completion_tokens`) are kept
     as ``output_tokens_details: {"reasoning_tokens": N}``, an extra field Anthropic SDKs ignore.
     """
     usage = _dict(usage)
     prompt = _count(usage.get("prompt_tokens"))
-    cached = _count(_dict(usage.get("prompt_tokens_details")).get("cached_tokens")) or _count(
+    details = _dict(usage.get("prompt_tokens_details"))
+    cached = _count(details.get("cached_tokens")) or _count(
         usage.get("prompt_cache_hit_tokens")  # DeepSeek
     )
+    written = _count(details.get(CACHE_WRITE_TOKENS))
     out = {
-        "input_tokens": max(prompt - cached, 0),
-        "cache_creation_input_tokens": 0,
+        "input_tokens": max(prompt - cached - written, 0),
+        "cache_creation_input_tokens": written,
         "cache_read_input_tokens": cached,
         "output_tokens": _count(usage.get("completion_tokens")),
     }
@@ -102,11 +110,15 @@ def reasoning_of(message: dict) -> str:
 def usage_to_openai(usage: object) -> dict:
     """Anthropic usage → OpenAI usage; `prompt_tokens` counts cached and cache-written tokens too.
 
+    OpenAI has no field for cache writes (they cost more than plain input at Anthropic): when there are
+    any they go in ``prompt_tokens_details.cache_write_tokens``, an extra field OpenAI SDKs keep.
+
     ``output_tokens_details.reasoning_tokens`` (when present) → ``completion_tokens_details``.
     """
     usage = _dict(usage)
     cached = _count(usage.get("cache_read_input_tokens"))
-    prompt = _count(usage.get("input_tokens")) + cached + _count(usage.get("cache_creation_input_tokens"))
+    written = _count(usage.get("cache_creation_input_tokens"))
+    prompt = _count(usage.get("input_tokens")) + cached + written
     completion = _count(usage.get("output_tokens"))
     out: dict = {
         "prompt_tokens": prompt,
@@ -114,6 +126,8 @@ def usage_to_openai(usage: object) -> dict:
         "total_tokens": prompt + completion,
         "prompt_tokens_details": {"cached_tokens": cached},
     }
+    if written:
+        out["prompt_tokens_details"][CACHE_WRITE_TOKENS] = written
     reasoning = _count(_dict(usage.get("output_tokens_details")).get("reasoning_tokens"))
     if reasoning:
         out["completion_tokens_details"] = {"reasoning_tokens": reasoning}

@@ -93,3 +93,11 @@ def exposition() -> tuple[bytes, str]:
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(), CONTENT_TYPE_LATEST
+
+
+CACHE_TOKENS = Counter(
+    "lunaroute_cache_tokens_total",
+    "Input tokens the provider's prompt cache read or wrote, by provider and kind (read, write); "
+    "from the same responses as lunaroute_tokens_total.",
+    ["provider", "kind"],
+)
