@@ -54,7 +54,7 @@ class ExtProc(_Model):
     host: str = "127.0.0.1"  # where Envoy connects to the workers
     bind_host: str | None = None  # where the workers listen, when that differs (containers: 0.0.0.0)
     port: int = Field(50051, ge=1, le=65535)
-    workers: int = Field(2, ge=1, le=64)
+    workers: int = Field(default_factory=lambda: max(1, min(os.cpu_count() or 1, 8)), ge=1, le=64)  # 1 per core
     message_timeout_ms: int = Field(10_000, ge=100)
     max_message_bytes: int = Field(64 * 1024 * 1024, ge=4 * 1024 * 1024)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -418,7 +419,8 @@ def test_chart_defaults_equal_the_renderers_defaults() -> None:
     assert values["messageTimeoutMs"] == defaults.extproc.message_timeout_ms
     assert values["maxMessageBytes"] == defaults.extproc.max_message_bytes
     assert values["port"] == defaults.extproc.port
-    assert values["workers"] == defaults.extproc.workers
+    assert defaults.extproc.workers == max(1, min(os.cpu_count() or 1, 8))  # one per core; the chart: 2 per pod
+    assert values["workers"] == 2
     assert values["processingMode"] == envoy_config.processing_mode() == typed["processing_mode"]
     assert values["allowModeOverride"] is typed["allow_mode_override"]
     assert values["failOpen"] is typed["failure_mode_allow"]

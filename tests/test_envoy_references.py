@@ -1,5 +1,5 @@
 """envoy/reference/ holds what Envoy runs for each shipped config; it must equal the renderer's output
-(regenerate with `python envoy/generate_references.py`), and Envoy must accept every one of them."""
+(regenerate with `python scripts/generate_envoy_references.py`), and Envoy must accept every one of them."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ REFERENCE = ROOT / "envoy" / "reference"
 
 
 def _generator():
-    spec = importlib.util.spec_from_file_location("generate_references", ROOT / "envoy" / "generate_references.py")
+    script = ROOT / "scripts" / "generate_envoy_references.py"
+    spec = importlib.util.spec_from_file_location("generate_envoy_references", script)
     module = importlib.util.module_from_spec(spec)
     assert spec.loader is not None
     spec.loader.exec_module(module)
@@ -33,7 +34,7 @@ def regenerated(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_checked_in_reference_bootstrap_equals_the_renderers(regenerated: Path, name: str) -> None:
     checked_in = (REFERENCE / f"{name}.yaml").read_text(encoding="utf-8")
     assert checked_in == (regenerated / f"{name}.yaml").read_text(encoding="utf-8"), (
-        f"envoy/reference/{name}.yaml is stale: run `python envoy/generate_references.py`")
+        f"envoy/reference/{name}.yaml is stale: run `python scripts/generate_envoy_references.py`")
 
 
 @pytest.mark.parametrize("name", ["local", "compose", "helm-gateway", "helm-sidecar"])
