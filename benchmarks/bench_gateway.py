@@ -156,6 +156,24 @@ def bare_bootstrap(port: int, mock_port: int) -> dict:
             "static_resources": {"listeners": [_listener(port, routes)], "clusters": [cluster]}}
 
 
+LITELLM_VENV = ROOT / ".cache" / "litellm-venv"
+# The scenarios a peer gateway can serve too (same request, same mock, same bare Envoy baseline).
+PEER_SCENARIOS = ("passthrough (fast path)", "OpenAI -> Anthropic")
+
+
+def start_litellm(port: int, mock: str, tmp: Path) -> subprocess.Popen:
+    """LiteLLM's proxy in its own venv (created here on first use), routing claude-x to the mock."""
+    binary = LITELLM_VENV / "bin" / "litellm"
+    if not binary.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True)
+        subprocess.run([str(LITELLM_VENV / "bin" / "pip"), "install", "-q", "litellm[proxy]"], check=True)
+    cfg = {"model_list": [{"model_name": "claude-x", "litellm_params": {
+        "model": "anthropic/claude-x", "api_base": mock, "api_key": "bench"}}]}
+    (tmp / "litellm.yaml").write_text(yaml.safe_dump(cfg))
+    return start([str(binary), "--config", str(tmp / "litellm.yaml"), "--host", "127.0.0.1", "--port", str(port)],
+                 tmp / "litellm.log", ready="Uvicorn running")
+
+
 def gateway_config(port: int, extproc_port: int, workers: int, mock: str) -> dict:
     return {
         "listen": {"host": "127.0.0.1", "port": port},
@@ -306,6 +324,10 @@ def measure(args: argparse.Namespace) -> dict:
         time.sleep(1.0)
         urls = {"mock": f"http://127.0.0.1:{mock_port}", "bare": f"http://127.0.0.1:{bare_port}",
                 "gateway": f"http://127.0.0.1:{gw_port}"}
+        if args.peer == "litellm":
+            peer_port = free_port()
+            procs.append(start_litellm(peer_port, f"http://127.0.0.1:{mock_port}", tmp))
+            urls["litellm"] = f"http://127.0.0.1:{peer_port}"
         rss_start = gw.rss()
         n, c = args.requests, args.concurrency
         n1 = max(50, n // 10)
@@ -326,6 +348,13 @@ def measure(args: argparse.Namespace) -> dict:
                     row[side]["c1"] = asdict(hey(binary, urls[side], sc, body, n1, 1))
                     row[side]["at_100rps"] = asdict(hey(binary, urls[side], sc, body, min(n, 500), 10, qps=10))
             row["ratio_rps"] = round(row["gateway"]["load"]["rps"] / row["bare"]["load"]["rps"], 3)
+            if "litellm" in urls and sc.name in PEER_SCENARIOS:
+                try:
+                    peer = hey(binary, urls["litellm"], sc, body, max(200, n // 10), c)
+                    row["litellm"] = {"load": asdict(peer),
+                                      "ratio_rps": round(peer.rps / row["bare"]["load"]["rps"], 3)}
+                except (RuntimeError, subprocess.SubprocessError) as exc:
+                    row["litellm"] = {"error": str(exc)[:300]}
             if not args.smoke:
                 row["added_p50_c1_ms"] = round(row["gateway"]["c1"]["p50_ms"] - row["bare"]["c1"]["p50_ms"], 3)
                 row["added_p50_100rps_ms"] = round(row["gateway"]["at_100rps"]["p50_ms"]
@@ -407,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--smoke", action="store_true", help="a few hundred requests, two scenarios (CI)")
+    ap.add_argument("--peer", choices=["litellm"], help="also drive LiteLLM's proxy (own venv) for the same table")
     args = ap.parse_args(argv)
     if args.smoke:
         args.requests = min(args.requests, 300)
@@ -417,6 +447,10 @@ def main(argv: list[str] | None = None) -> int:
     chart(report, args.out / "latest.png")
     print()
     print(table(report))
+    for r in report["scenarios"]:
+        if "litellm" in r and "load" in r["litellm"]:
+            print(f"LiteLLM, {r['scenario']}: {r['litellm']['load']['rps']:.0f} rps, "
+                  f"ratio to bare Envoy {r['litellm']['ratio_rps']:.3f}")
     print(f"\nmock served directly: {report['mock_direct_rps']:.0f} rps; RSS start {report['rss_start']}, "
           f"end {report['rss_end']}; written to {args.out}")
     return 0
