@@ -307,10 +307,26 @@ class BudgetsConfig(_Model):
 
 
 class Recording(_Model):
-    """Session records of routing decisions (see extproc/observe/recording.py); off by default."""
+    """Session records with bodies, in a SQLite store under `dir` (extproc/observe/sessions.py); off by
+    default. Written by a thread off the request path through a queue of `queue_size` records (a full
+    queue drops and counts); records older than `max_age_days` and the oldest beyond `max_bytes` of
+    compressed bodies are deleted; a body beyond `max_body_bytes` is cut there (and says so)."""
 
     enabled: bool = False
     dir: str = "~/.lunaroute/sessions"
+    max_age_days: float = Field(30, gt=0)
+    max_bytes: int = Field(1 << 30, ge=1 << 20)
+    queue_size: int = Field(1000, ge=1)
+    max_body_bytes: int = Field(8 << 20, ge=1024)
+
+
+class ModelPrice(_Model):
+    """USD per million tokens for the models a `pricing` glob matches (extproc/observe/pricing.py)."""
+
+    input_per_mtok: float = Field(0.0, ge=0)
+    output_per_mtok: float = Field(0.0, ge=0)
+    cache_read_per_mtok: float = Field(0.0, ge=0)
+    cache_write_per_mtok: float = Field(0.0, ge=0)
 
 
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
@@ -430,6 +446,7 @@ class Config(_Model):
     routing: Routing = Routing()
     bypass: Bypass = Bypass()
     recording: Recording = Recording()
+    pricing: dict[str, ModelPrice] = {}  # model glob → price, before the shipped defaults
     budgets: BudgetsConfig = BudgetsConfig()
     access: Access = Access()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -554,7 +571,7 @@ def _describe(err: dict[str, Any], model_fields: Any) -> str:
 def _all_field_names() -> list[str]:
     names: set[str] = set()
     for m in (Config, Listen, Admin, ExtProc, Limits, Timeouts, Retries, Provider, Rule, Routing, Bypass,
-              Recording, Pricing, BudgetsConfig, ToolSchema, Access, GatewayKey):
+              Recording, Pricing, ModelPrice, BudgetsConfig, ToolSchema, Access, GatewayKey):
         names.update(m.model_fields)
     return sorted(names)
 

@@ -751,6 +751,7 @@ def gate_settings(cfg: Config, digests: dict[str, GatewayKey]) -> dict[str, Any]
         "json_paths": list(JSON_PATHS),
         "fast_paths": dict.fromkeys(fast_settings(cfg)["paths"], True),
         "fast_max_bytes": cfg.limits.fast_path_max_bytes,
+        "record_peer": cfg.recording.enabled,
         "replies": {reason: {"status": str(status),
                              "bodies": {d: b.decode() for d, b in error_bodies(status, message).items()}}
                     for reason, (status, message) in _GATE_REPLIES.items()},

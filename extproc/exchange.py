@@ -36,19 +36,16 @@ from .local_replies import advertised_models, count_tokens_reply, error_reply, m
 from .markers import NO_MARKER, PREFIX, take_marker
 from .observe import metrics
 from .observe.budgets import Budgets
-from .observe.recording import SessionRecorder
+from .observe.pricing import Price, PriceTable
+from .observe.recording import Draft, anonymise_ip, session_of
+from .observe.sessions import RecordWriter
 from .paths import Kind
 from .responses import ModelListMerge, ResponseTranslation, UsageMeter, status_of
 from .routing import Observed, Router, pop_preferences, request_model
 
 log = logging.getLogger("lunaroute")
 MARKER_BYTES = PREFIX.encode()
-SESSION_HEADERS = ("x-claude-code-session-id", "session-id")  # Claude Code's, Codex's
-
-
-def session_of(headers: dict[str, str]) -> str | None:
-    """The client's session id, naming its session record file."""
-    return next((headers[h] for h in SESSION_HEADERS if headers.get(h)), None)
+PEER_HEADER = "x-lunaroute-peer"  # the client's address, written by the gate when recording
 
 
 # Answered by the gateway itself, behind its own Envoy only.
@@ -67,7 +64,13 @@ class Gateway:
         self.observed = Observed()
         self.router = Router(cfg, self.observed)
         self.provider_names = frozenset(cfg.providers)
-        self.recorder = SessionRecorder(cfg.recording.dir) if cfg.recording.enabled else None
+        rec = cfg.recording
+        self.recorder = RecordWriter(rec.dir, rec.queue_size, rec.max_age_days, rec.max_bytes) if rec.enabled else None
+        self.prices = PriceTable(
+            {glob: Price(p.input_per_mtok, p.output_per_mtok, p.cache_read_per_mtok, p.cache_write_per_mtok)
+             for glob, p in cfg.pricing.items()},
+            {name: Price(p.pricing.input_per_mtok, p.pricing.output_per_mtok)
+             for name, p in cfg.providers.items() if p.pricing is not None})
         self.budgets = Budgets(cfg.budgets) if cfg.budgets.daily_tokens else None
         self._healthy = healthy or (lambda: True)
         self._ticks = 0
@@ -78,6 +81,11 @@ class Gateway:
 
     def ready(self) -> bool:
         return bool(self._healthy())
+
+    def close(self) -> None:
+        """Flush what is queued for the session store (SIGTERM)."""
+        if self.recorder is not None:
+            self.recorder.close()
 
     def provider(self, name: str) -> Provider:
         return self.cfg.providers[name]
@@ -133,6 +141,9 @@ class Exchange:
         self.status = 0
         self.started = 0.0  # when the request left for the provider
         self.ttfb = -1.0
+        self.draft: Draft | None = None  # this request's session record, when recording
+        self.sent_model: str | None = None
+        self.busy = 0.0  # seconds the gateway itself spent on this exchange (its overhead)
 
     # -- request ---------------------------------------------------------------------------------
 
@@ -178,9 +189,13 @@ class Exchange:
     def on_request_body(self, body: bytes) -> Reply:
         if self.req.kind not in paths.BODY_KINDS:
             return Reply()  # answered or forwarded in the headers phase; the body is not ours to route
+        began = perf_counter()
         reply = self._on_request_body(body)
         if reply.immediate is None:
             self._scrub(reply)
+            if self.draft is not None and reply.body is not None:
+                self.draft.provider_request = reply.body
+        self.busy += perf_counter() - began
         return reply
 
     def _scrub(self, reply: Reply) -> None:
@@ -243,14 +258,16 @@ class Exchange:
                  f" model_override:{overrides[name]}" if name in overrides else "",
                  f" fallbacks:{','.join(chain[1:])}" if len(chain) > 1 else "",
                  f" key:{req.key}" if req.key else "")
-        if gw.recorder is not None:
-            gw.recorder.record(session_of(headers), {
-                "event": "route", "path": req.path, "client": req.client, "provider": f"lunaroute:{name}",
-                "key": req.key or None,
-                "reason": decision.reason, "model": model, "model_override": overrides.get(name),
-                "fallbacks": list(chain[1:]), "stream": bool(doc.get("stream"))})
         if req.kind in paths.COUNT_KINDS and provider.type != req.client:
             return self._answer(count_tokens_reply(req.client, doc))
+        self.sent_model = overrides.get(name) or model
+        if gw.recorder is not None:
+            self.draft = Draft(gw.cfg.recording.max_body_bytes, raw, {
+                "session": session_of(headers, doc) or "no-session", "request_id": headers.get("x-request-id"),
+                "key": req.key or None, "client": req.client, "path": req.path, "provider": name,
+                "model": model, "sent_model": self.sent_model, "reason": decision.reason,
+                "stream": bool(doc.get("stream")), "client_ip": anonymise_ip(
+                    headers.get(PEER_HEADER) or headers.get("x-forwarded-for"))})
         if len(chain) > 1 and req.kind not in paths.COUNT_KINDS:
             return self._with_fallbacks(doc, changed, model, chain, {n: overrides[n] for n in chain if n in overrides})
         model = overrides.get(name) or model
@@ -265,6 +282,8 @@ class Exchange:
         self.started = perf_counter()
         if self.response is None and gw.budgets is not None and gw.budgets.budgeted(name):
             self.response = UsageMeter()  # the provider's usage is this budget's only source
+        if self.response is None and self.draft is not None:
+            self.response = UsageMeter(self.draft.add_response)  # the record needs the response
         if self.response is None and not gw.sample():
             # Nothing to translate: the response goes to the client without another trip to Python.
             reply.response_header_mode = "SKIP"
@@ -281,6 +300,9 @@ class Exchange:
             doc["model"] = model
             changed = True
         reply = Reply(clear_route_cache=True, response_header_mode="SKIP")
+        if self.draft is not None:  # the attempts translate; the record reads what reaches the client
+            reply.response_header_mode = None
+            self.response = UsageMeter(self.draft.add_response)
         reply.set_headers[CLUSTER_HEADER] = cluster_name(chain[0])
         for i, name in enumerate(chain[1:], start=1):
             reply.set_headers[FALLBACK_HEADER.format(i)] = cluster_name(name)
@@ -392,6 +414,8 @@ class Exchange:
 
     def on_response_headers(self, headers: dict[str, str]) -> Reply:
         self.status = status_of(headers)
+        if self.draft is not None and headers.get("x-lunaroute-provider"):
+            self.draft.meta["provider"] = headers["x-lunaroute-provider"]  # the chain's member that answered
         metrics.RESPONSES.labels(self.req.kind.value, self.provider_name or "gateway", str(self.status)).inc()
         if self.started and self.status < 400:
             self.ttfb = perf_counter() - self.started
@@ -402,7 +426,13 @@ class Exchange:
     def on_response_body(self, chunk: bytes, end_of_stream: bool) -> Reply:
         if self.response is None:
             return Reply()
+        began = perf_counter()
         reply = self.response.on_body(chunk, end_of_stream)
+        self.busy += perf_counter() - began
+        if self.draft is not None and isinstance(self.response, ResponseTranslation):
+            self.draft.add_response(reply.body or b"")
+        if end_of_stream and self.draft is not None:
+            self._finish_record("ok")
         if end_of_stream and self.response.usage:
             usage = self.response.usage
             metrics.TOKENS.labels(self.provider_name, "input").inc(usage.get("input", 0))
@@ -412,11 +442,29 @@ class Exchange:
             if self.ttfb >= 0:
                 self.gw.observed.observe(self.provider_name, self.ttfb, usage.get("output", 0),
                                          perf_counter() - self.started)
-            if self.gw.recorder is not None:
-                self.gw.recorder.record(session_of(self.req.headers or {}), {
-                    "event": "response", "path": self.req.path, "provider": f"lunaroute:{self.provider_name}",
-                    "status": self.status, "usage": usage})
         return reply
+
+    def _finish_record(self, outcome: str) -> None:
+        """Hand this request's record to the writer thread, with its cost (and count the cost)."""
+        draft = self.draft
+        assert draft is not None and self.gw.recorder is not None
+        usage = dict(self.response.usage) if self.response is not None else {}
+        provider = draft.meta["provider"]
+        cost = self.gw.prices.cost(self.sent_model, usage, provider)
+        if cost:
+            metrics.COST.labels(provider, self.sent_model or "").inc(cost)
+        record = draft.finish(status=self.status, outcome=outcome, usage=usage, cost_usd=cost,
+                              overhead_ms=round(self.busy * 1000, 3))
+        self.gw.recorder.submit(record)
+        log.info("recorded %s %s -> lunaroute:%s status %s %s usage %s cost $%s ttft %s ms overhead %.2f ms",
+                 self.req.method, self.req.path, provider, self.status, outcome, usage, cost, record["ttft_ms"],
+                 self.busy * 1000)
+
+    def close(self) -> None:
+        """The ext_proc stream ended. A record still open belongs to an interrupted exchange (the
+        client went away, or the provider's stream was cut): it is recorded as such, with what came."""
+        if self.draft is not None and not self.draft.done:
+            self._finish_record("interrupted")
 
     def internal_error(self, phase: str) -> Reply:
         """Something in the pipeline broke: answer in the client's dialect, keep serving."""

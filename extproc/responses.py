@@ -37,11 +37,22 @@ def _usage_of(doc: dict) -> dict[str, int]:
     if not isinstance(usage, dict):
         return {}
     if "input_tokens" in usage or "output_tokens" in usage:
-        return {
+        out = {
             "input": int(usage.get("input_tokens") or 0) + int(usage.get("cache_read_input_tokens") or 0),
             "output": int(usage.get("output_tokens") or 0),
         }
-    return {"input": int(usage.get("prompt_tokens") or 0), "output": int(usage.get("completion_tokens") or 0)}
+        details_in, details_out = usage.get("input_tokens_details"), usage.get("output_tokens_details")
+    else:
+        out = {"input": int(usage.get("prompt_tokens") or 0), "output": int(usage.get("completion_tokens") or 0)}
+        details_in, details_out = usage.get("prompt_tokens_details"), usage.get("completion_tokens_details")
+    # Cache and reasoning counts (for cost and records) only when reported, so plain usage stays plain.
+    extra = {
+        "cache_read": usage.get("cache_read_input_tokens") or (details_in or {}).get("cached_tokens"),
+        "cache_write": usage.get("cache_creation_input_tokens"),
+        "reasoning": (details_out or {}).get("reasoning_tokens"),
+    }
+    out.update({k: int(v) for k, v in extra.items() if isinstance(v, int) and v > 0})
+    return out
 
 
 class ResponseTranslation:
@@ -213,8 +224,9 @@ class UsageMeter:
     """Reads the token usage of an untranslated response without changing a byte of it (the client
     gets the provider's own encoding). Used where a budget needs the count."""
 
-    def __init__(self) -> None:
+    def __init__(self, sink: Callable[[bytes], None] | None = None) -> None:
         self.usage: dict[str, int] = {}
+        self.sink = sink  # sees the decoded bytes too (session recording), errors included
         self._decoder = decoder("")
         self._sse: SSEParser | None = None
         self._buffer = bytearray()
@@ -225,7 +237,7 @@ class UsageMeter:
             self._decoder = decoder(headers.get("content-encoding", ""))
         except ValueError:
             return Reply()  # an encoding we cannot read: not metered
-        if status != 200:
+        if status != 200 and self.sink is None:
             return Reply()
         self._off = False
         if headers.get("content-type", "").startswith("text/event-stream"):
@@ -238,6 +250,8 @@ class UsageMeter:
             return Reply()
         try:
             data = self._decoder.feed(chunk) + (self._decoder.flush() if end_of_stream else b"")
+            if self.sink is not None:
+                self.sink(data)
             if self._sse is not None:
                 for event in self._sse.feed(data):
                     self._count(event.data)

@@ -147,6 +147,15 @@ def step(exchange: Exchange | AttemptExchange, req: pb.ProcessingRequest) -> pb.
     return response
 
 
+def closed(exchange: Exchange | AttemptExchange) -> None:
+    """The stream is over (finished, cancelled or cut): let the exchange settle what is still open."""
+    if isinstance(exchange, Exchange):
+        try:
+            exchange.close()
+        except Exception:  # noqa: BLE001 - closing must never take the worker down
+            log.exception("could not close an exchange")
+
+
 class ExternalProcessor(pb_grpc.ExternalProcessorServicer):
     """The grpc.aio servicer the workers run."""
 
@@ -157,18 +166,21 @@ class ExternalProcessor(pb_grpc.ExternalProcessorServicer):
         exchange = exchange_for(self.gateway, context.invocation_metadata())
         idle_s = self.gateway.cfg.timeouts.stream_idle_s
         requests = aiter(request_iterator)
-        while True:
-            stream = translated_stream(exchange)
-            try:
-                req = await (asyncio.wait_for(anext(requests), idle_s) if stream else anext(requests))
-            except StopAsyncIteration:
-                return
-            except TimeoutError:
-                # The provider went silent mid-stream: end the client's stream with an error event
-                # before Envoy's idle timeout would cut the connection (see envoy_config.STALL_GRACE_S).
-                yield to_proto("response_body", stream.stalled(idle_s))
-                return
-            yield step(exchange, req)
+        try:
+            while True:
+                stream = translated_stream(exchange)
+                try:
+                    req = await (asyncio.wait_for(anext(requests), idle_s) if stream else anext(requests))
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    # The provider went silent mid-stream: end the client's stream with an error event
+                    # before Envoy's idle timeout would cut the connection (see envoy_config.STALL_GRACE_S).
+                    yield to_proto("response_body", stream.stalled(idle_s))
+                    return
+                yield step(exchange, req)
+        finally:
+            closed(exchange)
 
 
 class ExternalProcessorSync(pb_grpc.ExternalProcessorServicer):
@@ -179,8 +191,11 @@ class ExternalProcessorSync(pb_grpc.ExternalProcessorServicer):
 
     def Process(self, request_iterator, context):  # noqa: N802 - gRPC method name
         exchange = exchange_for(self.gateway, context.invocation_metadata())
-        for req in request_iterator:
-            yield step(exchange, req)
+        try:
+            for req in request_iterator:
+                yield step(exchange, req)
+        finally:
+            closed(exchange)
 
 
 def grpc_options(cfg: Config) -> list[tuple[str, int]]:
@@ -222,6 +237,7 @@ async def serve(cfg: Config, port: int, drain_s: float = 10.0, restarted: bool =
     await _set_health(health_servicer, health_pb2.HealthCheckResponse.NOT_SERVING)
     log.info("ext_proc worker on port %d draining", port)
     await server.stop(grace=drain_s)
+    await asyncio.to_thread(gateway.close)  # flush queued session records, off the event loop
 
 
 async def _set_health(servicer: health.aio.HealthServicer, status: int) -> None:

@@ -104,7 +104,7 @@ def test_the_meter_counts_a_compressed_stream_and_leaves_every_byte_alone() -> N
     raw = gzip.compress(ANTHROPIC_SSE)
     replies = [meter.on_body(raw[i:i + 17], i + 17 >= len(raw)) for i in range(0, len(raw), 17)]
     assert all(r.body is None and not r.set_headers for r in replies)  # the client gets the provider's bytes
-    assert meter.usage == {"input": 26, "output": 7}
+    assert meter.usage == {"input": 26, "output": 7, "cache_read": 5}  # input includes the cache reads
 
 
 def test_the_meter_counts_a_json_response_and_ignores_errors() -> None:
@@ -123,7 +123,7 @@ def test_the_meter_counts_a_passthrough_responses_api_stream() -> None:
     meter.on_body(b'event: response.created\ndata: {"type":"response.created","response":{"usage":null}}\n\n'
                   b'event: response.completed\ndata: ' + orjson.dumps(
                       {"type": "response.completed", "response": {"id": "resp_1", "usage": usage}}) + b"\n\n", True)
-    assert meter.usage == {"input": 40, "output": 11}
+    assert meter.usage == {"input": 40, "output": 11, "cache_read": 8}
 
 
 def test_a_spent_provider_is_skipped_for_its_fallback_and_alone_it_is_a_429(tmp_path: Path) -> None:

@@ -70,6 +70,16 @@ TOKENS = Counter(
     "Tokens reported by providers in translated responses, by provider and direction.",
     ["provider", "direction"],
 )
+RECORDS_DROPPED = Counter(
+    "lunaroute_records_dropped_total",
+    "Session records not written, by why (queue_full: the writer fell behind; store_error).",
+    ["reason"],
+)
+COST = Counter(
+    "lunaroute_cost_usd_total",
+    "What requests cost in USD by the pricing table, by provider and model sent.",
+    ["provider", "model"],
+)
 
 
 def exposition() -> tuple[bytes, str]:
