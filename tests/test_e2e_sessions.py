@@ -1,0 +1,97 @@
+"""Session recording through the real Envoy with both SDKs, read back with `lunaroute sessions`: the
+records hold what was sent and what came back, usage and cost as the mocks reported them, and never
+a key — not in the store, not in the logs, not in the metrics."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import anthropic
+import openai
+import orjson
+import pytest
+
+from tests.conftest import TEST_OPENAI_KEY, Gateway, standard_config
+
+pytestmark = pytest.mark.e2e
+
+GATEWAY_KEY = "lr-test-gateway-key-alice-0123456789"
+
+
+def sessions_cli(gw: Gateway, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "extproc.cli", "sessions", *args, "--config", str(gw.config_path)],
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.fixture
+def recorded(tmp_path, anthropic_mock, openai_mock):
+    cfg = standard_config(anthropic_mock.base_url, openai_mock.base_url)
+    cfg["recording"] = {"enabled": True, "dir": str(tmp_path / "sessions")}
+    cfg["pricing"] = {"gpt-mock*": {"input_per_mtok": 2, "output_per_mtok": 8, "cache_read_per_mtok": 0.5}}
+    cfg["access"] = {"keys": [{"name": "alice", "key_env": "LR_TEST_GW_KEY"}]}
+    gw = Gateway(tmp_path, cfg, workers=2).start(env={"LR_TEST_OPENAI_KEY": TEST_OPENAI_KEY,
+                                                       "LR_TEST_GW_KEY": GATEWAY_KEY})
+    yield gw
+    gw.stop()
+
+
+def test_a_session_is_recorded_and_shown_as_sent_with_usage_and_cost(recorded: Gateway) -> None:
+    gw = recorded
+    claude = anthropic.Anthropic(base_url=gw.url, api_key=GATEWAY_KEY, max_retries=0,
+                                 default_headers={"x-claude-code-session-id": "e2e-session-1"})
+    with claude.messages.stream(model="claude-sonnet-4-5", max_tokens=50,
+                                messages=[{"role": "user", "content": "hello recorder"}]) as stream:
+        assert "".join(stream.text_stream) == "Hello from mock Anthropic"
+    marked = [{"role": "user", "content": "[LUNAROUTE:gpt] translate me"}]
+    assert claude.messages.create(model="claude-sonnet-4-5", max_tokens=50, messages=marked).content[0].text == (
+        "Hello from mock OpenAI")
+    chat = openai.OpenAI(base_url=gw.url + "/v1", api_key=GATEWAY_KEY, max_retries=0,
+                         default_headers={"x-session-id": "e2e-session-2"})
+    parts = chat.chat.completions.create(model="claude-sonnet-4-5", stream=True,
+                                         messages=[{"role": "user", "content": "stream me"}])
+    assert "".join(c.choices[0].delta.content or "" for c in parts if c.choices) == "Hello from mock Anthropic"
+    status, _, metrics_text = gw.get("/metrics")
+    assert status == 200
+    assert gw.stop() == 0  # SIGTERM flushes the writers
+
+    shown = sessions_cli(gw, "show", "e2e-session-1", "--json")
+    assert shown.returncode == 0, shown.stderr
+    first, second = orjson.loads(shown.stdout)
+    assert first["request"]["messages"] == [{"role": "user", "content": "hello recorder"}]
+    assert first["provider_request"] is None  # passthrough: the provider got the client's bytes
+    assert first["response"]["content"] == [{"type": "text", "text": "Hello from mock Anthropic"}]
+    assert (first["provider"], first["key"], first["status"], first["outcome"], first["stream"]) == (
+        "anthropic", "alice", 200, "ok", True)
+    assert (first["input"], first["output"], first["cache_read"]) == (26, 7, 5)  # the mock's 21 + 5 cached, 7
+    assert first["cost_usd"] == pytest.approx((21 * 3 + 5 * 0.30 + 7 * 15) / 1e6)  # shipped claude-sonnet-4 price
+    assert first["ttft_ms"] > 0 and first["client_ip"] == "127.0.0.0/24"
+
+    assert second["request"]["messages"] == marked
+    assert second["provider_request"]["model"] == "gpt-mock"
+    assert second["provider_request"]["messages"][-1]["content"] == "translate me"  # marker stripped
+    assert second["response"]["content"][0]["text"] == "Hello from mock OpenAI"  # in the client's dialect
+    assert (second["provider"], second["reason"], second["input"], second["output"], second["cache_read"]) == (
+        "gpt", "marker", 30, 9, 10)
+    assert second["cost_usd"] == pytest.approx((20 * 2 + 10 * 0.5 + 9 * 8) / 1e6)  # the configured price
+
+    (chat_turn,) = orjson.loads(sessions_cli(gw, "show", "e2e-session-2", "--json").stdout)
+    assert chat_turn["client"] == "openai" and chat_turn["response"]["choices"][0]["message"]["content"] == (
+        "Hello from mock Anthropic")
+
+    listed = {s["session"]: s for s in orjson.loads(sessions_cli(gw, "list", "--json").stdout)}
+    assert listed["e2e-session-1"]["requests"] == 2 and listed["e2e-session-1"]["providers"] == ["anthropic", "gpt"]
+    assert listed["e2e-session-1"]["cost_usd"] == pytest.approx(first["cost_usd"] + second["cost_usd"])
+    (by_key,) = orjson.loads(sessions_cli(gw, "stats", "--by", "key", "--json").stdout)
+    assert (by_key["key"], by_key["requests"]) == ("alice", 3)
+
+    table = sessions_cli(gw, "show", "e2e-session-1")
+    assert table.returncode == 0 and "hello recorder" in table.stdout and "Hello from mock OpenAI" in table.stdout
+    exported = sessions_cli(gw, "export", "e2e-session-1").stdout
+    assert len(exported.splitlines()) == 2
+
+    for where, text in (("log", gw.log()), ("metrics", metrics_text.decode()), ("export", exported),
+                        ("list", sessions_cli(gw, "list").stdout)):
+        assert GATEWAY_KEY not in text and TEST_OPENAI_KEY not in text, where
+    for path in (gw.workdir / "sessions").iterdir():  # the store, its WAL
+        assert GATEWAY_KEY.encode() not in path.read_bytes() and TEST_OPENAI_KEY.encode() not in path.read_bytes()
