@@ -320,6 +320,28 @@ class Recording(_Model):
     max_body_bytes: int = Field(8 << 20, ge=1024)
 
 
+class Pii(_Model):
+    """PII redaction (extproc/observe/pii.py): always for session records, and for the request sent to
+    the provider when `redact_requests`. `tokenize` keys its HMAC with the secret in the environment
+    variable `token_secret_env` (the same secret everywhere gives the same tokens everywhere)."""
+
+    detect: list[Literal["email", "phone", "ssn", "credit_card", "ip", "secret"]] = [
+        "email", "phone", "ssn", "credit_card", "ip", "secret"]
+    mode: Literal["mask", "remove", "tokenize", "partial"] = "mask"
+    redact_requests: bool = False
+    token_secret_env: str | None = None
+
+    def secret(self, env: dict[str, str]) -> bytes:
+        """The tokenize mode's key, read from the environment by the process that redacts."""
+        if self.mode != "tokenize":
+            return b""
+        value = env.get(self.token_secret_env or "", "")
+        if len(value) < 16:
+            raise ConfigError(f"pii.token_secret_env: mode tokenize needs a secret of at least 16 characters in "
+                              f"${self.token_secret_env or '<unset>'}; set pii.token_secret_env and that variable")
+        return value.encode()
+
+
 class ModelPrice(_Model):
     """USD per million tokens for the models a `pricing` glob matches (extproc/observe/pricing.py)."""
 
@@ -447,6 +469,7 @@ class Config(_Model):
     bypass: Bypass = Bypass()
     recording: Recording = Recording()
     pricing: dict[str, ModelPrice] = {}  # model glob → price, before the shipped defaults
+    pii: Pii = Pii()
     budgets: BudgetsConfig = BudgetsConfig()
     access: Access = Access()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -500,6 +523,7 @@ class Config(_Model):
             if p.api_key_file and not os.access(os.path.expanduser(p.api_key_file), os.R_OK):
                 raise ConfigError(f"providers.{name}.api_key_file: {p.api_key_file!r} is not a readable "
                                   f"file; create it with the key as its only content")
+        self.pii.secret(dict(os.environ))
         self.key_digests()
 
     def key_digests(self, env: dict[str, str] | None = None) -> dict[str, GatewayKey]:
@@ -571,7 +595,7 @@ def _describe(err: dict[str, Any], model_fields: Any) -> str:
 def _all_field_names() -> list[str]:
     names: set[str] = set()
     for m in (Config, Listen, Admin, ExtProc, Limits, Timeouts, Retries, Provider, Rule, Routing, Bypass,
-              Recording, Pricing, ModelPrice, BudgetsConfig, ToolSchema, Access, GatewayKey):
+              Recording, Pii, Pricing, ModelPrice, BudgetsConfig, ToolSchema, Access, GatewayKey):
         names.update(m.model_fields)
     return sorted(names)
 

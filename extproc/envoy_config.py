@@ -349,8 +349,9 @@ def glob_to_lua(glob: str) -> str | None:
 
 def _fast_target(cfg: Config, chain: list[str], dialect: str) -> str:
     """The provider the fast path may send to directly, or "" when Python must see the request:
-    a fallback chain, another dialect (translation), a budget to meter, or recording."""
-    if len(chain) != 1 or cfg.recording.enabled:
+    a fallback chain, another dialect (translation), a budget to meter, recording, or PII redaction
+    of requests."""
+    if len(chain) != 1 or cfg.recording.enabled or cfg.pii.redact_requests:
         return ""
     name = chain[0]
     if cfg.providers[name].type != dialect or name in cfg.budgets.daily_tokens:

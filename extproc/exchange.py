@@ -8,6 +8,7 @@ worker (config, router); an `Exchange` holds one request's state.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -36,6 +37,7 @@ from .local_replies import advertised_models, count_tokens_reply, error_reply, m
 from .markers import NO_MARKER, PREFIX, take_marker
 from .observe import metrics
 from .observe.budgets import Budgets
+from .observe.pii import Redactor
 from .observe.pricing import Price, PriceTable
 from .observe.recording import Draft, anonymise_ip, session_of
 from .observe.sessions import RecordWriter
@@ -64,8 +66,11 @@ class Gateway:
         self.observed = Observed()
         self.router = Router(cfg, self.observed)
         self.provider_names = frozenset(cfg.providers)
-        rec = cfg.recording
-        self.recorder = RecordWriter(rec.dir, rec.queue_size, rec.max_age_days, rec.max_bytes) if rec.enabled else None
+        rec, pii = cfg.recording, cfg.pii
+        self.redactor = Redactor(pii.detect, pii.mode, pii.secret(dict(os.environ))) if pii.detect and (
+            rec.enabled or pii.redact_requests) else None
+        self.recorder = RecordWriter(rec.dir, rec.queue_size, rec.max_age_days, rec.max_bytes,
+                                     self.redactor.redact if self.redactor else None) if rec.enabled else None
         self.prices = PriceTable(
             {glob: Price(p.input_per_mtok, p.output_per_mtok, p.cache_read_per_mtok, p.cache_write_per_mtok)
              for glob, p in cfg.pricing.items()},
@@ -144,6 +149,7 @@ class Exchange:
         self.draft: Draft | None = None  # this request's session record, when recording
         self.sent_model: str | None = None
         self.busy = 0.0  # seconds the gateway itself spent on this exchange (its overhead)
+        self.redacted = False  # PII was taken out of the request before it went on (pii.redact_requests)
 
     # -- request ---------------------------------------------------------------------------------
 
@@ -206,6 +212,10 @@ class Exchange:
                 reply.remove_headers.append(name)
 
     def _on_request_body(self, body: bytes) -> Reply:
+        redactor = self.gw.redactor
+        if redactor is not None and self.gw.cfg.pii.redact_requests:
+            clean = redactor.redact(body)
+            self.redacted, body = clean is not body, clean
         try:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -232,7 +242,7 @@ class Exchange:
             metrics.UNKNOWN_MARKERS.inc()
             log.warning("unknown provider in marker [LUNAROUTE:%s]; routing by default", marker.name)
         prefs_value, popped = pop_preferences(doc)
-        changed = changed or popped
+        changed = changed or popped or self.redacted
         prefs = gw.router.parse_preferences(prefs_value, headers.get("x-provider"))
         model = request_model(doc.get("model"), headers.get("x-model"))
         decision = gw.router.decide(marker, prefs, model, req.path)
