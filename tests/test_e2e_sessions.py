@@ -17,6 +17,7 @@ from tests.conftest import TEST_OPENAI_KEY, Gateway, standard_config
 pytestmark = pytest.mark.e2e
 
 GATEWAY_KEY = "lr-test-gateway-key-alice-0123456789"
+PROMPT = "hello recorder, mail jane.doe@example.com, card 4111 1111 1111 1111"
 
 
 def sessions_cli(gw: Gateway, *args: str) -> subprocess.CompletedProcess:
@@ -36,13 +37,14 @@ def recorded(tmp_path, anthropic_mock, openai_mock):
     gw.stop()
 
 
-def test_a_session_is_recorded_and_shown_as_sent_with_usage_and_cost(recorded: Gateway) -> None:
+def test_a_session_is_recorded_and_shown_as_sent_with_usage_and_cost(recorded: Gateway, anthropic_mock) -> None:
     gw = recorded
     claude = anthropic.Anthropic(base_url=gw.url, api_key=GATEWAY_KEY, max_retries=0,
                                  default_headers={"x-claude-code-session-id": "e2e-session-1"})
     with claude.messages.stream(model="claude-sonnet-4-5", max_tokens=50,
-                                messages=[{"role": "user", "content": "hello recorder"}]) as stream:
+                                messages=[{"role": "user", "content": PROMPT}]) as stream:
         assert "".join(stream.text_stream) == "Hello from mock Anthropic"
+    assert anthropic_mock.requests[-1].json()["messages"][0]["content"] == PROMPT  # pii.redact_requests is off
     marked = [{"role": "user", "content": "[LUNAROUTE:gpt] translate me"}]
     assert claude.messages.create(model="claude-sonnet-4-5", max_tokens=50, messages=marked).content[0].text == (
         "Hello from mock OpenAI")
@@ -58,7 +60,9 @@ def test_a_session_is_recorded_and_shown_as_sent_with_usage_and_cost(recorded: G
     shown = sessions_cli(gw, "show", "e2e-session-1", "--json")
     assert shown.returncode == 0, shown.stderr
     first, second = orjson.loads(shown.stdout)
-    assert first["request"]["messages"] == [{"role": "user", "content": "hello recorder"}]
+    # recorded as sent, PII masked (pii.mode's default); the provider got the prompt untouched
+    assert first["request"]["messages"] == [{"role": "user", "content": "hello recorder, mail [EMAIL], card "
+                                                                        "[CREDIT_CARD]"}]
     assert first["provider_request"] is None  # passthrough: the provider got the client's bytes
     assert first["response"]["content"] == [{"type": "text", "text": "Hello from mock Anthropic"}]
     assert (first["provider"], first["key"], first["status"], first["outcome"], first["stream"]) == (
@@ -87,11 +91,13 @@ def test_a_session_is_recorded_and_shown_as_sent_with_usage_and_cost(recorded: G
 
     table = sessions_cli(gw, "show", "e2e-session-1")
     assert table.returncode == 0 and "hello recorder" in table.stdout and "Hello from mock OpenAI" in table.stdout
+    assert "jane.doe" not in table.stdout
     exported = sessions_cli(gw, "export", "e2e-session-1").stdout
     assert len(exported.splitlines()) == 2
 
     for where, text in (("log", gw.log()), ("metrics", metrics_text.decode()), ("export", exported),
                         ("list", sessions_cli(gw, "list").stdout)):
-        assert GATEWAY_KEY not in text and TEST_OPENAI_KEY not in text, where
+        assert GATEWAY_KEY not in text and TEST_OPENAI_KEY not in text and "jane.doe" not in text, where
     for path in (gw.workdir / "sessions").iterdir():  # the store, its WAL
-        assert GATEWAY_KEY.encode() not in path.read_bytes() and TEST_OPENAI_KEY.encode() not in path.read_bytes()
+        raw = path.read_bytes()
+        assert GATEWAY_KEY.encode() not in raw and TEST_OPENAI_KEY.encode() not in raw and b"jane.doe" not in raw
