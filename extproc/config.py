@@ -290,12 +290,37 @@ class Bypass(_Model):
     provider: str | None = None
 
 
+class BudgetLimit(_Model):
+    """One spending limit (extproc/observe/budgets.py): `usd` or `tokens` per `period` (UTC day or
+    month), for the requests that match every scope given — `key` (a gateway key's name), `provider`,
+    `session` — each a glob; `"*"` counts each key, provider or session on its own."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    key: str | None = None
+    provider: str | None = None
+    session: str | None = None
+    usd: float | None = Field(None, gt=0)
+    tokens: int | None = Field(None, ge=1)
+    period: Literal["day", "month"] = "day"
+
+    @model_validator(mode="after")
+    def _one_amount_some_scope(self) -> BudgetLimit:
+        if (self.usd is None) == (self.tokens is None):
+            raise ValueError(f"budget {self.name!r}: give exactly one of usd or tokens")
+        if self.key is None and self.provider is None and self.session is None:
+            raise ValueError(f"budget {self.name!r}: give at least one of key, provider, session ('*': each one)")
+        return self
+
+
 class BudgetsConfig(_Model):
-    """Daily token budgets per provider (UTC days). `store`: a SQLite file (one gateway) or a
-    `redis://` URL (shared by replicas)."""
+    """Spending limits, shared by every worker (SQLite file) or every replica (`redis://` URL).
+    `daily_tokens` is shorthand for a per-provider token limit per UTC day. Store calls wait at most
+    `timeout_ms` (off the event loop), then fail open."""
 
     store: str = "~/.lunaroute/budgets.sqlite"
     daily_tokens: dict[str, int] = {}
+    limits: list[BudgetLimit] = []
+    timeout_ms: int = Field(250, ge=1, le=10_000)
 
     @field_validator("daily_tokens")
     @classmethod
@@ -304,6 +329,10 @@ class BudgetsConfig(_Model):
             if tokens < 1:
                 raise ValueError(f"{name}: {tokens} is not a positive number of tokens per day")
         return v
+
+    def all_limits(self) -> list[BudgetLimit]:
+        return [BudgetLimit(name=f"daily_tokens.{p}", provider=p, tokens=n) for p, n in self.daily_tokens.items()
+                ] + self.limits
 
 
 class Recording(_Model):
@@ -490,6 +519,9 @@ class Config(_Model):
             self._known("bypass.provider", self.bypass.provider)
         for name in self.budgets.daily_tokens:
             self._known(f"budgets.daily_tokens.{name}", name)
+        names = [b.name for b in self.budgets.limits]
+        for dup in {n for n in names if names.count(n) > 1}:
+            raise ValueError(f"budgets.limits: the name {dup!r} is used twice; give each limit its own name")
         for key in self.access.keys:
             for j, name in enumerate(key.providers):
                 self._known(f"access.keys[{key.name}].providers[{j}]", name)
@@ -595,7 +627,7 @@ def _describe(err: dict[str, Any], model_fields: Any) -> str:
 def _all_field_names() -> list[str]:
     names: set[str] = set()
     for m in (Config, Listen, Admin, ExtProc, Limits, Timeouts, Retries, Provider, Rule, Routing, Bypass,
-              Recording, Pii, Pricing, ModelPrice, BudgetsConfig, ToolSchema, Access, GatewayKey):
+              Recording, Pii, Pricing, ModelPrice, BudgetsConfig, BudgetLimit, ToolSchema, Access, GatewayKey):
         names.update(m.model_fields)
     return sorted(names)
 

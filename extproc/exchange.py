@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -36,7 +37,7 @@ from .forwarding import STASHED_HEADERS, credentials, dialect_headers, for_provi
 from .local_replies import advertised_models, count_tokens_reply, error_reply, models_body_for, models_reply
 from .markers import NO_MARKER, PREFIX, take_marker
 from .observe import metrics
-from .observe.budgets import Budgets
+from .observe.budgets import RESERVED_OUTPUT_TOKENS, Budgets, Refusal, Reservation
 from .observe.pii import Redactor
 from .observe.pricing import Price, PriceTable
 from .observe.recording import Draft, anonymise_ip, session_of
@@ -76,7 +77,7 @@ class Gateway:
              for glob, p in cfg.pricing.items()},
             {name: Price(p.pricing.input_per_mtok, p.pricing.output_per_mtok)
              for name, p in cfg.providers.items() if p.pricing is not None})
-        self.budgets = Budgets(cfg.budgets) if cfg.budgets.daily_tokens else None
+        self.budgets = Budgets(cfg.budgets) if cfg.budgets.all_limits() else None
         self._healthy = healthy or (lambda: True)
         self._ticks = 0
 
@@ -91,6 +92,8 @@ class Gateway:
         """Flush what is queued for the session store (SIGTERM)."""
         if self.recorder is not None:
             self.recorder.close()
+        if self.budgets is not None:
+            self.budgets.flush()
 
     def provider(self, name: str) -> Provider:
         return self.cfg.providers[name]
@@ -150,6 +153,7 @@ class Exchange:
         self.sent_model: str | None = None
         self.busy = 0.0  # seconds the gateway itself spent on this exchange (its overhead)
         self.redacted = False  # PII was taken out of the request before it went on (pii.redact_requests)
+        self.reservation: Reservation | None = None  # budgets this request draws on; the server reserves
 
     # -- request ---------------------------------------------------------------------------------
 
@@ -254,11 +258,6 @@ class Exchange:
                 return refused
             chain = tuple(n for n in chain if req.scope.allows_provider(n)
                           and req.scope.allows_model(overrides.get(n) or model))
-        if gw.budgets is not None:
-            spent = {n: why for n in chain if (why := gw.budgets.spent(n))}
-            if len(spent) == len(chain):
-                return self._error(429, spent[chain[0]], kind="budget")
-            chain = tuple(n for n in chain if n not in spent)
         name = chain[0]
         provider = gw.provider(name)
         self.provider_name = name
@@ -278,6 +277,8 @@ class Exchange:
                 "model": model, "sent_model": self.sent_model, "reason": decision.reason,
                 "stream": bool(doc.get("stream")), "client_ip": anonymise_ip(
                     headers.get(PEER_HEADER) or headers.get("x-forwarded-for"))})
+        if gw.budgets is not None and req.kind not in paths.COUNT_KINDS:
+            self.reservation = self._estimate(gw.budgets, doc, raw, name, session_of(headers, doc))
         if len(chain) > 1 and req.kind not in paths.COUNT_KINDS:
             return self._with_fallbacks(doc, changed, model, chain, {n: overrides[n] for n in chain if n in overrides})
         model = overrides.get(name) or model
@@ -290,13 +291,30 @@ class Exchange:
         reply.clear_route_cache = True
         reply.set_headers[CLUSTER_HEADER] = cluster_name(name)
         self.started = perf_counter()
-        if self.response is None and gw.budgets is not None and gw.budgets.budgeted(name):
-            self.response = UsageMeter()  # the provider's usage is this budget's only source
-        if self.response is None and self.draft is not None:
-            self.response = UsageMeter(self.draft.add_response)  # the record needs the response
+        if self.response is None and (self.draft is not None or self.reservation is not None):
+            # the record needs the response; a budget needs the provider's usage
+            self.response = UsageMeter(self.draft.add_response if self.draft is not None else None)
         if self.response is None and not gw.sample():
             # Nothing to translate: the response goes to the client without another trip to Python.
             reply.response_header_mode = "SKIP"
+        return reply
+
+    def _estimate(self, budgets: Budgets, doc: dict, raw: bytes, name: str, session: str | None) -> Reservation | None:
+        """What this request may cost, to reserve: its input at ~4 bytes a token, its output cap."""
+        input_tokens = len(raw) // 4
+        cap = next((v for f in ("max_tokens", "max_completion_tokens", "max_output_tokens")
+                    if isinstance(v := doc.get(f), int) and v > 0), RESERVED_OUTPUT_TOKENS)
+        output = min(cap, RESERVED_OUTPUT_TOKENS)
+        usd = self.gw.prices.cost(self.sent_model, {"input": input_tokens, "output": output}, name) or 0.0
+        return budgets.plan(self.req.key or None, name, session, input_tokens + output, usd, input_tokens)
+
+    def over_budget(self, refusal: Refusal) -> Reply:
+        """The 429 for a spent budget, in the client's dialect, naming it and when it resets."""
+        self.draft = None  # never sent: nothing to record, nothing to settle
+        self.reservation = None
+        reply = self._error(429, refusal.message(), kind="budget")
+        assert reply.immediate is not None
+        reply.immediate.headers["retry-after"] = str(max(int(refusal.resets - time.time()), 1))
         return reply
 
     def _with_fallbacks(self, doc: dict, changed: bool, model: str | None, chain: tuple[str, ...],
@@ -310,9 +328,10 @@ class Exchange:
             doc["model"] = model
             changed = True
         reply = Reply(clear_route_cache=True, response_header_mode="SKIP")
-        if self.draft is not None:  # the attempts translate; the record reads what reaches the client
+        if self.draft is not None or self.reservation is not None:
+            # the attempts translate; the record and the budget read what reaches the client
             reply.response_header_mode = None
-            self.response = UsageMeter(self.draft.add_response)
+            self.response = UsageMeter(self.draft.add_response if self.draft is not None else None)
         reply.set_headers[CLUSTER_HEADER] = cluster_name(chain[0])
         for i, name in enumerate(chain[1:], start=1):
             reply.set_headers[FALLBACK_HEADER.format(i)] = cluster_name(name)
@@ -443,12 +462,12 @@ class Exchange:
             self.draft.add_response(reply.body or b"")
         if end_of_stream and self.draft is not None:
             self._finish_record("ok")
+        if end_of_stream:
+            self._settle()
         if end_of_stream and self.response.usage:
             usage = self.response.usage
             metrics.TOKENS.labels(self.provider_name, "input").inc(usage.get("input", 0))
             metrics.TOKENS.labels(self.provider_name, "output").inc(usage.get("output", 0))
-            if self.gw.budgets is not None:
-                self.gw.budgets.charge(self.provider_name, usage.get("input", 0) + usage.get("output", 0))
             if self.ttfb >= 0:
                 self.gw.observed.observe(self.provider_name, self.ttfb, usage.get("output", 0),
                                          perf_counter() - self.started)
@@ -475,6 +494,20 @@ class Exchange:
         client went away, or the provider's stream was cut): it is recorded as such, with what came."""
         if self.draft is not None and not self.draft.done:
             self._finish_record("interrupted")
+        self._settle()
+
+    def _settle(self) -> None:
+        """Replace this request's reservation by what the provider reported (cache writes count;
+        cache reads are in the input), or by the input estimate when it reported nothing."""
+        res, budgets = self.reservation, self.gw.budgets
+        if res is None or budgets is None or res.settled:
+            return
+        usage = self.response.usage if self.response is not None else {}
+        if not usage:
+            budgets.settle(res, None, None)
+            return
+        tokens = usage.get("input", 0) + usage.get("output", 0) + usage.get("cache_write", 0)
+        budgets.settle(res, tokens, self.gw.prices.cost(self.sent_model, usage, self.provider_name) or 0.0)
 
     def internal_error(self, phase: str) -> Reply:
         """Something in the pipeline broke: answer in the client's dialect, keep serving."""

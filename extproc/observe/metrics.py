@@ -75,6 +75,16 @@ RECORDS_DROPPED = Counter(
     "Session records not written, by why (queue_full: the writer fell behind; store_error).",
     ["reason"],
 )
+BUDGET_REJECTIONS = Counter(
+    "lunaroute_budget_rejections_total",
+    "Requests refused with a 429 because a budget was spent, by budget name.",
+    ["budget"],
+)
+BUDGET_STORE_ERRORS = Counter(
+    "lunaroute_budget_store_errors_total",
+    "Budget store calls that failed or timed out (the request went on: fail open), by operation.",
+    ["op"],
+)
 COST = Counter(
     "lunaroute_cost_usd_total",
     "What requests cost in USD by the pricing table, by provider and model sent.",
