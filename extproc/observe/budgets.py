@@ -74,6 +74,7 @@ class Reservation:
     tokens: int
     usd: float
     input_tokens: int
+    checked: bool = False  # the server asked the store
     reserved: bool = False  # the store took it (not failed open)
     settled: bool = False
 
