@@ -285,6 +285,8 @@ class Exchange:
         if model is not None and doc.get("model") != model:
             doc["model"] = model
             changed = True
+        strip_usage = self._ask_for_usage(doc, provider)
+        changed = changed or strip_usage
         out = for_provider(name, provider, req.client, req.path, req.query, headers, doc, changed)
         self.response = out.response
         reply = out.reply
@@ -293,7 +295,9 @@ class Exchange:
         self.started = perf_counter()
         if self.response is None and (self.draft is not None or self.reservation is not None):
             # the record needs the response; a budget needs the provider's usage
-            self.response = UsageMeter(self.draft.add_response if self.draft is not None else None)
+            self.response = UsageMeter(self.draft.add_response if self.draft is not None else None, strip_usage)
+            if strip_usage:
+                reply.set_headers["accept-encoding"] = "identity"  # the meter rewrites the stream
         if self.response is None and not gw.sample():
             # Nothing to translate: the response goes to the client without another trip to Python.
             reply.response_header_mode = "SKIP"
@@ -307,6 +311,18 @@ class Exchange:
         output = min(cap, RESERVED_OUTPUT_TOKENS)
         usd = self.gw.prices.cost(self.sent_model, {"input": input_tokens, "output": output}, name) or 0.0
         return budgets.plan(self.req.key or None, name, session, input_tokens + output, usd, input_tokens)
+
+    def _ask_for_usage(self, doc: dict, provider: Provider) -> bool:
+        """An OpenAI stream reports usage only when asked: a budget or a record needs it, so ask for
+        it upstream (True: the client did not, and the meter leaves the usage chunk out for it)."""
+        if (provider.type != "openai" or self.req.client != "openai" or doc.get("stream") is not True
+                or (self.reservation is None and self.draft is None)):
+            return False
+        options = doc.get("stream_options")
+        if isinstance(options, dict) and options.get("include_usage"):
+            return False
+        doc["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+        return True
 
     def over_budget(self, refusal: Refusal) -> Reply:
         """The 429 for a spent budget, in the client's dialect, naming it and when it resets."""

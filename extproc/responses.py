@@ -220,13 +220,30 @@ class ModelListMerge:
         return reply
 
 
+def _usage_only(block: bytes) -> bool:
+    if b'"usage"' not in block or b'"choices"' not in block:
+        return False
+    payload = b"".join(line[5:].strip() for line in block.splitlines() if line.startswith(b"data:"))
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(doc, dict) and doc.get("choices") == [] and isinstance(doc.get("usage"), dict)
+
+
 class UsageMeter:
     """Reads the token usage of an untranslated response without changing a byte of it (the client
-    gets the provider's own encoding). Used where a budget needs the count."""
+    gets the provider's own encoding). Used where a budget needs the count.
 
-    def __init__(self, sink: Callable[[bytes], None] | None = None) -> None:
+    `strip_usage`: the gateway asked an OpenAI provider for `stream_options.include_usage` that the
+    client did not ask for; the usage-only chunk it adds is counted and left out of the client's
+    stream (the request went out with `accept-encoding: identity`, so the bytes are plain)."""
+
+    def __init__(self, sink: Callable[[bytes], None] | None = None, strip_usage: bool = False) -> None:
         self.usage: dict[str, int] = {}
         self.sink = sink  # sees the decoded bytes too (session recording), errors included
+        self.strip_usage = strip_usage
+        self._pending = bytearray()
         self._decoder = decoder("")
         self._sse: SSEParser | None = None
         self._buffer = bytearray()
@@ -242,16 +259,40 @@ class UsageMeter:
         self._off = False
         if headers.get("content-type", "").startswith("text/event-stream"):
             self._sse = SSEParser()
-            return Reply(response_body_mode="STREAMED")
+            return Reply(response_body_mode="STREAMED",
+                         remove_headers=["content-length"] if self.strip_usage and status == 200 else [])
+        self.strip_usage = False
         return Reply(response_body_mode="BUFFERED")
 
     def on_body(self, chunk: bytes, end_of_stream: bool) -> Reply:
         if self._off:
             return Reply()
+        if self.strip_usage:
+            kept = self._without_usage_chunk(chunk, end_of_stream)
+            self._read(chunk, end_of_stream, kept)
+            return Reply(body=kept)
+        self._read(chunk, end_of_stream, None)
+        return Reply()
+
+    def _without_usage_chunk(self, chunk: bytes, end_of_stream: bool) -> bytes:
+        """The stream's events as they came, less the usage-only chunk (`"choices": []`)."""
+        self._pending += chunk
+        out = bytearray()
+        while (end := self._pending.find(b"\n\n")) >= 0:
+            block = bytes(self._pending[:end + 2])
+            del self._pending[:end + 2]
+            if not _usage_only(block):
+                out += block
+        if end_of_stream:
+            out += self._pending
+            self._pending.clear()
+        return bytes(out)
+
+    def _read(self, chunk: bytes, end_of_stream: bool, seen: bytes | None) -> None:
         try:
             data = self._decoder.feed(chunk) + (self._decoder.flush() if end_of_stream else b"")
             if self.sink is not None:
-                self.sink(data)
+                self.sink(data if seen is None else seen)
             if self._sse is not None:
                 for event in self._sse.feed(data):
                     self._count(event.data)
@@ -261,8 +302,7 @@ class UsageMeter:
                     self._count(bytes(self._buffer))
         except Exception:  # noqa: BLE001 - metering must never disturb the response
             log.debug("could not read usage from a response", exc_info=True)
-            self._off = True
-        return Reply()
+            self._off = not self.strip_usage  # a stripping meter still has to pass the stream on
 
     def _count(self, payload: str | bytes) -> None:
         if payload in ("[DONE]", b"[DONE]", "", b""):

@@ -15,6 +15,7 @@ import openai
 import pytest
 import redis
 
+from extproc.observe.budgets import SqliteStore
 from tests.conftest import Gateway, standard_config
 from tests.mock_providers import free_port
 
@@ -156,4 +157,32 @@ def test_redis_stopped_mid_run_stalls_no_stream_and_new_requests_fail_open(tmp_p
         assert b"lunaroute_budget_store_errors_total" in text
     finally:
         anthropic_mock.pause_s = 0.002
+        gw.stop()
+
+
+def test_an_openai_stream_without_include_usage_is_charged_and_the_client_gets_no_usage_chunk(
+        tmp_path, anthropic_mock, openai_mock) -> None:
+    cfg = standard_config(anthropic_mock.base_url, openai_mock.base_url)
+    cfg["default_provider"] = "gpt"
+    cfg["budgets"] = {"store": str(tmp_path / "budgets.sqlite"),
+                      "limits": [{"name": "gpt-tokens", "provider": "gpt", "tokens": 1_000_000}]}
+    gw = Gateway(tmp_path, cfg, workers=1).start(env={"LR_TEST_OPENAI_KEY": "k"})
+    try:
+        chat = openai.OpenAI(base_url=gw.url + "/v1", api_key="any", max_retries=0)
+        chunks = list(chat.chat.completions.create(model="gpt-mock", stream=True,
+                                                   messages=[{"role": "user", "content": "hi"}]))
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Hello from mock OpenAI"
+        assert all(c.choices and c.usage is None for c in chunks)  # as the client asked: no usage chunk
+        assert openai_mock.requests[-1].json()["stream_options"] == {"include_usage": True}  # asked upstream
+        with_usage = list(chat.chat.completions.create(model="gpt-mock", stream=True,
+                                                       stream_options={"include_usage": True},
+                                                       messages=[{"role": "user", "content": "hi"}]))
+        assert with_usage[-1].usage.total_tokens == 39  # a client that asked keeps it
+        key = f"lunaroute:budget:gpt-tokens:provider=gpt:{time.strftime('%Y-%m-%d', time.gmtime())}"
+        store = SqliteStore(str(tmp_path / "budgets.sqlite"))
+        deadline = time.monotonic() + 5
+        while store.used(key) < 78 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert store.used(key) == 78  # 30 + 9 per request, both charged
+    finally:
         gw.stop()
