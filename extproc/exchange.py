@@ -154,6 +154,8 @@ class Exchange:
         self.busy = 0.0  # seconds the gateway itself spent on this exchange (its overhead)
         self.redacted = False  # PII was taken out of the request before it went on (pii.redact_requests)
         self.reservation: Reservation | None = None  # budgets this request draws on; the server reserves
+        self.first_byte = 0.0  # when the response body's first bytes came
+        self.finished = False
 
     # -- request ---------------------------------------------------------------------------------
 
@@ -476,10 +478,8 @@ class Exchange:
         self.busy += perf_counter() - began
         if self.draft is not None and isinstance(self.response, ResponseTranslation):
             self.draft.add_response(reply.body or b"")
-        if end_of_stream and self.draft is not None:
-            self._finish_record("ok")
-        if end_of_stream:
-            self._settle()
+        if not self.first_byte and chunk:
+            self.first_byte = perf_counter()
         if end_of_stream and self.response.usage:
             usage = self.response.usage
             metrics.TOKENS.labels(self.provider_name, "input").inc(usage.get("input", 0))
@@ -487,43 +487,54 @@ class Exchange:
             if self.ttfb >= 0:
                 self.gw.observed.observe(self.provider_name, self.ttfb, usage.get("output", 0),
                                          perf_counter() - self.started)
+        if end_of_stream:
+            self._done("ok")
         return reply
 
-    def _finish_record(self, outcome: str) -> None:
-        """Hand this request's record to the writer thread, with its cost (and count the cost)."""
-        draft = self.draft
-        assert draft is not None and self.gw.recorder is not None
-        usage = dict(self.response.usage) if self.response is not None else {}
-        provider = draft.meta["provider"]
-        cost = self.gw.prices.cost(self.sent_model, usage, provider)
-        if cost:
-            metrics.COST.labels(provider, self.sent_model or "").inc(cost)
-        record = draft.finish(status=self.status, outcome=outcome, usage=usage, cost_usd=cost,
-                              overhead_ms=round(self.busy * 1000, 3))
-        self.gw.recorder.submit(record)
-        log.info("recorded %s %s -> lunaroute:%s status %s %s usage %s cost $%s ttft %s ms overhead %.2f ms",
-                 self.req.method, self.req.path, provider, self.status, outcome, usage, cost, record["ttft_ms"],
-                 self.busy * 1000)
-
     def close(self) -> None:
-        """The ext_proc stream ended. A record still open belongs to an interrupted exchange (the
-        client went away, or the provider's stream was cut): it is recorded as such, with what came."""
-        if self.draft is not None and not self.draft.done:
-            self._finish_record("interrupted")
-        self._settle()
+        """The ext_proc stream ended. An exchange not done yet was interrupted (the client went away,
+        or the provider's stream was cut): recorded and charged as such, with what came."""
+        self._done("interrupted")
 
-    def _settle(self) -> None:
+    def _done(self, outcome: str) -> None:
+        """Once per exchange that went to a provider: its metrics, log line, record and budgets."""
+        if self.finished or not self.started:
+            return
+        self.finished = True
+        usage = dict(self.response.usage) if self.response is not None else {}
+        provider = self.draft.meta["provider"] if self.draft is not None else self.provider_name
+        cost = self.gw.prices.cost(self.sent_model, usage, provider) if usage else None
+        now = perf_counter()
+        ttft = self.first_byte - self.started if self.first_byte else None
+        metrics.observe_exchange(provider, self.sent_model or "", usage, cost, now - self.started, ttft,
+                                 self.busy, read=self.response is not None)
+        if self.draft is not None:
+            self._finish_record(outcome, usage, cost)
+        if self.response is not None:
+            log.info("done %s", orjson.dumps({
+                "provider": provider, "model": self.sent_model, "key": self.req.key or None,
+                "client": self.req.client, "path": self.req.path, "status": self.status, "outcome": outcome,
+                "usage": usage, "cost_usd": cost, "duration_ms": round((now - self.started) * 1000, 3),
+                "ttft_ms": None if ttft is None else round(ttft * 1000, 3),
+                "overhead_ms": round(self.busy * 1000, 3)}).decode())
+        self._settle(usage, cost)
+
+    def _finish_record(self, outcome: str, usage: dict[str, int], cost: float | None) -> None:
+        """Hand this request's record to the writer thread."""
+        assert self.draft is not None and self.gw.recorder is not None
+        self.gw.recorder.submit(self.draft.finish(status=self.status, outcome=outcome, usage=usage, cost_usd=cost,
+                                                  overhead_ms=round(self.busy * 1000, 3)))
+
+    def _settle(self, usage: dict[str, int], cost: float | None) -> None:
         """Replace this request's reservation by what the provider reported (cache writes count;
         cache reads are in the input), or by the input estimate when it reported nothing."""
         res, budgets = self.reservation, self.gw.budgets
-        if res is None or budgets is None or res.settled:
+        if res is None or budgets is None:
             return
-        usage = self.response.usage if self.response is not None else {}
         if not usage:
             budgets.settle(res, None, None)
             return
-        tokens = usage.get("input", 0) + usage.get("output", 0) + usage.get("cache_write", 0)
-        budgets.settle(res, tokens, self.gw.prices.cost(self.sent_model, usage, self.provider_name) or 0.0)
+        budgets.settle(res, usage.get("input", 0) + usage.get("output", 0) + usage.get("cache_write", 0), cost or 0.0)
 
     def internal_error(self, phase: str) -> Reply:
         """Something in the pipeline broke: answer in the client's dialect, keep serving."""

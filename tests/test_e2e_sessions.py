@@ -20,6 +20,15 @@ GATEWAY_KEY = "lr-test-gateway-key-alice-0123456789"
 PROMPT = "hello recorder, mail jane.doe@example.com, card 4111 1111 1111 1111"
 
 
+def metric_samples(text: str):
+    """Sum of a metric's samples with these labels (any others; all workers)."""
+    def total(name: str, **labels: str) -> float:
+        wanted = [f'{k}="{v}"' for k, v in labels.items()]
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith((name + "{", name + " ")) and all(w in line for w in wanted))
+    return total
+
+
 def sessions_cli(gw: Gateway, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "extproc.cli", "sessions", *args, "--config", str(gw.config_path)],
                           capture_output=True, text=True, timeout=60, check=False)
@@ -94,6 +103,16 @@ def test_a_session_is_recorded_and_shown_as_sent_with_usage_and_cost(recorded: G
     assert "jane.doe" not in table.stdout
     exported = sessions_cli(gw, "export", "e2e-session-1").stdout
     assert len(exported.splitlines()) == 2
+
+    metric = metric_samples(metrics_text.decode())  # one worker answers for both
+    assert metric("gen_ai_client_token_usage_count", gen_ai_token_type="input") == 3
+    assert metric("gen_ai_client_token_usage_sum", gen_ai_token_type="input") == 26 + 30 + 26
+    assert metric("gen_ai_client_token_usage_sum", gen_ai_token_type="output") == 7 + 9 + 7
+    assert metric("lunaroute_cache_tokens_total", kind="read") == 5 + 10 + 5
+    assert metric("gen_ai_server_time_to_first_token_count") == 3
+    assert metric("lunaroute_gateway_overhead_seconds_count") == 3
+    assert metric("lunaroute_cost_usd_total") == pytest.approx(first["cost_usd"] + second["cost_usd"]
+                                                               + chat_turn["cost_usd"])
 
     for where, text in (("log", gw.log()), ("metrics", metrics_text.decode()), ("export", exported),
                         ("list", sessions_cli(gw, "list").stdout)):
