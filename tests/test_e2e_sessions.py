@@ -4,8 +4,12 @@ a key — not in the store, not in the logs, not in the metrics."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 
 import anthropic
 import openai
@@ -13,6 +17,7 @@ import orjson
 import pytest
 
 from tests.conftest import TEST_OPENAI_KEY, Gateway, standard_config
+from tests.test_e2e_faults import _workers
 
 pytestmark = pytest.mark.e2e
 
@@ -120,3 +125,36 @@ def test_a_session_is_recorded_and_shown_as_sent_with_usage_and_cost(recorded: G
     for path in (gw.workdir / "sessions").iterdir():  # the store, its WAL
         raw = path.read_bytes()
         assert GATEWAY_KEY.encode() not in raw and TEST_OPENAI_KEY.encode() not in raw and b"jane.doe" not in raw
+
+
+def test_kill_9_of_a_worker_loses_at_most_the_records_in_flight(tmp_path, anthropic_mock, openai_mock) -> None:
+    cfg = standard_config(anthropic_mock.base_url, openai_mock.base_url)
+    cfg["recording"] = {"enabled": True, "dir": str(tmp_path / "sessions")}
+    gw = Gateway(tmp_path, cfg, workers=2).start(env={"LR_TEST_OPENAI_KEY": TEST_OPENAI_KEY})
+    ok: list[int] = []
+    stop = threading.Event()
+    clients = 4
+
+    def client(n: int) -> None:
+        body = orjson.dumps({"model": "claude-x", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})
+        while not stop.is_set():
+            status, _, _ = gw.get("/v1/messages", method="POST", body=body, headers={
+                "content-type": "application/json", "x-api-key": "sk-ant-user", "x-session-id": "kill-9"})
+            if status == 200:
+                ok.append(n)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    try:
+        for t in threads:
+            t.start()
+        time.sleep(1.0)
+        victim = next(iter(_workers(gw)))
+        os.kill(victim, signal.SIGKILL)
+        time.sleep(1.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(15)
+        gw.stop()
+    (row,) = [s for s in orjson.loads(sessions_cli(gw, "list", "--json").stdout) if s["session"] == "kill-9"]
+    assert len(ok) > 20 and len(ok) - clients <= row["requests"] <= len(ok)
