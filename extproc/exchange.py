@@ -350,6 +350,7 @@ class Exchange:
             # the attempts translate; the record and the budget read what reaches the client
             reply.response_header_mode = None
             self.response = UsageMeter(self.draft.add_response if self.draft is not None else None)
+        self.started = perf_counter()
         reply.set_headers[CLUSTER_HEADER] = cluster_name(chain[0])
         for i, name in enumerate(chain[1:], start=1):
             reply.set_headers[FALLBACK_HEADER.format(i)] = cluster_name(name)
@@ -493,8 +494,9 @@ class Exchange:
 
     def close(self) -> None:
         """The ext_proc stream ended. An exchange not done yet was interrupted (the client went away,
-        or the provider's stream was cut): recorded and charged as such, with what came."""
-        self._done("interrupted")
+        or the provider's stream was cut): recorded and charged as such, with what came. (An error
+        status whose body nobody asked for ends here too.)"""
+        self._done("interrupted" if self.status < 400 else "error")
 
     def _done(self, outcome: str) -> None:
         """Once per exchange that went to a provider: its metrics, log line, record and budgets."""

@@ -155,3 +155,25 @@ def test_retention_deletes_old_records_and_the_oldest_beyond_the_byte_budget(tmp
 
 def test_recording_is_off_by_default() -> None:
     assert Gateway(config.load(env={})).recorder is None
+
+
+def test_a_fallback_chain_is_recorded_under_the_provider_that_answered(tmp_path: Path) -> None:
+    gw = Gateway(config.parse({
+        "providers": {
+            "anthropic": {"type": "anthropic", "base_url": "https://api.anthropic.com", "auth": "passthrough"},
+            "gpt": {"type": "openai", "base_url": "https://api.openai.com/v1", "api_key_env": "K", "model": "gpt-5.1"},
+        },
+        "routing": {"rules": [{"model": "claude-*", "provider": "anthropic", "fallbacks": ["gpt"]}]},
+        "recording": {"enabled": True, "dir": str(tmp_path)},
+    }, env={}))
+    ex = Exchange(gw)
+    ex.on_request_headers({":method": "POST", ":path": "/v1/messages", "x-session-id": "chain"}, False)
+    reply = ex.on_request_body(orjson.dumps({"model": "claude-x", "max_tokens": 5,
+                                             "messages": [{"role": "user", "content": "hi"}]}))
+    assert reply.response_header_mode is None  # the record reads the response the attempts translated
+    ex.on_response_headers({":status": "200", "content-type": "application/json", "x-lunaroute-provider": "gpt"})
+    ex.on_response_body(orjson.dumps({"type": "message", "role": "assistant", "content": [
+        {"type": "text", "text": "from the fallback"}], "usage": {"input_tokens": 3, "output_tokens": 2}}), True)
+    (turn,) = _turns(gw, "chain")
+    assert turn["provider"] == "gpt" and turn["response"]["content"][0]["text"] == "from the fallback"
+    assert (turn["input"], turn["output"], turn["outcome"]) == (3, 2, "ok")
