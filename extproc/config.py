@@ -338,8 +338,10 @@ class BudgetsConfig(_Model):
 class Recording(_Model):
     """Session records with bodies, in a SQLite store under `dir` (extproc/observe/sessions.py); off by
     default. Written by a thread off the request path through a queue of `queue_size` records (a full
-    queue drops and counts); records older than `max_age_days` and the oldest beyond `max_bytes` of
-    compressed bodies are deleted; a body beyond `max_body_bytes` is cut there (and says so)."""
+    queue drops and counts); records older than `max_age_days`, the oldest beyond `max_bytes` of
+    compressed bodies and the oldest sessions beyond `max_sessions` are deleted (a client inventing a
+    session id per request cannot grow the store without bound); a body beyond `max_body_bytes` is cut
+    there (and says so)."""
 
     enabled: bool = False
     dir: str = "~/.lunaroute/sessions"
@@ -347,6 +349,7 @@ class Recording(_Model):
     max_bytes: int = Field(1 << 30, ge=1 << 20)
     queue_size: int = Field(1000, ge=1)
     max_body_bytes: int = Field(8 << 20, ge=1024)
+    max_sessions: int = Field(10_000, ge=1)
 
 
 class Pii(_Model):

@@ -71,7 +71,8 @@ class Gateway:
         self.redactor = Redactor(pii.detect, pii.mode, pii.secret(dict(os.environ))) if pii.detect and (
             rec.enabled or pii.redact_requests) else None
         self.recorder = RecordWriter(rec.dir, rec.queue_size, rec.max_age_days, rec.max_bytes,
-                                     self.redactor.redact if self.redactor else None) if rec.enabled else None
+                                     self.redactor.redact if self.redactor else None,
+                                     rec.max_sessions) if rec.enabled else None
         self.prices = PriceTable(
             {glob: Price(p.input_per_mtok, p.output_per_mtok, p.cache_read_per_mtok, p.cache_write_per_mtok)
              for glob, p in cfg.pricing.items()},

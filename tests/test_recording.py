@@ -151,6 +151,8 @@ def test_retention_deletes_old_records_and_the_oldest_beyond_the_byte_budget(tmp
         size = db.execute("SELECT body_bytes FROM records LIMIT 1").fetchone()[0]
         assert sessions.enforce_retention(db, max_age_days=30, max_bytes=2 * size) == 2
         assert [r[0] for r in db.execute("SELECT session FROM records ORDER BY ts")] == ["s2", "s3"]
+        assert sessions.enforce_retention(db, max_age_days=30, max_bytes=1 << 30, max_sessions=1) == 1
+        assert [r[0] for r in db.execute("SELECT session FROM records")] == ["s3"]  # the newest session stays
 
 
 def test_recording_is_off_by_default() -> None:

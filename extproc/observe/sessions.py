@@ -104,9 +104,13 @@ def insert(db: sqlite3.Connection, record: dict[str, Any], redact: Callable[[byt
                [row[c] for c in _COLUMNS] + [len(bodies), bodies])
 
 
-def enforce_retention(db: sqlite3.Connection, max_age_days: float, max_bytes: int) -> int:
-    """Delete records older than `max_age_days`, then the oldest until the bodies fit `max_bytes`."""
+def enforce_retention(db: sqlite3.Connection, max_age_days: float, max_bytes: int, max_sessions: int = 10_000) -> int:
+    """Delete records older than `max_age_days`, the sessions beyond the newest `max_sessions`, then
+    the oldest records until the bodies fit `max_bytes`."""
     deleted = db.execute("DELETE FROM records WHERE ts < ?", (time.time() - max_age_days * 86400,)).rowcount
+    deleted += db.execute(
+        "DELETE FROM records WHERE session IN (SELECT session FROM records GROUP BY session "
+        "ORDER BY MAX(ts) DESC LIMIT -1 OFFSET ?)", (max_sessions,)).rowcount
     total = db.execute("SELECT COALESCE(SUM(body_bytes), 0) FROM records").fetchone()[0]
     if total > max_bytes:
         cutoff = db.execute(
@@ -123,10 +127,12 @@ class RecordWriter:
     _STOP = object()
 
     def __init__(self, directory: str, queue_size: int = 1000, max_age_days: float = 30,
-                 max_bytes: int = 1 << 30, redact: Callable[[bytes], bytes] | None = None) -> None:
+                 max_bytes: int = 1 << 30, redact: Callable[[bytes], bytes] | None = None,
+                 max_sessions: int = 10_000) -> None:
         self.directory = directory
         self.max_age_days = max_age_days
         self.max_bytes = max_bytes
+        self.max_sessions = max_sessions
         self.redact = redact
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self._thread = threading.Thread(target=self._run, name="lunaroute-records", daemon=True)
@@ -165,7 +171,7 @@ class RecordWriter:
                 insert(db, item, self.redact)
                 if time.monotonic() - last_retention > _RETENTION_EVERY_S:
                     last_retention = time.monotonic()
-                    enforce_retention(db, self.max_age_days, self.max_bytes)
+                    enforce_retention(db, self.max_age_days, self.max_bytes, self.max_sessions)
             except Exception:  # noqa: BLE001 - one bad record must not stop the writer
                 log.exception("could not write a session record")
                 metrics.RECORDS_DROPPED.labels("store_error").inc()
