@@ -181,7 +181,7 @@ def test_an_openai_stream_without_include_usage_is_charged_and_the_client_gets_n
         key = f"lunaroute:budget:gpt-tokens:provider=gpt:{time.strftime('%Y-%m-%d', time.gmtime())}"
         store = SqliteStore(str(tmp_path / "budgets.sqlite"))
         deadline = time.monotonic() + 5
-        while store.used(key) < 78 and time.monotonic() < deadline:
+        while store.used(key) != 78 and time.monotonic() < deadline:  # both reservations settled
             time.sleep(0.05)
         assert store.used(key) == 78  # 30 + 9 per request, both charged
     finally:
