@@ -99,10 +99,11 @@ def test_a_key_budget_holds_across_two_gateways_sharing_redis(tmp_path, anthropi
             assert "".join(stream.text_stream) == "Hello from mock Anthropic"
         day = time.strftime("%Y-%m-%d", time.gmtime())
         key = f"lunaroute:budget:alice-daily:key=alice:{day}"
+        spent = (21 * 3 + 5 * 0.3 + 7 * 15) / 1e6
         deadline = time.monotonic() + 5
-        while float(redis_server.client.get(key) or 0) < 0.0001 and time.monotonic() < deadline:
-            time.sleep(0.05)  # settled by the first gateway's thread
-        assert float(redis_server.client.get(key)) == pytest.approx((21 * 3 + 5 * 0.3 + 7 * 15) / 1e6)
+        while float(redis_server.client.get(key) or 0) != pytest.approx(spent) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the reservation, then the settlement by the first gateway's thread
+        assert float(redis_server.client.get(key)) == pytest.approx(spent)
 
         with pytest.raises(anthropic.RateLimitError) as err:
             anthropic.Anthropic(base_url=second.url, api_key=ALICE, max_retries=0).messages.create(
