@@ -71,7 +71,10 @@ def test_a_spent_daily_token_budget_answers_429_after_the_stream_that_spent_it(t
         with client.messages.stream(model="claude-x", max_tokens=5,
                                     messages=[{"role": "user", "content": "hi"}]) as stream:
             assert "".join(stream.text_stream) == "Hello from mock Anthropic"  # untouched passthrough
-        time.sleep(0.2)  # the settling thread writes the usage
+        key = f"lunaroute:budget:daily_tokens.anthropic:provider=anthropic:{time.strftime('%Y-%m-%d', time.gmtime())}"
+        store, deadline = SqliteStore(str(tmp_path / "budgets.sqlite")), time.monotonic() + 5
+        while store.used(key) != 33 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the settling thread writes the usage
         with pytest.raises(anthropic.RateLimitError) as err:  # 21 + 5 cached + 7 output > 30
             client.messages.create(model="claude-x", max_tokens=5, messages=[{"role": "user", "content": "hi"}])
         assert "the budget 'daily_tokens.anthropic' is spent (33 of 30 tokens this day)" in str(err.value)
