@@ -495,9 +495,11 @@ class Exchange:
 
     def close(self) -> None:
         """The ext_proc stream ended. An exchange not done yet was interrupted (the client went away,
-        or the provider's stream was cut): recorded and charged as such, with what came. (An error
-        status whose body nobody asked for ends here too.)"""
-        self._done("interrupted" if self.status < 400 else "error")
+        or the provider's stream was cut): recorded and charged as such, with what came. A translated
+        stream whose provider had stopped is complete (its client may close before Envoy's end of
+        stream reaches us); an error status whose body nobody asked for ends here too."""
+        stopped = isinstance(self.response, ResponseTranslation) and self.response.streaming and self.response.usage
+        self._done("ok" if stopped else "interrupted" if self.status < 400 else "error")
 
     def _done(self, outcome: str) -> None:
         """Once per exchange that went to a provider: its metrics, log line, record and budgets."""

@@ -155,6 +155,9 @@ class ResponseTranslation:
             out = self._stream.feed(data) if data else b""
             if end_of_stream:
                 out += self._stream.close()
+            # Known once the provider's stream has stopped, which can be before Envoy's end of stream
+            # (a client that closes at its last event): read it as soon as it is there.
+            if end_of_stream or getattr(self._stream, "usage", None):
                 self.usage = _usage_of({"usage": getattr(self._stream, "usage", None)})
             return Reply(body=out)
         # BUFFERED: Envoy sends the whole body once; keep a buffer anyway in case it arrives in parts.

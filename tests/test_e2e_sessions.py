@@ -67,7 +67,13 @@ def test_a_session_is_recorded_and_shown_as_sent_with_usage_and_cost(recorded: G
     parts = chat.chat.completions.create(model="claude-sonnet-4-5", stream=True,
                                          messages=[{"role": "user", "content": "stream me"}])
     assert "".join(c.choices[0].delta.content or "" for c in parts if c.choices) == "Hello from mock Anthropic"
-    status, _, metrics_text = gw.get("/metrics")
+    deadline = time.monotonic() + 5
+    while True:  # a stream's end reaches the worker just after the client has its last event
+        status, _, metrics_text = gw.get("/metrics")
+        done = metric_samples(metrics_text.decode())("gen_ai_client_token_usage_count", gen_ai_token_type="input")
+        if done == 3 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert status == 200
     assert gw.stop() == 0  # SIGTERM flushes the writers
 
@@ -96,6 +102,7 @@ def test_a_session_is_recorded_and_shown_as_sent_with_usage_and_cost(recorded: G
     (chat_turn,) = orjson.loads(sessions_cli(gw, "show", "e2e-session-2", "--json").stdout)
     assert chat_turn["client"] == "openai" and chat_turn["response"]["choices"][0]["message"]["content"] == (
         "Hello from mock Anthropic")
+    assert (chat_turn["outcome"], chat_turn["input"], chat_turn["output"]) == ("ok", 26, 7)
 
     listed = {s["session"]: s for s in orjson.loads(sessions_cli(gw, "list", "--json").stdout)}
     assert listed["e2e-session-1"]["requests"] == 2 and listed["e2e-session-1"]["providers"] == ["anthropic", "gpt"]
