@@ -278,8 +278,8 @@ class Exchange:
                 "session": session_of(headers, doc) or "no-session", "request_id": headers.get("x-request-id"),
                 "key": req.key or None, "client": req.client, "path": req.path, "provider": name,
                 "model": model, "sent_model": self.sent_model, "reason": decision.reason,
-                "stream": bool(doc.get("stream")), "client_ip": anonymise_ip(
-                    headers.get(PEER_HEADER) or headers.get("x-forwarded-for"))})
+                "stream": bool(doc.get("stream")), "client_ip": anonymise_ip(  # the gate's, never a client's
+                    headers.get(PEER_HEADER) if self.sealed else headers.get("x-forwarded-for"))})
         if gw.budgets is not None and req.kind not in paths.COUNT_KINDS:
             self.reservation = self._estimate(gw.budgets, doc, raw, name, session_of(headers, doc))
         if len(chain) > 1 and req.kind not in paths.COUNT_KINDS:

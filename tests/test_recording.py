@@ -39,7 +39,7 @@ def _turns(gw: Gateway, session: str) -> list[dict]:
 
 def test_a_translated_turn_is_recorded_with_both_requests_the_response_usage_and_cost(tmp_path: Path) -> None:
     gw = _gateway(tmp_path)
-    ex = Exchange(gw)
+    ex = Exchange(gw, sealed=True)  # behind the gateway's own Envoy, whose gate wrote x-lunaroute-peer
     ex.on_request_headers({":method": "POST", ":path": "/v1/messages", "x-api-key": "sk-ant-very-secret-key-0123",
                            "x-claude-code-session-id": "abc-123", "x-lunaroute-peer": "203.0.113.77:5123"}, False)
     sent = {"model": "claude-x", "max_tokens": 5, "messages": [{"role": "user", "content": "[LUNAROUTE:gpt] hi"}]}
