@@ -197,6 +197,11 @@ function envoy_on_request(handle)
     end
   end
 
+  -- Session records keep the client's network (anonymised in Python); bypassed routes never reach
+  -- Python, which removes the header, so they never get it.
+  if CONFIG.record_peer and not handle:metadata():get("provider") then
+    headers:replace("x-lunaroute-peer", handle:streamInfo():downstreamRemoteAddress())
+  end
   if not CONFIG.keys_required then
     return mark_candidate(headers, bare, method, nil)
   end

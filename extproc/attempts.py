@@ -26,8 +26,7 @@ from .errors import TOO_DEEP, nested_too_deeply
 from .forwarding import credentials, dialect_headers, for_provider
 from .local_replies import error_reply
 from .observe import metrics
-from .observe.budgets import Budgets
-from .responses import ResponseTranslation, UsageMeter, count_usage, status_of
+from .responses import ResponseTranslation, count_usage, status_of
 
 log = logging.getLogger("lunaroute")
 
@@ -72,15 +71,14 @@ def usable_chain(cfg: Config, chain: tuple[str, ...]) -> tuple[str, ...]:
 class AttemptExchange:
     """One attempt of a fallback chain, on the provider cluster Envoy chose for it."""
 
-    def __init__(self, cfg: Config, provider: str, budgets: Budgets | None = None) -> None:
+    def __init__(self, cfg: Config, provider: str) -> None:
         self.cfg = cfg
-        self.budgets = budgets
         self.name = provider
         self.provider = cfg.providers[provider]
         self.chain: Chain | None = None
         self.headers: dict[str, str] = {}
         self.attempt = 1
-        self.response: ResponseTranslation | UsageMeter | None = None
+        self.response: ResponseTranslation | None = None
         self.status = 0
 
     @property
@@ -130,14 +128,10 @@ class AttemptExchange:
         if out.reply.body is None:
             # Untouched bytes, but the shared header map may hold an earlier attempt's length.
             out.reply.set_headers["content-length"] = str(len(body))
-        self.response = out.response or self._meter()
+        self.response = out.response
         if self.response is None and not self.more_to_come:
             out.reply.response_header_mode = "SKIP"
         return out.reply
-
-    def _meter(self) -> UsageMeter | None:
-        """An untranslated response still has to be counted when this provider has a budget."""
-        return UsageMeter() if self.budgets is not None and self.budgets.budgeted(self.name) else None
 
     def _as_sent(self, body: bytes) -> Reply:
         """Same dialect, no model change: the client's bytes go as they are, no parsing."""
@@ -149,8 +143,7 @@ class AttemptExchange:
         dialect_headers(self.provider, False, self.headers, reply, chain.stash)
         # Untouched bytes, but the shared header map may hold an earlier attempt's length.
         reply.set_headers["content-length"] = str(len(body))
-        self.response = self._meter()
-        if self.response is None and not self.more_to_come:
+        if not self.more_to_come:
             reply.response_header_mode = "SKIP"
         return reply
 
@@ -167,10 +160,7 @@ class AttemptExchange:
             return Reply()
         reply = self.response.on_body(chunk, end_of_stream)
         if end_of_stream and self.response.usage:
-            usage = self.response.usage
-            count_usage(self.name, usage)
-            if self.budgets is not None:
-                self.budgets.charge(self.name, usage.get("input", 0) + usage.get("output", 0))
+            count_usage(self.name, self.response.usage)  # token metrics; the request phase settles budgets
         return reply
 
     def internal_error(self, phase: str) -> Reply:

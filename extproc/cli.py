@@ -1,4 +1,4 @@
-"""`lunaroute`: up (Envoy + workers), serve (workers only), render-envoy, check."""
+"""`lunaroute`: up (Envoy + workers), serve (workers only), render-envoy, check, sessions."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import yaml
 from . import config as config_mod
 from .config import Config, ConfigError, is_loopback
 from .envoy_config import GATE_FILE, inline_gate, render, render_gate, render_yaml, write_gate
+from .observe import sessions_cli
 from .supervisor import Supervisor, SupervisorError, find_envoy, validate_bootstrap
 
 
@@ -156,6 +157,16 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sessions(args: argparse.Namespace) -> int:
+    """Read the session store of the config given (its `recording.dir`)."""
+    directory = config_mod.load(args.config).recording.dir
+    try:
+        return args.sessions_func(args, directory)
+    except FileNotFoundError as exc:
+        print(f"lunaroute: {exc}", file=sys.stderr)
+        return 1
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lunaroute", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -190,6 +201,8 @@ def parser() -> argparse.ArgumentParser:
     new = keys_sub.add_parser("new", help="print a new random gateway key and its config entry")
     new.add_argument("--name", default="alice", help="the key's name (shows up in logs and metrics)")
     new.set_defaults(func=cmd_keys_new)
+
+    sessions_cli.add_parser(sub, with_config).set_defaults(func=cmd_sessions)
 
     worker = sub.add_parser("worker", help=argparse.SUPPRESS)
     worker.add_argument("--config-json", required=True)

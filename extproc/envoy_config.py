@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from fnmatch import fnmatchcase
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -355,13 +356,15 @@ def glob_to_lua(glob: str) -> str | None:
 
 def _fast_target(cfg: Config, chain: list[str], dialect: str) -> str:
     """The provider the fast path may send to directly, or "" when Python must see the request:
-    a fallback chain, another dialect (translation), a budget to meter, recording, or a provider whose
+    a fallback chain, another dialect (translation), a budget to reserve and settle (one not limited
+    to gateway keys, which the gate handles), recording, PII redaction of requests, or a provider whose
     headers or tool schemas Python rewrites (`forward_headers`, `tool_schema`)."""
-    if len(chain) != 1 or cfg.recording.enabled:
+    if len(chain) != 1 or cfg.recording.enabled or cfg.pii.redact_requests:
         return ""
     name = chain[0]
     p = cfg.providers[name]
-    if p.type != dialect or name in cfg.budgets.daily_tokens:
+    budgeted = any(lim.key is None and fnmatchcase(name, lim.provider or "*") for lim in cfg.budgets.all_limits())
+    if p.type != dialect or budgeted:
         return ""
     if p.forward_headers is not None or p.tool_schema.drop_keys:
         return ""  # Python filters this provider's headers or cleans its tool schemas
@@ -755,12 +758,14 @@ def lua_literal(value: Any) -> str:
     raise TypeError(f"no Lua literal for {type(value).__name__}")
 
 
-def _key_entry(key: GatewayKey) -> dict[str, Any]:
+def _key_entry(key: GatewayKey, cfg: Config) -> dict[str, Any]:
     scope = {"providers": key.providers, "models": key.models} if key.providers or key.models else None
+    budgeted = any(lim.key is not None and fnmatchcase(key.name, lim.key) for lim in cfg.budgets.all_limits())
     return {"name": key.name, "scope": orjson.dumps(scope).decode() if scope else None,
             "providers": dict.fromkeys(key.providers, True) if key.providers else None,
             "provider_list": "," + ",".join(key.providers) + "," if key.providers else None,
-            "models_limited": bool(key.models)}
+            # the fast path cannot check model allow-lists, nor reserve a key's budget
+            "models_limited": bool(key.models) or budgeted}
 
 
 def gate_settings(cfg: Config, digests: dict[str, GatewayKey]) -> dict[str, Any]:
@@ -768,13 +773,14 @@ def gate_settings(cfg: Config, digests: dict[str, GatewayKey]) -> dict[str, Any]
     origins = cfg.access.allowed_origins
     return {
         "keys_required": bool(cfg.access.keys),
-        "keys": {digest: _key_entry(key) for digest, key in digests.items()},
+        "keys": {digest: _key_entry(key, cfg) for digest, key in digests.items()},
         "origins": {o.lower().rstrip("/"): True for o in origins if o != "*"},
         "any_origin": "*" in origins,
         "probes": dict.fromkeys(OPEN_PATHS, True),
         "json_paths": list(JSON_PATHS),
         "fast_paths": dict.fromkeys(fast_settings(cfg)["paths"], True),
         "fast_max_bytes": cfg.limits.fast_path_max_bytes,
+        "record_peer": cfg.recording.enabled,
         "replies": {reason: {"status": str(status),
                              "bodies": {d: b.decode() for d, b in error_bodies(status, message).items()}}
                     for reason, (status, message) in _GATE_REPLIES.items()},

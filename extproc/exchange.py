@@ -8,6 +8,8 @@ worker (config, router); an `Exchange` holds one request's state.
 from __future__ import annotations
 
 import logging
+import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -20,7 +22,6 @@ from .actions import Reply
 from .attempts import Chain, encode_chain, usable_chain
 from .config import Config, Provider
 from .dialects.base import Dialect, TranslationError
-from .dialects.caching import SESSION_HEADERS
 from .envoy_config import (
     ATTEMPTS_HEADER,
     CHAIN_HEADER,
@@ -36,8 +37,11 @@ from .forwarding import STASHED_HEADERS, credentials, dialect_headers, for_provi
 from .local_replies import advertised_models, count_tokens_reply, error_reply, models_body_for, models_reply
 from .markers import NO_MARKER, PREFIX, take_marker
 from .observe import metrics
-from .observe.budgets import Budgets
-from .observe.recording import SessionRecorder
+from .observe.budgets import RESERVED_OUTPUT_TOKENS, Budgets, Refusal, Reservation
+from .observe.pii import Redactor
+from .observe.pricing import Price, PriceTable
+from .observe.recording import Draft, anonymise_ip, session_of
+from .observe.sessions import RecordWriter
 from .paths import Kind
 from .responses import ModelListMerge, ResponseTranslation, UsageMeter, count_usage, status_of
 from .routing import Observed, Router, pop_preferences, request_model
@@ -46,9 +50,7 @@ log = logging.getLogger("lunaroute")
 MARKER_BYTES = PREFIX.encode()
 
 
-def session_of(headers: dict[str, str]) -> str | None:
-    """The client's session id, naming its session record file."""
-    return next((headers[h] for h in SESSION_HEADERS if headers.get(h)), None)
+PEER_HEADER = "x-lunaroute-peer"  # the client's address, written by the gate when recording
 
 
 # Answered by the gateway itself, behind its own Envoy only.
@@ -67,8 +69,18 @@ class Gateway:
         self.observed = Observed()
         self.router = Router(cfg, self.observed)
         self.provider_names = frozenset(cfg.providers)
-        self.recorder = SessionRecorder(cfg.recording.dir) if cfg.recording.enabled else None
-        self.budgets = Budgets(cfg.budgets) if cfg.budgets.daily_tokens else None
+        rec, pii = cfg.recording, cfg.pii
+        self.redactor = Redactor(pii.detect, pii.mode, pii.secret(dict(os.environ))) if pii.detect and (
+            rec.enabled or pii.redact_requests) else None
+        self.recorder = RecordWriter(rec.dir, rec.queue_size, rec.max_age_days, rec.max_bytes,
+                                     self.redactor.redact if self.redactor else None,
+                                     rec.max_sessions) if rec.enabled else None
+        self.prices = PriceTable(
+            {glob: Price(p.input_per_mtok, p.output_per_mtok, p.cache_read_per_mtok, p.cache_write_per_mtok)
+             for glob, p in cfg.pricing.items()},
+            {name: Price(p.pricing.input_per_mtok, p.pricing.output_per_mtok)
+             for name, p in cfg.providers.items() if p.pricing is not None})
+        self.budgets = Budgets(cfg.budgets) if cfg.budgets.all_limits() else None
         self._healthy = healthy or (lambda: True)
         self._ticks = 0
 
@@ -78,6 +90,13 @@ class Gateway:
 
     def ready(self) -> bool:
         return bool(self._healthy())
+
+    def close(self) -> None:
+        """Flush what is queued for the session store (SIGTERM)."""
+        if self.recorder is not None:
+            self.recorder.close()
+        if self.budgets is not None:
+            self.budgets.flush()
 
     def provider(self, name: str) -> Provider:
         return self.cfg.providers[name]
@@ -133,6 +152,13 @@ class Exchange:
         self.status = 0
         self.started = 0.0  # when the request left for the provider
         self.ttfb = -1.0
+        self.draft: Draft | None = None  # this request's session record, when recording
+        self.sent_model: str | None = None
+        self.busy = 0.0  # seconds the gateway itself spent on this exchange (its overhead)
+        self.redacted = False  # PII was taken out of the request before it went on (pii.redact_requests)
+        self.reservation: Reservation | None = None  # budgets this request draws on; the server reserves
+        self.first_byte = 0.0  # when the response body's first bytes came
+        self.finished = False
 
     # -- request ---------------------------------------------------------------------------------
 
@@ -178,9 +204,13 @@ class Exchange:
     def on_request_body(self, body: bytes) -> Reply:
         if self.req.kind not in paths.BODY_KINDS:
             return Reply()  # answered or forwarded in the headers phase; the body is not ours to route
+        began = perf_counter()
         reply = self._on_request_body(body)
         if reply.immediate is None:
             self._scrub(reply)
+            if self.draft is not None and reply.body is not None:
+                self.draft.provider_request = reply.body
+        self.busy += perf_counter() - began
         return reply
 
     def _scrub(self, reply: Reply) -> None:
@@ -191,6 +221,10 @@ class Exchange:
                 reply.remove_headers.append(name)
 
     def _on_request_body(self, body: bytes) -> Reply:
+        redactor = self.gw.redactor
+        if redactor is not None and self.gw.cfg.pii.redact_requests:
+            clean = redactor.redact(body)
+            self.redacted, body = clean is not body, clean
         try:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -217,7 +251,7 @@ class Exchange:
             metrics.UNKNOWN_MARKERS.inc()
             log.warning("unknown provider in marker [LUNAROUTE:%s]; routing by default", marker.name)
         prefs_value, popped = pop_preferences(doc)
-        changed = changed or popped
+        changed = changed or popped or self.redacted
         prefs = gw.router.parse_preferences(prefs_value, headers.get("x-provider"))
         model = request_model(doc.get("model"), headers.get("x-model"))
         decision = gw.router.decide(marker, prefs, model, req.path)
@@ -229,11 +263,6 @@ class Exchange:
                 return refused
             chain = tuple(n for n in chain if req.scope.allows_provider(n)
                           and req.scope.allows_model(overrides.get(n) or model))
-        if gw.budgets is not None:
-            spent = {n: why for n in chain if (why := gw.budgets.spent(n))}
-            if len(spent) == len(chain):
-                return self._error(429, spent[chain[0]], kind="budget")
-            chain = tuple(n for n in chain if n not in spent)
         name = chain[0]
         provider = gw.provider(name)
         self.provider_name = name
@@ -243,31 +272,70 @@ class Exchange:
                  f" model_override:{overrides[name]}" if name in overrides else "",
                  f" fallbacks:{','.join(chain[1:])}" if len(chain) > 1 else "",
                  f" key:{req.key}" if req.key else "")
-        if gw.recorder is not None:
-            gw.recorder.record(session_of(headers), {
-                "event": "route", "path": req.path, "client": req.client, "provider": f"lunaroute:{name}",
-                "key": req.key or None,
-                "reason": decision.reason, "model": model, "model_override": overrides.get(name),
-                "fallbacks": list(chain[1:]), "stream": bool(doc.get("stream"))})
         if req.kind in paths.COUNT_KINDS and provider.type != req.client:
             return self._answer(count_tokens_reply(req.client, doc))
+        self.sent_model = overrides.get(name) or model
+        if gw.recorder is not None:
+            self.draft = Draft(gw.cfg.recording.max_body_bytes, raw, {
+                "session": session_of(headers, doc) or "no-session", "request_id": headers.get("x-request-id"),
+                "key": req.key or None, "client": req.client, "path": req.path, "provider": name,
+                "model": model, "sent_model": self.sent_model, "reason": decision.reason,
+                "stream": bool(doc.get("stream")), "client_ip": anonymise_ip(  # the gate's, never a client's
+                    headers.get(PEER_HEADER) if self.sealed else headers.get("x-forwarded-for"))})
+        if gw.budgets is not None and req.kind not in paths.COUNT_KINDS:
+            self.reservation = self._estimate(gw.budgets, doc, raw, name, session_of(headers, doc))
         if len(chain) > 1 and req.kind not in paths.COUNT_KINDS:
             return self._with_fallbacks(doc, changed, model, chain, {n: overrides[n] for n in chain if n in overrides})
         model = overrides.get(name) or model
         if model is not None and doc.get("model") != model:
             doc["model"] = model
             changed = True
+        strip_usage = self._ask_for_usage(doc, provider)
+        changed = changed or strip_usage
         out = for_provider(name, provider, req.client, req.path, req.query, headers, doc, changed)
         self.response = out.response
         reply = out.reply
         reply.clear_route_cache = True
         reply.set_headers[CLUSTER_HEADER] = cluster_name(name)
         self.started = perf_counter()
-        if self.response is None and gw.budgets is not None and gw.budgets.budgeted(name):
-            self.response = UsageMeter()  # the provider's usage is this budget's only source
+        if self.response is None and (self.draft is not None or self.reservation is not None):
+            # the record needs the response; a budget needs the provider's usage
+            self.response = UsageMeter(self.draft.add_response if self.draft is not None else None, strip_usage)
+            if strip_usage:
+                reply.set_headers["accept-encoding"] = "identity"  # the meter rewrites the stream
         if self.response is None and not gw.sample():
             # Nothing to translate: the response goes to the client without another trip to Python.
             reply.response_header_mode = "SKIP"
+        return reply
+
+    def _estimate(self, budgets: Budgets, doc: dict, raw: bytes, name: str, session: str | None) -> Reservation | None:
+        """What this request may cost, to reserve: its input at ~4 bytes a token, its output cap."""
+        input_tokens = len(raw) // 4
+        cap = next((v for f in ("max_tokens", "max_completion_tokens", "max_output_tokens")
+                    if isinstance(v := doc.get(f), int) and v > 0), RESERVED_OUTPUT_TOKENS)
+        output = min(cap, RESERVED_OUTPUT_TOKENS)
+        usd = self.gw.prices.cost(self.sent_model, {"input": input_tokens, "output": output}, name) or 0.0
+        return budgets.plan(self.req.key or None, name, session, input_tokens + output, usd, input_tokens)
+
+    def _ask_for_usage(self, doc: dict, provider: Provider) -> bool:
+        """An OpenAI stream reports usage only when asked: a budget or a record needs it, so ask for
+        it upstream (True: the client did not, and the meter leaves the usage chunk out for it)."""
+        if (provider.type != "openai" or self.req.client != "openai" or doc.get("stream") is not True
+                or (self.reservation is None and self.draft is None)):
+            return False
+        options = doc.get("stream_options")
+        if isinstance(options, dict) and options.get("include_usage"):
+            return False
+        doc["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+        return True
+
+    def over_budget(self, refusal: Refusal) -> Reply:
+        """The 429 for a spent budget, in the client's dialect, naming it and when it resets."""
+        self.draft = None  # never sent: nothing to record, nothing to settle
+        self.reservation = None
+        reply = self._error(429, refusal.message(), kind="budget")
+        assert reply.immediate is not None
+        reply.immediate.headers["retry-after"] = str(max(int(refusal.resets - time.time()), 1))
         return reply
 
     def _with_fallbacks(self, doc: dict, changed: bool, model: str | None, chain: tuple[str, ...],
@@ -281,6 +349,11 @@ class Exchange:
             doc["model"] = model
             changed = True
         reply = Reply(clear_route_cache=True, response_header_mode="SKIP")
+        if self.draft is not None or self.reservation is not None:
+            # the attempts translate; the record and the budget read what reaches the client
+            reply.response_header_mode = None
+            self.response = UsageMeter(self.draft.add_response if self.draft is not None else None)
+        self.started = perf_counter()
         reply.set_headers[CLUSTER_HEADER] = cluster_name(chain[0])
         for i, name in enumerate(chain[1:], start=1):
             reply.set_headers[FALLBACK_HEADER.format(i)] = cluster_name(name)
@@ -397,6 +470,8 @@ class Exchange:
 
     def on_response_headers(self, headers: dict[str, str]) -> Reply:
         self.status = status_of(headers)
+        if self.draft is not None and headers.get("x-lunaroute-provider"):
+            self.draft.meta["provider"] = headers["x-lunaroute-provider"]  # the chain's member that answered
         metrics.RESPONSES.labels(self.req.kind.value, self.provider_name or "gateway", str(self.status)).inc()
         if self.started and self.status < 400:
             self.ttfb = perf_counter() - self.started
@@ -407,20 +482,71 @@ class Exchange:
     def on_response_body(self, chunk: bytes, end_of_stream: bool) -> Reply:
         if self.response is None:
             return Reply()
+        began = perf_counter()
         reply = self.response.on_body(chunk, end_of_stream)
+        self.busy += perf_counter() - began
+        if self.draft is not None and isinstance(self.response, ResponseTranslation):
+            self.draft.add_response(reply.body or b"")
+        if not self.first_byte and chunk:
+            self.first_byte = perf_counter()
         if end_of_stream and self.response.usage:
             usage = self.response.usage
-            count_usage(self.provider_name, usage)
-            if self.gw.budgets is not None:
-                self.gw.budgets.charge(self.provider_name, usage.get("input", 0) + usage.get("output", 0))
             if self.ttfb >= 0:
                 self.gw.observed.observe(self.provider_name, self.ttfb, usage.get("output", 0),
                                          perf_counter() - self.started)
-            if self.gw.recorder is not None:
-                self.gw.recorder.record(session_of(self.req.headers or {}), {
-                    "event": "response", "path": self.req.path, "provider": f"lunaroute:{self.provider_name}",
-                    "status": self.status, "usage": usage})
+        if end_of_stream:
+            self._done("ok")
         return reply
+
+    def close(self) -> None:
+        """The ext_proc stream ended. An exchange not done yet was interrupted (the client went away,
+        or the provider's stream was cut): recorded and charged as such, with what came. A translated
+        stream whose provider had stopped is complete (its client may close before Envoy's end of
+        stream reaches us); an error status whose body nobody asked for ends here too."""
+        stopped = isinstance(self.response, ResponseTranslation) and self.response.streaming and self.response.usage
+        self._done("ok" if stopped else "interrupted" if self.status < 400 else "error")
+
+    def _done(self, outcome: str) -> None:
+        """Once per exchange that went to a provider: its metrics, log line, record and budgets."""
+        if self.finished or not self.started:
+            return
+        self.finished = True
+        usage = dict(self.response.usage) if self.response is not None else {}
+        provider = self.draft.meta["provider"] if self.draft is not None else self.provider_name
+        cost = self.gw.prices.cost(self.sent_model, usage, provider) if usage else None
+        now = perf_counter()
+        ttft = self.first_byte - self.started if self.first_byte else None
+        if usage:
+            count_usage(provider, usage)
+        metrics.observe_exchange(provider, self.sent_model or "", usage, cost, now - self.started, ttft,
+                                 self.busy, read=self.response is not None)
+        if self.draft is not None:
+            self._finish_record(outcome, usage, cost)
+        if self.response is not None:
+            log.info("done %s", orjson.dumps({
+                "provider": provider, "model": self.sent_model, "key": self.req.key or None,
+                "client": self.req.client, "path": self.req.path, "status": self.status, "outcome": outcome,
+                "usage": usage, "cost_usd": cost, "duration_ms": round((now - self.started) * 1000, 3),
+                "ttft_ms": None if ttft is None else round(ttft * 1000, 3),
+                "overhead_ms": round(self.busy * 1000, 3)}).decode())
+        self._settle(usage, cost)
+
+    def _finish_record(self, outcome: str, usage: dict[str, int], cost: float | None) -> None:
+        """Hand this request's record to the writer thread."""
+        assert self.draft is not None and self.gw.recorder is not None
+        self.gw.recorder.submit(self.draft.finish(status=self.status, outcome=outcome, usage=usage, cost_usd=cost,
+                                                  overhead_ms=round(self.busy * 1000, 3)))
+
+    def _settle(self, usage: dict[str, int], cost: float | None) -> None:
+        """Replace this request's reservation by what the provider reported (cache writes count;
+        cache reads are in the input), or by the input estimate when it reported nothing."""
+        res, budgets = self.reservation, self.gw.budgets
+        if res is None or budgets is None:
+            return
+        if not usage:
+            budgets.settle(res, None, None)
+            return
+        budgets.settle(res, usage.get("input", 0) + usage.get("output", 0) + usage.get("cache_write", 0), cost or 0.0)
 
     def internal_error(self, phase: str) -> Reply:
         """Something in the pipeline broke: answer in the client's dialect, keep serving."""

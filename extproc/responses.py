@@ -38,20 +38,23 @@ def _usage_of(doc: dict) -> dict[str, int]:
     usage = doc.get("usage")
     if not isinstance(usage, dict):
         return {}
-    if "cache_read_input_tokens" in usage or "cache_creation_input_tokens" in usage:  # Anthropic
-        read = int(usage.get("cache_read_input_tokens") or 0)
-        write = int(usage.get("cache_creation_input_tokens") or 0)
-        return {"input": int(usage.get("input_tokens") or 0) + read + write,
-                "output": int(usage.get("output_tokens") or 0), "cache_read": read, "cache_write": write}
-    if "input_tokens" in usage or "output_tokens" in usage:  # Responses (or Anthropic without cache fields)
-        details = usage.get("input_tokens_details")
-        input_tokens, output_tokens = int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)
-    else:  # Chat Completions
-        details = usage.get("prompt_tokens_details")
-        input_tokens, output_tokens = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-    details = details if isinstance(details, dict) else {}
-    return {"input": input_tokens, "output": output_tokens, "cache_read": int(details.get("cached_tokens") or 0),
-            "cache_write": int(details.get(CACHE_WRITE_TOKENS) or 0)}
+    if "input_tokens" in usage or "output_tokens" in usage:
+        out = {
+            "input": int(usage.get("input_tokens") or 0) + int(usage.get("cache_read_input_tokens") or 0),
+            "output": int(usage.get("output_tokens") or 0),
+        }
+        details_in, details_out = usage.get("input_tokens_details"), usage.get("output_tokens_details")
+    else:
+        out = {"input": int(usage.get("prompt_tokens") or 0), "output": int(usage.get("completion_tokens") or 0)}
+        details_in, details_out = usage.get("prompt_tokens_details"), usage.get("completion_tokens_details")
+    # Cache and reasoning counts (for cost and records) only when reported, so plain usage stays plain.
+    extra = {
+        "cache_read": usage.get("cache_read_input_tokens") or (details_in or {}).get("cached_tokens"),
+        "cache_write": usage.get("cache_creation_input_tokens") or (details_in or {}).get(CACHE_WRITE_TOKENS),
+        "reasoning": (details_out or {}).get("reasoning_tokens"),
+    }
+    out.update({k: int(v) for k, v in extra.items() if isinstance(v, int) and v > 0})
+    return out
 
 
 def count_usage(provider: str, usage: dict[str, int]) -> None:
@@ -165,6 +168,9 @@ class ResponseTranslation:
             out = self._stream.feed(data) if data else b""
             if end_of_stream:
                 out += self._stream.close()
+            # Known once the provider's stream has stopped, which can be before Envoy's end of stream
+            # (a client that closes at its last event): read it as soon as it is there.
+            if end_of_stream or getattr(self._stream, "usage", None):
                 self.usage = _usage_of({"usage": getattr(self._stream, "usage", None)})
             return Reply(body=out)
         # BUFFERED: Envoy sends the whole body once; keep a buffer anyway in case it arrives in parts.
@@ -230,12 +236,30 @@ class ModelListMerge:
         return reply
 
 
+def _usage_only(block: bytes) -> bool:
+    if b'"usage"' not in block or b'"choices"' not in block:
+        return False
+    payload = b"".join(line[5:].strip() for line in block.splitlines() if line.startswith(b"data:"))
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(doc, dict) and doc.get("choices") == [] and isinstance(doc.get("usage"), dict)
+
+
 class UsageMeter:
     """Reads the token usage of an untranslated response without changing a byte of it (the client
-    gets the provider's own encoding). Used where a budget needs the count."""
+    gets the provider's own encoding). Used where a budget needs the count.
 
-    def __init__(self) -> None:
+    `strip_usage`: the gateway asked an OpenAI provider for `stream_options.include_usage` that the
+    client did not ask for; the usage-only chunk it adds is counted and left out of the client's
+    stream (the request went out with `accept-encoding: identity`, so the bytes are plain)."""
+
+    def __init__(self, sink: Callable[[bytes], None] | None = None, strip_usage: bool = False) -> None:
         self.usage: dict[str, int] = {}
+        self.sink = sink  # sees the decoded bytes too (session recording), errors included
+        self.strip_usage = strip_usage
+        self._pending = bytearray()
         self._decoder = decoder("")
         self._sse: SSEParser | None = None
         self._buffer = bytearray()
@@ -246,19 +270,45 @@ class UsageMeter:
             self._decoder = decoder(headers.get("content-encoding", ""))
         except ValueError:
             return Reply()  # an encoding we cannot read: not metered
-        if status != 200:
+        if status != 200 and self.sink is None:
             return Reply()
         self._off = False
         if headers.get("content-type", "").startswith("text/event-stream"):
             self._sse = SSEParser()
-            return Reply(response_body_mode="STREAMED")
+            return Reply(response_body_mode="STREAMED",
+                         remove_headers=["content-length"] if self.strip_usage and status == 200 else [])
+        self.strip_usage = False
         return Reply(response_body_mode="BUFFERED")
 
     def on_body(self, chunk: bytes, end_of_stream: bool) -> Reply:
         if self._off:
             return Reply()
+        if self.strip_usage:
+            kept = self._without_usage_chunk(chunk, end_of_stream)
+            self._read(chunk, end_of_stream, kept)
+            return Reply(body=kept)
+        self._read(chunk, end_of_stream, None)
+        return Reply()
+
+    def _without_usage_chunk(self, chunk: bytes, end_of_stream: bool) -> bytes:
+        """The stream's events as they came, less the usage-only chunk (`"choices": []`)."""
+        self._pending += chunk
+        out = bytearray()
+        while (end := self._pending.find(b"\n\n")) >= 0:
+            block = bytes(self._pending[:end + 2])
+            del self._pending[:end + 2]
+            if not _usage_only(block):
+                out += block
+        if end_of_stream:
+            out += self._pending
+            self._pending.clear()
+        return bytes(out)
+
+    def _read(self, chunk: bytes, end_of_stream: bool, seen: bytes | None) -> None:
         try:
             data = self._decoder.feed(chunk) + (self._decoder.flush() if end_of_stream else b"")
+            if self.sink is not None:
+                self.sink(data if seen is None else seen)
             if self._sse is not None:
                 for event in self._sse.feed(data):
                     self._count(event.data)
@@ -268,8 +318,7 @@ class UsageMeter:
                     self._count(bytes(self._buffer))
         except Exception:  # noqa: BLE001 - metering must never disturb the response
             log.debug("could not read usage from a response", exc_info=True)
-            self._off = True
-        return Reply()
+            self._off = not self.strip_usage  # a stripping meter still has to pass the stream on
 
     def _count(self, payload: str | bytes) -> None:
         if payload in ("[DONE]", b"[DONE]", "", b""):

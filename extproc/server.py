@@ -106,7 +106,7 @@ def exchange_for(gateway: Gateway, metadata) -> Exchange | AttemptExchange:  # n
         elif key == GATE_METADATA:
             sealed = value == "sealed"
     if attempt is not None:
-        return AttemptExchange(gateway.cfg, attempt, gateway.budgets)
+        return AttemptExchange(gateway.cfg, attempt)
     return Exchange(gateway, sealed=sealed)
 
 
@@ -148,6 +148,32 @@ def step(exchange: Exchange | AttemptExchange, req: pb.ProcessingRequest) -> pb.
     return response
 
 
+async def admitted(exchange: Exchange, response: pb.ProcessingResponse) -> pb.ProcessingResponse:
+    """Reserve the request's budgets before it leaves (in the budgets' threads, awaited at most
+    `budgets.timeout_ms`: a slow store fails open); a spent budget turns the answer into a 429."""
+    res, budgets = exchange.reservation, exchange.gw.budgets
+    if res is None or budgets is None or res.checked:
+        return response
+    res.checked = True
+    loop = asyncio.get_running_loop()
+    try:
+        refusal = await asyncio.wait_for(loop.run_in_executor(budgets.executor, budgets.reserve, res),
+                                         budgets.timeout_s)
+    except TimeoutError:
+        metrics.BUDGET_STORE_ERRORS.labels("timeout").inc()
+        return response
+    return response if refusal is None else to_proto("request_body", exchange.over_budget(refusal))
+
+
+def closed(exchange: Exchange | AttemptExchange) -> None:
+    """The stream is over (finished, cancelled or cut): let the exchange settle what is still open."""
+    if isinstance(exchange, Exchange):
+        try:
+            exchange.close()
+        except Exception:  # noqa: BLE001 - closing must never take the worker down
+            log.exception("could not close an exchange")
+
+
 class ExternalProcessor(pb_grpc.ExternalProcessorServicer):
     """The grpc.aio servicer the workers run."""
 
@@ -158,18 +184,24 @@ class ExternalProcessor(pb_grpc.ExternalProcessorServicer):
         exchange = exchange_for(self.gateway, context.invocation_metadata())
         idle_s = self.gateway.cfg.timeouts.stream_idle_s
         requests = aiter(request_iterator)
-        while True:
-            stream = translated_stream(exchange)
-            try:
-                req = await (asyncio.wait_for(anext(requests), idle_s) if stream else anext(requests))
-            except StopAsyncIteration:
-                return
-            except TimeoutError:
-                # The provider went silent mid-stream: end the client's stream with an error event
-                # before Envoy's idle timeout would cut the connection (see envoy_config.STALL_GRACE_S).
-                yield to_proto("response_body", stream.stalled(idle_s))
-                return
-            yield step(exchange, req)
+        try:
+            while True:
+                stream = translated_stream(exchange)
+                try:
+                    req = await (asyncio.wait_for(anext(requests), idle_s) if stream else anext(requests))
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    # The provider went silent mid-stream: end the client's stream with an error event
+                    # before Envoy's idle timeout would cut the connection (see envoy_config.STALL_GRACE_S).
+                    yield to_proto("response_body", stream.stalled(idle_s))
+                    return
+                response = step(exchange, req)
+                if isinstance(exchange, Exchange) and exchange.reservation is not None:
+                    response = await admitted(exchange, response)
+                yield response
+        finally:
+            closed(exchange)
 
 
 class ExternalProcessorSync(pb_grpc.ExternalProcessorServicer):
@@ -180,8 +212,18 @@ class ExternalProcessorSync(pb_grpc.ExternalProcessorServicer):
 
     def Process(self, request_iterator, context):  # noqa: N802 - gRPC method name
         exchange = exchange_for(self.gateway, context.invocation_metadata())
-        for req in request_iterator:
-            yield step(exchange, req)
+        try:
+            for req in request_iterator:
+                response = step(exchange, req)
+                res, budgets = getattr(exchange, "reservation", None), self.gateway.budgets
+                if res is not None and budgets is not None and not res.checked:
+                    res.checked = True  # a thread-pool server: this thread may wait for the store
+                    refusal = budgets.reserve(res)
+                    if refusal is not None:
+                        response = to_proto("request_body", exchange.over_budget(refusal))
+                yield response
+        finally:
+            closed(exchange)
 
 
 def grpc_options(cfg: Config) -> list[tuple[str, int]]:
@@ -228,6 +270,7 @@ async def serve(cfg: Config, port: int, drain_s: float = 10.0, restarted: bool =
     await server.stop(grace=drain_s)
     if poller is not None:
         poller.stop()
+    await asyncio.to_thread(gateway.close)  # flush queued session records, off the event loop
 
 
 async def _set_health(servicer: health.aio.HealthServicer, status: int) -> None:

@@ -1,12 +1,16 @@
-"""Daily token budgets: the stores (SQLite, and a real Redis server), the accounting, and the meter
+"""Budgets: the stores (SQLite, and a real Redis server) reserve atomically, limits pick their
+counters by key, provider and session, usage settles the reservation, a spent budget is a 429 in the
+client's dialect that names it and its reset, an unreachable store fails open at once; and the meter
 that counts an untranslated response's usage without touching its bytes."""
 
 from __future__ import annotations
 
+import calendar
 import gzip
 import os
 import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -15,9 +19,14 @@ import pytest
 
 from extproc import config
 from extproc.exchange import Exchange, Gateway
-from extproc.observe.budgets import Budgets, RedisStore, SqliteStore, open_store, today
+from extproc.observe.budgets import Budgets, RedisStore, SqliteStore, open_store, period_bounds
 from extproc.responses import UsageMeter
 from tests.mock_providers import free_port
+
+PROVIDERS = {
+    "anthropic": {"type": "anthropic", "base_url": "https://api.anthropic.com", "auth": "passthrough"},
+    "gpt": {"type": "openai", "base_url": "https://api.openai.com/v1", "api_key_env": "K", "model": "gpt-5.1"},
+}
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +44,7 @@ def redis_url():
         deadline = time.monotonic() + 10
         while True:
             try:
-                RedisStore(url).used("probe", today())
+                RedisStore(url).used("probe")
                 break
             except Exception:
                 if time.monotonic() > deadline:
@@ -47,43 +56,120 @@ def redis_url():
         proc.wait(10)
 
 
-def test_sqlite_store_adds_up_per_provider_and_day(tmp_path: Path) -> None:
+def _budgets(tmp_path: Path, *limits: dict, store: str | None = None) -> Budgets:
+    return Budgets(config.BudgetsConfig(store=store or str(tmp_path / "b.sqlite"),
+                                        limits=[config.BudgetLimit(**lim) for lim in limits]))
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_a_store_reserves_all_or_nothing_and_refuses_what_would_overrun(kind, tmp_path, request) -> None:
+    store = open_store(str(tmp_path / "b.sqlite") if kind == "sqlite" else request.getfixturevalue("redis_url"))
+    assert isinstance(store, SqliteStore if kind == "sqlite" else RedisStore)
+    a, b = f"{kind}-{time.time()}-a", f"{kind}-{time.time()}-b"
+    assert store.reserve([(a, 60, 100, 60), (b, 5, 10, 60)]) is None
+    assert store.reserve([(a, 30, 100, 60), (b, 6, 10, 60)]) == (1, 5.0)  # b would overrun: nothing taken
+    assert store.used(a) == 60 and store.used(b) == 5
+    store.add([(a, -20, 60)])
+    assert store.reserve([(a, 60, 100, 60)]) is None and store.used(a) == 100
+    assert store.reserve([(a, 1, 100, 60)]) == (0, 100.0)
+
+
+def test_a_request_larger_than_a_whole_budget_runs_only_on_a_fresh_one(tmp_path) -> None:
     store = open_store(str(tmp_path / "b.sqlite"))
-    assert isinstance(store, SqliteStore)
-    store.add("gpt", "2026-11-25", 10)
-    store.add("gpt", "2026-11-25", 5)
-    store.add("gpt", "2026-11-26", 1)
-    assert store.used("gpt", "2026-11-25") == 15 and store.used("other", "2026-11-25") == 0
-    assert SqliteStore(str(tmp_path / "b.sqlite")).used("gpt", "2026-11-26") == 1  # another worker sees it
+    assert store.reserve([("k", 500, 100, 60)]) is None
+    assert store.reserve([("k", 500, 100, 60)]) == (0, 500.0)
 
 
-def test_redis_store_is_shared_by_every_client(redis_url: str) -> None:
-    a, b = open_store(redis_url), open_store(redis_url)
-    a.add("gpt", "2026-11-25", 7)
-    b.add("gpt", "2026-11-25", 3)
-    assert a.used("gpt", "2026-11-25") == 10
+def test_concurrent_reservations_never_overshoot_across_processes_sharing_the_file(tmp_path) -> None:
+    path = str(tmp_path / "b.sqlite")
+    admitted = []
+
+    def worker() -> None:
+        store = SqliteStore(path)  # a connection of its own, as another worker process has
+        for _ in range(10):
+            if store.reserve([("shared", 7, 100, 60)]) is None:
+                admitted.append(7)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sum(admitted) == 98 and SqliteStore(path).used("shared") == 98  # 14 × 7; a 15th would overrun
 
 
-def test_a_spent_budget_says_why_and_unbudgeted_providers_are_never_spent(tmp_path: Path) -> None:
-    budgets = Budgets(config.BudgetsConfig(store=str(tmp_path / "b.sqlite"), daily_tokens={"gpt": 100}))
-    assert budgets.spent("gpt") is None
-    budgets.charge("gpt", 60)
-    budgets.charge("anthropic", 10_000)  # not budgeted: not counted
-    assert budgets.spent("gpt") is None
-    budgets.charge("gpt", 40)
-    assert "daily token budget of provider 'gpt' is spent (100 of 100 tokens)" in budgets.spent("gpt")
-    assert budgets.spent("anthropic") is None
+def test_limits_draw_on_a_counter_per_key_provider_and_session_per_period(tmp_path) -> None:
+    budgets = _budgets(tmp_path, {"name": "per-key", "key": "*", "usd": 5},
+                       {"name": "gpt-month", "provider": "gpt", "tokens": 1000, "period": "month"},
+                       {"name": "sessions", "session": "*", "tokens": 500})
+    now = calendar.timegm((2026, 12, 31, 22, 0, 0))
+    res = budgets.plan("alice", "gpt", "s-1", 100, 0.01, 80, now=now)
+    assert [d.key for d in res.draws] == ["lunaroute:budget:per-key:key=alice:2026-12-31",
+                                          "lunaroute:budget:gpt-month:provider=gpt:2026-12",
+                                          "lunaroute:budget:sessions:session=s-1:2026-12-31"]
+    assert [d.resets for d in res.draws] == [calendar.timegm((2027, 1, 1, 0, 0, 0))] * 3
+    assert [d.limit.name for d in budgets.plan(None, "anthropic", "s-2", 1, 0, 1, now=now).draws] == ["sessions"]
+    assert _budgets(tmp_path, {"name": "bob", "key": "bob", "usd": 1}).plan("alice", "gpt", None, 1, 0, 1) is None
+    assert period_bounds("day", now) == ("2026-12-31", float(calendar.timegm((2027, 1, 1, 0, 0, 0))))
 
 
-def test_an_unreachable_store_fails_open() -> None:
-    budgets = Budgets(config.BudgetsConfig(store=f"redis://127.0.0.1:{free_port()}/0", daily_tokens={"gpt": 1}))
-    budgets.charge("gpt", 10)
-    assert budgets.spent("gpt") is None
+def test_settling_replaces_the_reservation_by_the_usage(tmp_path) -> None:
+    budgets = _budgets(tmp_path, {"name": "t", "provider": "gpt", "tokens": 1000})
+    res = budgets.plan(None, "gpt", None, 300, 0.0, 200)
+    assert budgets.reserve(res) is None and budgets.store.used(res.draws[0].key) == 300
+    budgets.settle(res, 120, 0.0)
+    budgets.settle(res, 999, 0.0)  # once only
+    budgets.flush()
+    assert budgets.store.used(res.draws[0].key) == 120
+    cut = budgets.plan(None, "gpt", None, 300, 0.0, 200)
+    budgets.reserve(cut)
+    budgets.settle(cut, None, None)  # a stream cut before the provider reported usage: the input estimate
+    budgets.flush()
+    assert budgets.store.used(res.draws[0].key) == 320
 
 
-def test_budget_names_must_be_configured_providers() -> None:
+def test_an_unreachable_store_fails_open_at_once_and_is_counted() -> None:
+    budgets = Budgets(config.BudgetsConfig(store=f"redis://127.0.0.1:{free_port()}/0", timeout_ms=200,
+                                           limits=[config.BudgetLimit(name="t", provider="*", tokens=1)]))
+    res = budgets.plan(None, "gpt", None, 10, 0.0, 10)
+    assert budgets.reserve(res) is None and not res.reserved
+    started = time.monotonic()
+    assert budgets.reserve(budgets.plan(None, "gpt", None, 10, 0.0, 10)) is None
+    assert time.monotonic() - started < 0.01  # skipped for a second after an error: no waiting per request
+
+
+def _send(gw: Gateway, path: str, body: dict, **headers: str):
+    ex = Exchange(gw)
+    ex.on_request_headers({":method": "POST", ":path": path, **headers}, False)
+    return ex, ex.on_request_body(orjson.dumps(body))
+
+
+@pytest.mark.parametrize(("path", "error_type"), [("/v1/messages", "rate_limit_error"),
+                                                  ("/v1/chat/completions", "rate_limit_exceeded")])
+def test_a_spent_budget_is_a_429_in_the_clients_dialect_naming_it_and_its_reset(tmp_path, path, error_type) -> None:
+    gw = Gateway(config.parse({"providers": PROVIDERS, "budgets": {
+        "store": str(tmp_path / "b.sqlite"), "limits": [{"name": "daily-usd", "provider": "*", "usd": 0.01}]}},
+        env={}))
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}
+    ex, _ = _send(gw, path, body)
+    # the estimate: ~4 bytes a token of input plus max_tokens of output, at claude-sonnet-4's price
+    assert ex.reservation.tokens == len(orjson.dumps(body)) // 4 + 100 and ex.reservation.usd > 0
+    gw.budgets.store.add([(ex.reservation.draws[0].key, 0.01, 60)])
+    assert gw.budgets.reserve(ex.reservation) is not None
+    reply = ex.over_budget(gw.budgets.reserve(ex.reservation))
+    assert reply.immediate.status == 429 and 0 < int(reply.immediate.headers["retry-after"]) <= 86400
+    error = orjson.loads(reply.immediate.body)["error"]
+    assert error["type"] == "rate_limit_error" and error.get("code", error_type) == error_type
+    assert "the budget 'daily-usd' is spent ($0.0100 of $0.01 this day); it resets at " in error["message"]
+
+
+def test_budget_names_must_be_configured_providers_and_limits_well_formed() -> None:
     with pytest.raises(config.ConfigError, match="budgets.daily_tokens.gtp: unknown provider 'gtp'"):
         config.parse({"budgets": {"daily_tokens": {"gtp": 5}}}, env={})
+    with pytest.raises(config.ConfigError, match="exactly one of usd or tokens"):
+        config.parse({"budgets": {"limits": [{"name": "x", "key": "*", "usd": 1, "tokens": 5}]}}, env={})
+    with pytest.raises(config.ConfigError, match="at least one of key, provider, session"):
+        config.parse({"budgets": {"limits": [{"name": "x", "usd": 1}]}}, env={})
 
 
 ANTHROPIC_SSE = b"".join([
@@ -104,7 +190,7 @@ def test_the_meter_counts_a_compressed_stream_and_leaves_every_byte_alone() -> N
     raw = gzip.compress(ANTHROPIC_SSE)
     replies = [meter.on_body(raw[i:i + 17], i + 17 >= len(raw)) for i in range(0, len(raw), 17)]
     assert all(r.body is None and not r.set_headers for r in replies)  # the client gets the provider's bytes
-    assert meter.usage == {"input": 26, "output": 7, "cache_read": 5}  # cache reads are among the input
+    assert meter.usage == {"input": 26, "output": 7, "cache_read": 5}  # input includes the cache reads
 
 
 def test_the_meter_counts_a_json_response_and_ignores_errors() -> None:
@@ -124,28 +210,3 @@ def test_the_meter_counts_a_passthrough_responses_api_stream() -> None:
                   b'event: response.completed\ndata: ' + orjson.dumps(
                       {"type": "response.completed", "response": {"id": "resp_1", "usage": usage}}) + b"\n\n", True)
     assert meter.usage == {"input": 40, "output": 11, "cache_read": 8}
-
-
-def test_a_spent_provider_is_skipped_for_its_fallback_and_alone_it_is_a_429(tmp_path: Path) -> None:
-    cfg = config.parse({
-        "providers": {
-            "anthropic": {"type": "anthropic", "base_url": "https://api.anthropic.com", "auth": "passthrough"},
-            "gpt": {"type": "openai", "base_url": "https://api.openai.com/v1", "api_key_env": "K", "model": "g"},
-        },
-        "routing": {"rules": [{"model": "claude-*", "provider": "anthropic", "fallbacks": ["gpt"]}]},
-        "budgets": {"store": str(tmp_path / "b.sqlite"), "daily_tokens": {"anthropic": 10, "gpt": 10}},
-    }, env={})
-    gw = Gateway(cfg)
-    gw.budgets.charge("anthropic", 10)
-
-    def send(model: str):
-        ex = Exchange(gw)
-        ex.on_request_headers({":method": "POST", ":path": "/v1/messages"}, False)
-        return ex.on_request_body(orjson.dumps({"model": model, "max_tokens": 5,
-                                                "messages": [{"role": "user", "content": "hi"}]}))
-
-    assert send("claude-x").set_headers["x-lunaroute-cluster"] == "provider_gpt"
-    gw.budgets.charge("gpt", 10)
-    reply = send("claude-x")
-    assert reply.immediate.status == 429
-    assert orjson.loads(reply.immediate.body)["error"]["type"] == "rate_limit_error"

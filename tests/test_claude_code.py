@@ -6,12 +6,15 @@ CI installs Claude Code (.ci/run); elsewhere set LUNAROUTE_CLAUDE_BIN or put `cl
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 
 from tests.conftest import TEST_OPENAI_KEY, Gateway, standard_config
@@ -121,3 +124,34 @@ def test_claude_code_completes_a_tool_round_trip_against_a_responses_only_provid
     assert first.json()["store"] is False and first.json()["stream"] is True
     output = second.json()["input"][-1]
     assert output["type"] == "function_call_output" and "pumpkin" in output["output"]
+
+
+def test_claude_code_session_is_recorded_with_pii_tokenized_also_in_what_the_provider_got(
+        claude, anthropic_mock, openai_mock, tmp_path) -> None:
+    """Recording on, `pii.redact_requests` with `tokenize`: the provider sees tokens instead of the
+    e-mail address, and `lunaroute sessions show` shows the same turn under Claude Code's session id."""
+    cfg = standard_config(anthropic_mock.base_url, openai_mock.base_url)
+    cfg["recording"] = {"enabled": True, "dir": str(tmp_path / "sessions")}
+    cfg["pii"] = {"mode": "tokenize", "redact_requests": True, "token_secret_env": "LR_TEST_PII_SECRET"}
+    secret = "claude-code-pii-secret-0123"
+    gw = Gateway(tmp_path, cfg, workers=1).start(env={"LR_TEST_OPENAI_KEY": TEST_OPENAI_KEY,
+                                                       "LR_TEST_PII_SECRET": secret})
+    try:
+        proc = run_claude(claude, gw, "say hi to bob.smith@example.com", tmp_path,
+                          LR_TEST_PII_SECRET=secret)
+        assert proc.returncode == 0, proc.stderr
+    finally:
+        gw.stop()
+    seen = anthropic_mock.requests[-1]
+    token = "[EMAIL:" + hmac.new(secret.encode(), b"email:bob.smith@example.com", hashlib.sha256).hexdigest()[:12] + "]"
+    assert b"bob.smith@example.com" not in seen.body and token.encode() in seen.body
+    session = seen.headers["x-claude-code-session-id"]
+    shown = subprocess.run([sys.executable, "-m", "extproc.cli", "sessions", "show", session, "--json",
+                            "--config", str(gw.config_path)], capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    turns = orjson.loads(shown.stdout)
+    prompt_turn = next(t for t in turns if token in orjson.dumps(t["request"]).decode())
+    assert prompt_turn["response"]["content"] == [{"type": "text", "text": "Hello from mock Anthropic"}]
+    assert (prompt_turn["provider"], prompt_turn["status"], prompt_turn["input"], prompt_turn["output"]) == (
+        "anthropic", 200, 26, 7)
+    assert "bob.smith@example.com" not in shown.stdout and "sk-ant-claude-code-user" not in shown.stdout

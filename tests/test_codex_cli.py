@@ -94,7 +94,10 @@ def test_codex_answers_a_prompt_through_an_anthropic_provider(codex, gateway, an
     assert proc.stdout.strip() == "Hello from mock Anthropic"
     sent = anthropic_mock.requests[-1].json()
     assert sent["model"] == "claude-sonnet-4-5" and sent["stream"] is True
-    assert sent["messages"][-1]["content"][-1] == {"type": "text", "text": "say hi"}
+    prompt = sent["messages"][-1]["content"][-1]
+    assert (prompt["type"], prompt["text"]) == ("text", "say hi")
+    # Codex's long instructions are worth caching: a breakpoint on the conversation's end (issue #16)
+    assert prompt.get("cache_control") == {"type": "ephemeral"}
     assert sent["system"]  # Codex's developer instructions
 
 

@@ -1,69 +1,181 @@
-"""Session records: the routing decision per request, in one file per session, never a secret."""
+"""Session records: each request with its bodies, usage, cost and timings, written off the request
+path into a SQLite store, never a header or a key."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import orjson
+import pytest
 
 from extproc import config
 from extproc.exchange import Exchange, Gateway
-from extproc.observe.recording import SessionRecorder
+from extproc.observe import metrics, sessions
+from extproc.observe.recording import anonymise_ip, session_of
+from extproc.observe.sessions import RecordWriter
 
 OPENAI_JSON = {"id": "c1", "object": "chat.completion", "created": 1, "model": "gpt-5.1",
                "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
-               "usage": {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13}}
+               "usage": {"prompt_tokens": 1000, "completion_tokens": 300, "total_tokens": 1300,
+                         "prompt_tokens_details": {"cached_tokens": 400}}}
 
 
-def _gateway(tmp_path: Path) -> Gateway:
+def _gateway(tmp_path: Path, **recording: object) -> Gateway:
     return Gateway(config.parse({
         "providers": {
             "anthropic": {"type": "anthropic", "base_url": "https://api.anthropic.com", "auth": "passthrough"},
             "gpt": {"type": "openai", "base_url": "https://api.openai.com/v1", "api_key_env": "K", "model": "gpt-5.1"},
         },
-        "recording": {"enabled": True, "dir": str(tmp_path)},
+        "recording": {"enabled": True, "dir": str(tmp_path), **recording},
     }, env={}))
 
 
-def test_a_marked_turn_is_recorded_with_provider_and_model_override_and_no_secret(tmp_path: Path) -> None:
+def _turns(gw: Gateway, session: str) -> list[dict]:
+    gw.close()  # flushes the writer thread
+    with sessions.open_db(gw.cfg.recording.dir, create=False) as db:
+        return list(sessions.turns(db, session))
+
+
+def test_a_translated_turn_is_recorded_with_both_requests_the_response_usage_and_cost(tmp_path: Path) -> None:
+    gw = _gateway(tmp_path)
+    ex = Exchange(gw, sealed=True)  # behind the gateway's own Envoy, whose gate wrote x-lunaroute-peer
+    ex.on_request_headers({":method": "POST", ":path": "/v1/messages", "x-api-key": "sk-ant-very-secret-key-0123",
+                           "x-claude-code-session-id": "abc-123", "x-lunaroute-peer": "203.0.113.77:5123"}, False)
+    sent = {"model": "claude-x", "max_tokens": 5, "messages": [{"role": "user", "content": "[LUNAROUTE:gpt] hi"}]}
+    ex.on_request_body(orjson.dumps(sent))
+    ex.on_response_headers({":status": "200", "content-type": "application/json"})
+    ex.on_response_body(orjson.dumps(OPENAI_JSON), True)
+    ex.close()
+    (turn,) = _turns(gw, "abc-123")
+    assert turn["request"] == sent
+    assert turn["provider_request"]["model"] == "gpt-5.1" and turn["provider_request"]["messages"][-1] == {
+        "role": "user", "content": "hi"}
+    assert turn["response"]["content"] == [{"type": "text", "text": "hi"}]  # as the client got it
+    assert (turn["provider"], turn["reason"], turn["model"], turn["sent_model"]) == ("gpt", "marker", "claude-x",
+                                                                                   "gpt-5.1")
+    assert (turn["status"], turn["outcome"], turn["input"], turn["output"], turn["cache_read"]) == (
+        200, "ok", 1000, 300, 400)
+    # gpt-5.1: $1.25 / MTok fresh input, $0.125 cached, $10 output
+    assert turn["cost_usd"] == pytest.approx((600 * 1.25 + 400 * 0.125 + 300 * 10) / 1e6)
+    assert turn["client_ip"] == "203.0.113.0/24"
+    assert turn["duration_ms"] >= 0 and turn["overhead_ms"] > 0
+    assert b"sk-ant-very-secret" not in (tmp_path / sessions.DB_NAME).read_bytes()
+
+
+def test_a_stream_is_recorded_as_its_final_message_with_time_to_first_token(tmp_path: Path) -> None:
     gw = _gateway(tmp_path)
     ex = Exchange(gw)
-    ex.on_request_headers({":method": "POST", ":path": "/v1/messages", "x-api-key": "sk-ant-very-secret",
-                           "x-claude-code-session-id": "abc-123"}, False)
-    ex.on_request_body(orjson.dumps({"model": "claude-x", "max_tokens": 5,
-                                     "messages": [{"role": "user", "content": "[LUNAROUTE:gpt] hi"}]}))
-    ex.on_response_headers({":status": "200", "content-type": "application/json"})
-    ex.on_response_body(orjson.dumps(OPENAI_JSON), True)
-    (path,) = tmp_path.glob("*/abc-123.jsonl")
-    text = path.read_text()
-    route, response = (orjson.loads(line) for line in text.splitlines())
-    assert route["provider"] == "lunaroute:gpt" and route["reason"] == "marker"
-    assert route["model_override"] == "gpt-5.1" and route["model"] == "claude-x"
-    assert response["status"] == 200
-    assert response["usage"] == {"input": 10, "output": 3, "cache_read": 0, "cache_write": 0}
-    assert "sk-ant-very-secret" not in text and "hi" not in text
+    ex.on_request_headers({":method": "POST", ":path": "/v1/messages", "x-claude-code-session-id": "s1"}, False)
+    ex.on_request_body(orjson.dumps({"model": "claude-sonnet-4-5", "max_tokens": 5, "stream": True,
+                                     "messages": [{"role": "user", "content": "hello"}]}))
+    ex.on_response_headers({":status": "200", "content-type": "text/event-stream"})
+    events = [
+        {"type": "message_start", "message": {"id": "m", "role": "assistant", "model": "claude-sonnet-4-5",
+                                              "usage": {"input_tokens": 10, "cache_read_input_tokens": 90,
+                                                        "cache_creation_input_tokens": 50, "output_tokens": 1}}},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hel"}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "lo"}},
+        {"type": "content_block_stop", "index": 0},
+        {"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "t", "name": "Read",
+                                                                       "input": {}}},
+        {"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": '{"pa'}},
+        {"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": 'th":"a"}'}},
+        {"type": "content_block_stop", "index": 1},
+        {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 20}},
+        {"type": "message_stop"},
+    ]
+    sse = [f"event: {e['type']}\ndata: {orjson.dumps(e).decode()}\n\n".encode() for e in events]
+    for chunk in sse[:-1]:
+        ex.on_response_body(chunk, False)
+    ex.on_response_body(sse[-1], True)
+    (turn,) = _turns(gw, "s1")
+    assert turn["response"]["content"] == [{"type": "text", "text": "Hello"},
+                                           {"type": "tool_use", "id": "t", "name": "Read", "input": {"path": "a"}}]
+    assert turn["response"]["stop_reason"] == "tool_use"
+    assert turn["stream"] is True and turn["ttft_ms"] is not None
+    assert (turn["input"], turn["cache_read"], turn["cache_write"], turn["output"]) == (100, 90, 50, 20)
+    # claude-sonnet-4*: $3 fresh input, $0.30 cache read, $3.75 cache write, $15 output per MTok
+    assert turn["cost_usd"] == pytest.approx((10 * 3 + 90 * 0.30 + 50 * 3.75 + 20 * 15) / 1e6)
 
 
-def test_a_codex_turn_is_recorded_under_codexs_session_id(tmp_path: Path) -> None:
-    ex = Exchange(_gateway(tmp_path))
-    ex.on_request_headers({":method": "POST", ":path": "/v1/responses", "authorization": "Bearer sk-codex",
-                           "session-id": "01a2-codex"}, False)
-    ex.on_request_body(orjson.dumps({"model": "gpt-x", "store": False, "input": [
-        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "[LUNAROUTE:gpt] hi"}]}]}))
-    ex.on_response_headers({":status": "200", "content-type": "application/json"})
-    ex.on_response_body(orjson.dumps(OPENAI_JSON), True)
-    (path,) = tmp_path.glob("*/01a2-codex.jsonl")
-    route, response = (orjson.loads(line) for line in path.read_text().splitlines())
-    assert (route["client"], route["provider"], route["reason"]) == ("openai-responses", "lunaroute:gpt", "marker")
-    assert response["usage"] == {"input": 10, "output": 3, "cache_read": 0, "cache_write": 0}
+def test_a_stream_cut_off_is_recorded_as_interrupted_with_what_came(tmp_path: Path) -> None:
+    gw = _gateway(tmp_path)
+    ex = Exchange(gw)
+    ex.on_request_headers({":method": "POST", ":path": "/v1/messages", "x-session-id": "cut"}, False)
+    ex.on_request_body(orjson.dumps({"model": "claude-x", "max_tokens": 5, "stream": True,
+                                     "messages": [{"role": "user", "content": "hello"}]}))
+    ex.on_response_headers({":status": "200", "content-type": "text/event-stream"})
+    ex.on_response_body(b'event: message_start\ndata: {"type":"message_start","message":{"usage":'
+                        b'{"input_tokens":7,"output_tokens":1}}}\n\n', False)
+    ex.close()  # the stream ended without end_of_stream
+    (turn,) = _turns(gw, "cut")
+    assert turn["outcome"] == "interrupted" and turn["input"] == 7
 
 
-def test_session_names_cannot_escape_the_directory(tmp_path: Path) -> None:
-    recorder = SessionRecorder(str(tmp_path))
-    path = recorder.path_for("../../etc/passwd")
-    assert path.parent.parent == tmp_path and "/" not in path.name
-    assert recorder.path_for(None).name == "no-session.jsonl"
+def test_sessions_come_from_claude_codes_header_then_metadata_then_other_headers() -> None:
+    meta = {"metadata": {"user_id": orjson.dumps({"device_id": "d", "session_id": "from-meta"}).decode()}}
+    assert session_of({"x-claude-code-session-id": "cc-1", "x-session-id": "x"}, meta) == "cc-1"
+    assert session_of({"x-session-id": "x"}, meta) == "from-meta"
+    assert session_of({"x-session-id": "x", "session-id": "codex"}, {}) == "x"
+    assert session_of({"session-id": "codex"}, {}) == "codex"
+    assert session_of({"x-request-id": "req-9"}, {}) == "req-9"
+    assert session_of({"x-claude-code-session-id": "../../etc/passwd", "x-session-id": "a" * 129}, {}) is None
+
+
+def test_client_addresses_are_kept_only_as_their_network() -> None:
+    assert anonymise_ip("198.51.100.23:40000") == "198.51.100.0/24"
+    assert anonymise_ip("[2001:db8:1234:5678::1]:443") == "2001:db8:1234::/48"
+    assert anonymise_ip("2001:db8:1234:5678::1") == "2001:db8:1234::/48"
+    assert anonymise_ip("not an address") is None
+
+
+def test_a_full_queue_drops_records_and_counts_them_without_waiting(tmp_path: Path) -> None:
+    writer = RecordWriter(str(tmp_path), queue_size=1)
+    writer.queue.put(writer._STOP)  # the writer stops at once; the queue stays full behind it
+    time.sleep(0.05)
+    writer.queue.put({"ts": 0.0})
+    before = metrics.RECORDS_DROPPED.labels("queue_full")._value.get()
+    started = time.perf_counter()
+    assert writer.submit({"ts": 1.0}) is False
+    assert time.perf_counter() - started < 0.01
+    assert metrics.RECORDS_DROPPED.labels("queue_full")._value.get() == before + 1
+
+
+def test_retention_deletes_old_records_and_the_oldest_beyond_the_byte_budget(tmp_path: Path) -> None:
+    with sessions.open_db(str(tmp_path)) as db:
+        now = time.time()
+        for i, ts in enumerate((now - 40 * 86400, now - 3, now - 2, now - 1)):
+            sessions.insert(db, {"ts": ts, "session": f"s{i}", "request": b"x" * 2000, "usage": {}}, None)
+        size = db.execute("SELECT body_bytes FROM records LIMIT 1").fetchone()[0]
+        assert sessions.enforce_retention(db, max_age_days=30, max_bytes=2 * size) == 2
+        assert [r[0] for r in db.execute("SELECT session FROM records ORDER BY ts")] == ["s2", "s3"]
+        assert sessions.enforce_retention(db, max_age_days=30, max_bytes=1 << 30, max_sessions=1) == 1
+        assert [r[0] for r in db.execute("SELECT session FROM records")] == ["s3"]  # the newest session stays
 
 
 def test_recording_is_off_by_default() -> None:
     assert Gateway(config.load(env={})).recorder is None
+
+
+def test_a_fallback_chain_is_recorded_under_the_provider_that_answered(tmp_path: Path) -> None:
+    gw = Gateway(config.parse({
+        "providers": {
+            "anthropic": {"type": "anthropic", "base_url": "https://api.anthropic.com", "auth": "passthrough"},
+            "gpt": {"type": "openai", "base_url": "https://api.openai.com/v1", "api_key_env": "K", "model": "gpt-5.1"},
+        },
+        "routing": {"rules": [{"model": "claude-*", "provider": "anthropic", "fallbacks": ["gpt"]}]},
+        "recording": {"enabled": True, "dir": str(tmp_path)},
+    }, env={}))
+    ex = Exchange(gw)
+    ex.on_request_headers({":method": "POST", ":path": "/v1/messages", "x-session-id": "chain"}, False)
+    reply = ex.on_request_body(orjson.dumps({"model": "claude-x", "max_tokens": 5,
+                                             "messages": [{"role": "user", "content": "hi"}]}))
+    assert reply.response_header_mode is None  # the record reads the response the attempts translated
+    ex.on_response_headers({":status": "200", "content-type": "application/json", "x-lunaroute-provider": "gpt"})
+    ex.on_response_body(orjson.dumps({"type": "message", "role": "assistant", "content": [
+        {"type": "text", "text": "from the fallback"}], "usage": {"input_tokens": 3, "output_tokens": 2}}), True)
+    (turn,) = _turns(gw, "chain")
+    assert turn["provider"] == "gpt" and turn["response"]["content"][0]["text"] == "from the fallback"
+    assert (turn["input"], turn["output"], turn["outcome"]) == (3, 2, "ok")

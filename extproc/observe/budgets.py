@@ -1,122 +1,333 @@
-"""Daily token budgets per provider, shared by every worker (and every replica, with Redis).
+"""Budgets that hold: spending limits in USD or tokens per gateway key, provider and session, over a
+UTC day or month, shared by every worker (a SQLite file) or every replica (Redis).
 
-A provider whose budget for the day (UTC) is spent is taken out of routing: a fallback chain skips
-it, and a request that has nowhere else to go gets a 429 in the client's dialect. Usage is charged
-from what the provider reports in its responses, translated or not.
+Reserve, then settle. Before a request leaves, an estimate (its input at about four bytes a token,
+plus its output cap up to `RESERVED_OUTPUT_TOKENS`) is reserved on every counter it draws on, in one
+atomic step that also checks them: two concurrent requests cannot both take the last of a budget.
+A counter that is spent refuses; so does one the estimate would overrun, unless nothing is spent
+yet (a request larger than a whole budget may run once). When the response has ended — completed,
+cut off or abandoned — the reservation is replaced by what the provider reported (input, output,
+cache writes; cache reads are in the input), or, when nothing was reported, by the input estimate.
+
+Never on the event loop: reserving runs in a thread and is awaited with `budgets.timeout_ms`;
+settling goes to a queue drained by one thread. A store that errs or is slow fails open — the
+request goes on, `lunaroute_budget_store_errors_total` counts it — because a budget outage must not
+take every stream down with it. A request let through so is still charged when it settles, if the
+store is back by then; a budget can be overrun by what was sent while its store was unreachable.
 """
 
 from __future__ import annotations
 
-import contextlib
+import calendar
+import logging
 import os
+import queue
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Protocol
 
-from ..config import BudgetsConfig
+from ..config import BudgetLimit, BudgetsConfig
+from . import metrics
 
-_KEY_TTL_S = 3 * 24 * 3600  # a day's counter outlives the day a little, then Redis forgets it
+log = logging.getLogger("lunaroute")
+
+RESERVED_OUTPUT_TOKENS = 4096
+_TTL_GRACE_S = 86400  # a period's counter outlives its period a little, then Redis forgets it
 
 
-def today() -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime())
+def period_bounds(period: str, now: float) -> tuple[str, float]:
+    """The period's id (`2026-12-01`, `2026-12`) and when it resets (epoch seconds, UTC)."""
+    t = time.gmtime(now)
+    if period == "month":
+        year, month = (t.tm_year + 1, 1) if t.tm_mon == 12 else (t.tm_year, t.tm_mon + 1)
+        return f"{t.tm_year:04d}-{t.tm_mon:02d}", float(calendar.timegm((year, month, 1, 0, 0, 0)))
+    start = calendar.timegm((t.tm_year, t.tm_mon, t.tm_mday, 0, 0, 0))
+    return f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}", float(start + 86400)
+
+
+@dataclass(frozen=True, slots=True)
+class Draw:
+    """One counter a request draws on."""
+
+    limit: BudgetLimit
+    key: str
+    resets: float
+
+    @property
+    def unit(self) -> str:
+        return "usd" if self.limit.usd is not None else "tokens"
+
+    @property
+    def cap(self) -> float:
+        return float(self.limit.usd if self.limit.usd is not None else self.limit.tokens or 0)
+
+
+@dataclass(slots=True)
+class Reservation:
+    draws: list[Draw]
+    tokens: int
+    usd: float
+    input_tokens: int
+    checked: bool = False  # the server asked the store
+    reserved: bool = False  # the store took it (not failed open)
+    settled: bool = False
+
+    def amount(self, draw: Draw, tokens: float, usd: float) -> float:
+        return usd if draw.unit == "usd" else tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A spent budget: what the 429 says."""
+
+    name: str
+    used: float
+    cap: float
+    unit: str
+    period: str
+    resets: float
+
+    def message(self) -> str:
+        amount = (f"${self.used:.4f} of ${self.cap:g}" if self.unit == "usd"
+                  else f"{int(self.used)} of {int(self.cap)} tokens")
+        reset = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.resets))
+        return f"the budget {self.name!r} is spent ({amount} this {self.period}); it resets at {reset}"
 
 
 class Store(Protocol):
-    def add(self, provider: str, day: str, tokens: int) -> None: ...
-    def used(self, provider: str, day: str) -> int: ...
+    def reserve(self, items: Sequence[tuple[str, float, float, int]]) -> tuple[int, float] | None:
+        """Atomically: if every (key, amount, cap, ttl) fits, add all amounts and return None; else
+        return the index of the first that does not fit and what it has used."""
+
+    def add(self, items: Sequence[tuple[str, float, int]]) -> None: ...
+
+    def used(self, key: str) -> float: ...
+
+
+def _fits(used: float, amount: float, cap: float) -> bool:
+    return used < cap and (used + amount <= cap or used == 0)
 
 
 class SqliteStore:
-    """One small file; WAL mode so the worker processes of one gateway share it safely."""
+    """One small file; WAL mode and BEGIN IMMEDIATE, so the worker processes of one gateway share it
+    and a check-and-reserve is one transaction."""
 
     def __init__(self, path: str) -> None:
         self.path = Path(os.path.expanduser(path))
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        with self._db() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS usage (provider TEXT, day TEXT, tokens INTEGER NOT NULL,"
-                       " PRIMARY KEY (provider, day))")
+        self._db().execute("CREATE TABLE IF NOT EXISTS budget (key TEXT PRIMARY KEY, used REAL NOT NULL, "
+                           "expires REAL NOT NULL)")
 
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(self.path, timeout=5, isolation_level=None)
+            db = sqlite3.connect(self.path, timeout=2, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             self._local.db = db
         return db
 
-    def add(self, provider: str, day: str, tokens: int) -> None:
-        self._db().execute("INSERT INTO usage VALUES (?, ?, ?) ON CONFLICT(provider, day) "
-                           "DO UPDATE SET tokens = tokens + excluded.tokens", (provider, day, tokens))
+    def reserve(self, items: Sequence[tuple[str, float, float, int]]) -> tuple[int, float] | None:
+        db = self._db()
+        now = time.time()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for i, (key, amount, cap, _ttl) in enumerate(items):
+                used = self._used(db, key, now)
+                if not _fits(used, amount, cap):
+                    db.execute("ROLLBACK")
+                    return i, used
+            self._add(db, [(k, a, t) for k, a, _c, t in items], now)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return None
 
-    def used(self, provider: str, day: str) -> int:
-        row = self._db().execute("SELECT tokens FROM usage WHERE provider = ? AND day = ?",
-                                 (provider, day)).fetchone()
-        return int(row[0]) if row else 0
+    def add(self, items: Sequence[tuple[str, float, int]]) -> None:
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        self._add(db, items, time.time())
+        db.execute("COMMIT")
+
+    def used(self, key: str) -> float:
+        return self._used(self._db(), key, time.time())
+
+    @staticmethod
+    def _used(db: sqlite3.Connection, key: str, now: float) -> float:
+        row = db.execute("SELECT used FROM budget WHERE key = ? AND expires > ?", (key, now)).fetchone()
+        return float(row[0]) if row else 0.0
+
+    @staticmethod
+    def _add(db: sqlite3.Connection, items: Sequence[tuple[str, float, int]], now: float) -> None:
+        for key, amount, ttl in items:
+            db.execute("INSERT INTO budget VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET used = CASE WHEN "
+                       "expires > ? THEN used + excluded.used ELSE excluded.used END, expires = excluded.expires",
+                       (key, amount, now + ttl, now))
+
+
+_RESERVE_LUA = """
+for i = 1, #KEYS do
+  local used = tonumber(redis.call('GET', KEYS[i]) or '0')
+  local amount, cap = tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1])
+  if not (used < cap and (used + amount <= cap or used == 0)) then
+    return {i, tostring(used)}
+  end
+end
+for i = 1, #KEYS do
+  redis.call('INCRBYFLOAT', KEYS[i], ARGV[3 * i - 2])
+  redis.call('EXPIRE', KEYS[i], ARGV[3 * i])
+end
+return false
+"""
 
 
 class RedisStore:
-    """Shared across replicas: one counter per provider and day."""
+    """Shared by replicas: one float counter per budget, scope and period; check-and-reserve is one
+    Lua script (atomic in Redis). Short socket timeouts: an unreachable Redis costs a thread at most
+    that long, never the event loop."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, timeout_s: float = 0.25) -> None:
         import redis
 
-        self._redis = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+        self._redis = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        self._reserve = self._redis.register_script(_RESERVE_LUA)
 
-    @staticmethod
-    def _key(provider: str, day: str) -> str:
-        return f"lunaroute:budget:{provider}:{day}"
+    def reserve(self, items: Sequence[tuple[str, float, float, int]]) -> tuple[int, float] | None:
+        args: list[float | int] = []
+        for _key, amount, cap, ttl in items:
+            args += [amount, cap, ttl]
+        out = self._reserve(keys=[k for k, *_ in items], args=args)
+        if not out:
+            return None
+        return int(out[0]) - 1, float(out[1])
 
-    def add(self, provider: str, day: str, tokens: int) -> None:
-        key = self._key(provider, day)
+    def add(self, items: Sequence[tuple[str, float, int]]) -> None:
         with self._redis.pipeline() as pipe:
-            pipe.incrby(key, tokens)
-            pipe.expire(key, _KEY_TTL_S)
+            for key, amount, ttl in items:
+                pipe.incrbyfloat(key, amount)
+                pipe.expire(key, ttl)
             pipe.execute()
 
-    def used(self, provider: str, day: str) -> int:
-        value = self._redis.get(self._key(provider, day))
-        return int(value) if value else 0
+    def used(self, key: str) -> float:
+        value = self._redis.get(key)
+        return float(value) if value else 0.0
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, timeout_s: float = 0.25) -> Store:
     if url.startswith(("redis://", "rediss://", "unix://")):
-        return RedisStore(url)
+        return RedisStore(url, timeout_s)
     return SqliteStore(url.removeprefix("sqlite://") if url.startswith("sqlite://") else url)
 
 
+def _matches(glob: str | None, value: str | None) -> bool:
+    return glob is None or (value is not None and fnmatchcase(value, glob))
+
+
+@dataclass
 class Budgets:
-    """The gateway's view of the budgets: which providers are spent, and charging usage.
+    """The configured limits and their store; `plan` is pure, `reserve` and `settle` do the I/O."""
 
-    A store that cannot be reached fails open (logged by the caller's metrics): a budget outage must
-    not take every request down with it.
-    """
+    cfg: BudgetsConfig
+    store: Store | None = None
+    limits: list[BudgetLimit] = field(default_factory=list)
 
-    def __init__(self, cfg: BudgetsConfig, store: Store | None = None) -> None:
-        self.limits = dict(cfg.daily_tokens)
-        self.store = store or open_store(cfg.store)
+    def __post_init__(self) -> None:
+        self.limits = self.cfg.all_limits()
+        self.timeout_s = self.cfg.timeout_ms / 1000
+        if self.store is None:
+            self.store = open_store(self.cfg.store, self.timeout_s)
+        self._settling: queue.Queue[tuple[Reservation, float, float]] = queue.Queue(maxsize=10_000)
+        self._settler: threading.Thread | None = None
+        # Reservations are awaited from the event loop in these threads, never in the loop's own.
+        self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lunaroute-budget")
+        self._down_until = 0.0  # after an error the store is skipped for a second: fail open at once
 
     def budgeted(self, provider: str) -> bool:
-        return provider in self.limits
+        """Whether some limit may concern requests to `provider` (the fast path must not skip them)."""
+        return any(_matches(lim.provider, provider) for lim in self.limits)
 
-    def spent(self, provider: str) -> str | None:
-        """Why `provider` may not be used today, or None."""
-        limit = self.limits.get(provider)
-        if limit is None:
+    def plan(self, key: str | None, provider: str, session: str | None, tokens: int, usd: float,
+             input_tokens: int, now: float | None = None) -> Reservation | None:
+        """The counters this request draws on and its estimate, or None when no limit concerns it."""
+        now = time.time() if now is None else now
+        draws = []
+        for lim in self.limits:
+            if not (_matches(lim.key, key) and _matches(lim.provider, provider) and _matches(lim.session, session)):
+                continue
+            scope = ":".join(f"{dim}={value}" for dim, glob, value in (
+                ("key", lim.key, key), ("provider", lim.provider, provider), ("session", lim.session, session))
+                if glob is not None)
+            period, resets = period_bounds(lim.period, now)
+            draws.append(Draw(lim, f"lunaroute:budget:{lim.name}:{scope}:{period}", resets))
+        return Reservation(draws, tokens, usd, input_tokens) if draws else None
+
+    def reserve(self, res: Reservation) -> Refusal | None:
+        """Check and reserve (blocking: run it in a thread). Fails open, counted."""
+        now = time.time()
+        items = [(d.key, res.amount(d, res.tokens, res.usd), d.cap, int(d.resets - now) + _TTL_GRACE_S)
+                 for d in res.draws]
+        if time.monotonic() < self._down_until:
+            metrics.BUDGET_STORE_ERRORS.labels("reserve").inc()
             return None
         try:
-            used = self.store.used(provider, today())
-        except Exception:  # noqa: BLE001 - fail open, see the class docstring
+            assert self.store is not None
+            failed = self.store.reserve(items)
+        except Exception as exc:  # noqa: BLE001 - fail open, see the module docstring
+            self._down_until = time.monotonic() + 1.0
+            metrics.BUDGET_STORE_ERRORS.labels("reserve").inc()
+            log.warning("budget store unreachable (%s); requests let through for 1 s (fail open)",
+                        type(exc).__name__)
             return None
-        if used < limit:
+        if failed is None:
+            res.reserved = True
             return None
-        return (f"the daily token budget of provider {provider!r} is spent ({used} of {limit} tokens); "
-                "it resets at 00:00 UTC")
+        index, used = failed
+        draw = res.draws[index]
+        metrics.BUDGET_REJECTIONS.labels(draw.limit.name).inc()
+        return Refusal(draw.limit.name, used, draw.cap, draw.unit, draw.limit.period, draw.resets)
 
-    def charge(self, provider: str, tokens: int) -> None:
-        if provider in self.limits and tokens > 0:
-            with contextlib.suppress(Exception):  # fail open, see the class docstring
-                self.store.add(provider, today(), tokens)
+    def settle(self, res: Reservation, tokens: float | None, usd: float | None) -> None:
+        """Replace the reservation by what was used (None: nothing reported; the input estimate is
+        charged). Never blocks: the settling thread writes it."""
+        if res.settled:
+            return
+        res.settled = True
+        if tokens is None:
+            tokens, usd = res.input_tokens, res.usd * res.input_tokens / max(res.tokens, 1)
+        try:
+            self._settling.put_nowait((res, float(tokens), float(usd or 0.0)))
+        except queue.Full:
+            metrics.BUDGET_STORE_ERRORS.labels("settle_queue_full").inc()
+            return
+        if self._settler is None:
+            self._settler = threading.Thread(target=self._settle_loop, name="lunaroute-budgets", daemon=True)
+            self._settler.start()
+
+    def flush(self, timeout_s: float = 5.0) -> None:
+        """Wait (bounded) until what is queued is written: SIGTERM, and tests."""
+        deadline = time.monotonic() + timeout_s
+        while self._settling.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def _settle_loop(self) -> None:
+        while True:
+            res, tokens, usd = self._settling.get()
+            now = time.time()
+            items = [(d.key, res.amount(d, tokens, usd) - (res.amount(d, res.tokens, res.usd) if res.reserved else 0),
+                      int(d.resets - now) + _TTL_GRACE_S) for d in res.draws]
+            try:
+                assert self.store is not None
+                self.store.add([i for i in items if i[1]])
+            except Exception:  # noqa: BLE001 - fail open, see the module docstring
+                metrics.BUDGET_STORE_ERRORS.labels("settle").inc()
+                log.warning("budget store unreachable; usage not settled", exc_info=True)
+            finally:
+                self._settling.task_done()

@@ -71,6 +71,87 @@ TOKENS = Counter(
     "Tokens reported by providers in translated responses, by provider and direction.",
     ["provider", "direction"],
 )
+RECORDS_DROPPED = Counter(
+    "lunaroute_records_dropped_total",
+    "Session records not written, by why (queue_full: the writer fell behind; store_error).",
+    ["reason"],
+)
+BUDGET_REJECTIONS = Counter(
+    "lunaroute_budget_rejections_total",
+    "Requests refused with a 429 because a budget was spent, by budget name.",
+    ["budget"],
+)
+BUDGET_STORE_ERRORS = Counter(
+    "lunaroute_budget_store_errors_total",
+    "Budget store calls that failed or timed out (the request went on: fail open), by operation.",
+    ["op"],
+)
+COST = Counter(
+    "lunaroute_cost_usd_total",
+    "What requests cost in USD by the pricing table, by provider and model sent (responses the gateway read).",
+    ["provider", "model"],
+)
+CACHE_TOKENS = Counter(
+    "lunaroute_cache_tokens_total",
+    "Prompt-cache tokens providers reported, by provider and kind (read, write).",
+    ["provider", "kind"],
+)
+OVERHEAD = Histogram(
+    "lunaroute_gateway_overhead_seconds",
+    "Time the gateway itself spent on a request routed to a provider (its workers' processing, "
+    "not the provider's), by provider.",
+    ["provider"],
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
+)
+# OpenTelemetry GenAI semantic conventions, with their recommended buckets, so dashboards built for
+# other gateways read these too. Observed for the responses the gateway reads (translated, recorded,
+# budgeted or sampled); plain passthrough on the fast path never reaches Python.
+GENAI_TOKENS = Histogram(
+    "gen_ai_client_token_usage",
+    "Tokens used per request (OpenTelemetry gen_ai.client.token.usage), by token type (input, output).",
+    ["gen_ai_token_type", "gen_ai_provider_name", "gen_ai_request_model"],
+    buckets=(1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864),
+)
+GENAI_DURATION = Histogram(
+    "gen_ai_server_request_duration",
+    "Time from sending the request to the provider to the end of its response (gen_ai.server.request.duration).",
+    ["gen_ai_provider_name", "gen_ai_request_model"],
+    buckets=(0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92),
+)
+GENAI_TTFT = Histogram(
+    "gen_ai_server_time_to_first_token",
+    "Time from sending the request to the first bytes of the response body (gen_ai.server.time_to_first_token).",
+    ["gen_ai_provider_name", "gen_ai_request_model"],
+    buckets=(0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0),
+)
+GENAI_TPOT = Histogram(
+    "gen_ai_server_time_per_output_token",
+    "Time per output token after the first (gen_ai.server.time_per_output_token).",
+    ["gen_ai_provider_name", "gen_ai_request_model"],
+    buckets=(0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5),
+)
+
+
+def observe_exchange(provider: str, model: str, usage: dict[str, int], cost: float | None, duration_s: float,
+                     ttft_s: float | None, overhead_s: float, read: bool) -> None:
+    """One finished request's metrics. `read`: the gateway read its response (else only the overhead
+    is known)."""
+    OVERHEAD.labels(provider).observe(overhead_s)
+    if not read:
+        return
+    GENAI_DURATION.labels(provider, model).observe(duration_s)
+    if ttft_s is not None:
+        GENAI_TTFT.labels(provider, model).observe(ttft_s)
+    if not usage:
+        return
+    GENAI_TOKENS.labels("input", provider, model).observe(usage.get("input", 0))
+    GENAI_TOKENS.labels("output", provider, model).observe(usage.get("output", 0))
+    output = usage.get("output", 0)
+    if ttft_s is not None and output > 1:
+        GENAI_TPOT.labels(provider, model).observe(max(duration_s - ttft_s, 0.0) / (output - 1))
+    if cost:  # tokens and cache tokens are counted by responses.count_usage (fallback attempts too)
+        COST.labels(provider, model).inc(cost)
+
 
 FAST_PATH = Gauge(
     "lunaroute_fast_path_requests",
@@ -95,9 +176,3 @@ def exposition() -> tuple[bytes, str]:
     return generate_latest(), CONTENT_TYPE_LATEST
 
 
-CACHE_TOKENS = Counter(
-    "lunaroute_cache_tokens_total",
-    "Input tokens the provider's prompt cache read or wrote, by provider and kind (read, write); "
-    "from the same responses as lunaroute_tokens_total.",
-    ["provider", "kind"],
-)
