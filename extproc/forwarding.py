@@ -32,7 +32,7 @@ ALWAYS_FORWARDED_PREFIXES = (":", "x-envoy-", "x-forwarded-", "x-lunaroute-")
 
 def target_for(name: str, p: Provider) -> Target:
     """What a translator needs to know about a provider, from its config entry."""
-    return Target(name=name, dialect=p.type, model=p.model, max_tokens_field=p.max_tokens_field,
+    return Target(name=name, dialect=p.type, max_tokens_field=p.max_tokens_field,
                   max_tokens=p.max_tokens, max_tokens_by_model=tuple(p.max_tokens_by_model.items()),
                   reasoning=p.reasoning, reasoning_effort=p.reasoning_effort)
 

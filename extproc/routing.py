@@ -231,7 +231,7 @@ class Router:
                     f"[LUNAROUTE:{name}] chose provider {name!r}, which does not serve {path.split('?')[0]} "
                     f"(its endpoint_prefixes are {self.providers[name].endpoint_prefixes}); choose another "
                     "provider or add the path to its endpoint_prefixes", "messages")
-            return Decision((name,), "marker", (self.providers[name].model,))
+            return Decision((name,), "marker", (self.model_for(name, model, None),))
         natural, reason = self._natural(model, path)
         if prefs is not None:
             chain = self._by_preferences(prefs, natural, path)
@@ -300,10 +300,12 @@ class Router:
         return tuple(self.model_for(n, model, natural[0]) for n in chain)
 
     def model_for(self, name: str, model: str | None, natural: str | None) -> str | None:
-        """The model override for provider `name` when it serves a request it was not the natural pick for.
+        """The model override for provider `name` when it serves a request it was not the natural pick for
+        (`natural` None: a marker chose it). The one place that decides the model sent: the request phase
+        sets it in the body, and translators and fallback attempts keep it.
 
         None keeps the request's model: the provider has no `model`, is the natural provider for this
-        model, or advertises the model in `models`.
+        model, or advertises the model in `models` (a model the user picked from `/v1/models`).
         """
         provider = self.providers[name]
         if provider.model is None or name == natural:

@@ -73,6 +73,34 @@ def test_a_failed_attempt_with_another_provider_next_drops_retry_after() -> None
     assert "retry-after" in reply.remove_headers
 
 
+PICKED = config.parse({
+    "providers": {
+        "anthropic": {"type": "anthropic", "base_url": "https://api.anthropic.com"},
+        "gpt": {"type": "openai", "base_url": "https://api.openai.com/v1", "api_key_env": "K", "model": "gpt-5.1",
+                "models": ["gpt-5.1", "gpt-5-mini"], "max_tokens_by_model": {"gpt-5-mini": 100, "*": 50}},
+    },
+    "routing": {"rules": [{"model": "gpt-*", "provider": "gpt"}]},
+}, env={})
+
+
+def test_the_model_a_claude_code_user_picked_is_the_model_sent_and_clamped_for() -> None:
+    ex = Exchange(Gateway(PICKED))
+    ex.on_request_headers(MESSAGES, end_of_stream=False)
+    doc = {"model": "gpt-5-mini", "max_tokens": 9000, "messages": [{"role": "user", "content": "hi"}]}
+    sent = orjson.loads(ex.on_request_body(orjson.dumps(doc)).body)
+    assert sent["model"] == "gpt-5-mini" and sent["max_tokens"] == 100
+
+
+def test_a_fallback_attempt_sends_the_requests_model_when_the_chain_overrides_none() -> None:
+    chain = Chain(client="anthropic", path="/v1/messages", query="", providers=("anthropic", "gpt"))
+    attempt = AttemptExchange(PICKED, "gpt")
+    attempt.on_request_headers({CHAIN_HEADER: encode_chain(chain), "x-envoy-attempt-count": "2"}, False)
+    reply = attempt.on_request_body(orjson.dumps({"model": "gpt-5-mini", "max_tokens": 9000,
+                                                  "messages": [{"role": "user", "content": "hi"}]}))
+    sent = orjson.loads(reply.body)
+    assert sent["model"] == "gpt-5-mini" and sent["max_tokens"] == 100
+
+
 def test_passthrough_providers_cannot_follow_a_keyed_one() -> None:
     assert usable_chain(CFG, ("gpt", "anthropic", "local")) == ("gpt",)
     assert usable_chain(CFG, ("anthropic", "local", "gpt")) == ("anthropic", "local", "gpt")

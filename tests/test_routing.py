@@ -291,6 +291,12 @@ def test_marker_to_a_provider_without_model_keeps_the_request_model() -> None:
     assert d == Decision(("anthropic",), "marker", (None,))
 
 
+def test_marker_keeps_a_model_the_provider_advertises() -> None:
+    d = decide(router(RULES), marker=Marker("provider", "gpt"), model="gpt-5-mini")
+    assert d == Decision(("gpt",), "marker", (None,))
+    assert decide(router(RULES), marker=Marker("provider", "gpt"), model="claude-x").overrides == ("gpt-5.1",)
+
+
 def test_marker_to_a_provider_that_does_not_serve_the_path_is_a_400() -> None:
     with pytest.raises(RoutingError, match="endpoint_prefixes"):
         decide(router(), marker=Marker("provider", "local"))

@@ -292,9 +292,10 @@ def test_max_tokens_cap_without_any_limit_is_none() -> None:
 
 
 def test_anthropic_client_max_tokens_clamped_by_the_outgoing_models_cap() -> None:
-    target = Target(name="p", dialect="openai", model="deepseek-chat", max_tokens=32000, max_tokens_by_model=_CAPS)
-    out = translator_for("anthropic", "openai").request_body({**ANTHROPIC_OK, "max_tokens": 64000}, target)
-    assert out["max_tokens"] == 8192
+    target = Target(name="p", dialect="openai", max_tokens=32000, max_tokens_by_model=_CAPS)
+    body = {**ANTHROPIC_OK, "model": "deepseek-chat", "max_tokens": 64000}
+    out = translator_for("anthropic", "openai").request_body(body, target)
+    assert out["model"] == "deepseek-chat" and out["max_tokens"] == 8192
     plain = Target(name="p", dialect="openai", max_tokens=32000, max_tokens_by_model=_CAPS)
     out = translator_for("anthropic", "openai").request_body({**ANTHROPIC_OK, "max_tokens": 64000}, plain)
     assert out["max_tokens"] == 32000  # model "m" matches no pattern: Target.max_tokens

@@ -57,7 +57,7 @@ _CTX_HINT = re.compile(r"context[ _]length|context window|prompt is too long|too
 
 def translate_request(body: dict, target: Target) -> dict:
     """Anthropic `/v1/messages` body → OpenAI `/v1/chat/completions` body."""
-    out: dict = {"model": target.model or body.get("model")}
+    out: dict = {"model": body.get("model")}
     messages: list[dict] = []
     system = _system_text(_check_system(body.get("system")), drop_billing=True)
     if system:

@@ -206,7 +206,7 @@ def to_chat_request(body: dict, target: Target) -> dict:
     for key in ("top_logprobs", "max_tool_calls"):
         if body.get(key):
             raise TranslationError(f"{key} has no equivalent on this provider", key)
-    out: dict = {"model": target.model or body.get("model")}
+    out: dict = {"model": body.get("model")}
     messages: list[dict] = []
     instructions = body.get("instructions")
     if instructions is not None and not isinstance(instructions, str):
@@ -512,7 +512,7 @@ def from_chat_request(body: dict, target: Target) -> dict:
         raise TranslationError("legacy functions are not supported; use tools", "functions")
     if body.get("stop"):
         raise TranslationError("stop sequences have no equivalent on Responses providers", "stop")
-    out: dict = {"model": target.model or body.get("model"), "store": False}
+    out: dict = {"model": body.get("model"), "store": False}
     items: list[dict] = []
     for i, message in enumerate(check_list(body, "messages")):
         if not isinstance(message, dict):

@@ -56,7 +56,7 @@ _MIN_BUDGET = 1024
 def translate_request(body: dict, target: Target) -> dict:
     """OpenAI `/v1/chat/completions` body → Anthropic `/v1/messages` body."""
     _reject_unfaithful(body)
-    out: dict = {"model": target.model or body.get("model")}
+    out: dict = {"model": body.get("model")}
     system: list[dict] = []
     messages: list[dict] = []
     for i, message in enumerate(check_list(body, "messages")):
