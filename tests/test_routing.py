@@ -323,4 +323,14 @@ def test_clear_unknown_and_no_marker_fall_through(marker: Marker) -> None:
 def test_preferences_start_from_the_rule_chain() -> None:
     rules = [{"model": "claude-*", "provider": "kimi", "fallbacks": ["gpt"]}]
     d = decide(router(rules), prefs=Preferences(allow_fallbacks=False), model="claude-x")
-    assert d == Decision(("kimi",), "preferences", (None,))
+    assert d == Decision(("kimi",), "preferences", ("kimi-k2",))  # translated: claude-x means nothing to kimi
+
+
+def test_the_natural_provider_keeps_the_model_of_its_own_dialect_and_overrides_a_translated_one() -> None:
+    rules = [{"model": "*", "provider": "kimi"}]
+    assert decide(router(rules), model="moonshot-v1", path="/v1/chat/completions").overrides == (None,)
+    assert decide(router(rules), model="claude-x").overrides == ("kimi-k2",)
+    assert decide(router(rules), model="gpt-5-mini", path="/v1/chat/completions").overrides == (None,)
+    default = router([], default_provider="gpt")
+    assert decide(default, model="claude-x", path=MESSAGES).overrides == ("gpt-5.1",)
+    assert decide(default, model="gpt-5-mini", path=MESSAGES).overrides == (None,)  # advertised
