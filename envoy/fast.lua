@@ -24,6 +24,26 @@ local function decide(routes, model)
   return routes.default
 end
 
+local function count(bytes, pattern)
+  local n, from = 0, 1
+  while true do
+    local _, stop = bytes:find(pattern, from)
+    if stop == nil then
+      return n
+    end
+    n, from = n + 1, stop + 1
+  end
+end
+
+-- extproc.dialects.anthropic.may_need_fit, in Lua patterns: a history from other providers (unsigned
+-- thinking, foreign tool ids) that Python must fit before an Anthropic-type provider sees it.
+local function may_need_fit(bytes)
+  return bytes:find('"tool_use_id"%s*:%s*"') ~= nil and count(bytes, '"tool_use_id"%s*:%s*"')
+      > count(bytes, '"tool_use_id"%s*:%s*"toolu_')
+    or bytes:find('"signature"%s*:%s*""') ~= nil
+    or count(bytes, '"thinking"%s*:%s*"') > count(bytes, '"signature"%s*:%s*"')
+end
+
 -- Only requests the gate marked as candidates get here (x-lunaroute-candidate: a POST to one of the
 -- paths below, with a content-length up to FAST.max_bytes, no X-Provider / X-Model header, and no
 -- gateway key limited to some models); this filter and json_to_metadata are skipped for all others.
@@ -36,6 +56,9 @@ function envoy_on_request(handle)
   local bytes = body:getBytes(0, body:length())
   if bytes:find("[LUNAROUTE:", 1, true) or bytes:find('"provider"', 1, true) or not bytes:find("^%s*{") then
     return  -- a marker or provider preferences (anywhere: Python looks closer), or not an object
+  end
+  if may_need_fit(bytes) then
+    return  -- a conversation that went through other providers: Python fits it for Anthropic
   end
   local parsed = handle:streamInfo():dynamicMetadata():get("lunaroute.body") or {}
   local model = parsed.model

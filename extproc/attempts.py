@@ -20,6 +20,7 @@ import orjson
 
 from .actions import Reply
 from .config import Config
+from .dialects import anthropic
 from .dialects.base import Dialect, TranslationError
 from .envoy_config import CHAIN_HEADER, INTERNAL_PREFIX
 from .errors import TOO_DEEP, nested_too_deeply
@@ -112,7 +113,8 @@ class AttemptExchange:
         chain = self.chain
         assert chain is not None
         model = chain.models.get(self.name)
-        if self.provider.type == chain.client and not model and not self.provider.tool_schema.drop_keys:
+        if self.provider.type == chain.client and not model and not self.provider.tool_schema.drop_keys \
+                and not (self.provider.type == "anthropic" and anthropic.may_need_fit(body)):
             return self._as_sent(body)
         doc = orjson.loads(body)  # the request phase already parsed and checked it
         changed = bool(model) and doc.get("model") != model

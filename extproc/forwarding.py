@@ -11,7 +11,7 @@ import orjson
 
 from .actions import Reply
 from .config import Provider
-from .dialects import DIALECTS, count_tokens_estimate, translator_for
+from .dialects import DIALECTS, anthropic, count_tokens_estimate, translator_for
 from .dialects.base import Dialect, Target
 from .dialects.openai_responses import client_tools
 from .dialects.shapes import clean_schema
@@ -129,6 +129,8 @@ def for_provider(name: str, provider: Provider, client: Dialect, path: str, quer
         changed = True
         metrics.TRANSLATIONS.labels(client, provider.type).inc()
     changed = clean_tool_schemas(provider, doc) or changed
+    if provider.type == "anthropic":
+        changed = anthropic.fit_history(doc) or changed
     reply = Reply()
     # The client dialect's query (Claude Code's `?beta=true`) means nothing to the other dialect.
     reply.set_headers[":path"] = provider.upstream_path(path) + ("" if translating else query)

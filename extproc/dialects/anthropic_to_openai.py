@@ -357,7 +357,9 @@ def translate_response(body: dict, target: Target | None = None) -> dict:
         if not isinstance(name, str) or not name:
             raise not_understood(f"tool_calls[{n}] has no function name")
         call_id = call.get("id")
-        content.append({"type": "tool_use", "id": call_id if isinstance(call_id, str) and call_id else f"toolu_{n}",
+        if not isinstance(call_id, str) or not call_id:
+            call_id = A.generated_tool_id(str(body.get("id") or ""), n)
+        content.append({"type": "tool_use", "id": call_id,
                         "name": name, "input": parse_arguments(function.get("arguments"))})
     reason, sequence = stop_reason(choice.get("finish_reason"), choice.get("stop_reason"), bool(calls))
     raw_id = str(body.get("id") or "")

@@ -63,6 +63,7 @@ class OpenAIToAnthropicStream:
         self._started = False
         self._done = False
         self._index = 0  # index of the next Anthropic content block
+        self._id = ""  # the provider's response id (generated tool ids derive from it)
         self._open: str | None = None  # kind of the open block: thinking | text | reasoning_text | tool
         self._tools: dict[int, _Tool] = {}
         self._live: int | None = None  # provider index of the tool call streaming live
@@ -142,6 +143,7 @@ class OpenAIToAnthropicStream:
             start_usage["input_tokens"] = self._estimate
         start_usage["output_tokens"] = 0
         raw_id = str(chunk.get("id") or "stream")
+        self._id = str(chunk.get("id") or "")
         message = {
             "id": raw_id if raw_id.startswith("msg_") else f"msg_{raw_id}",
             "type": "message",
@@ -248,7 +250,7 @@ class OpenAIToAnthropicStream:
         if tool is None:
             tool = self._tools[index] = _Tool()
             call_id = call.get("id")
-            tool.id = call_id if isinstance(call_id, str) and call_id else f"toolu_{self._index}_{index}"
+            tool.id = call_id if isinstance(call_id, str) and call_id else A.generated_tool_id(self._id, index)
         name = function.get("name")
         if name and isinstance(name, str) and not tool.name:
             tool.name = name
