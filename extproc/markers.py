@@ -13,7 +13,9 @@ Which message is the turn's prompt (walking backwards through `messages`):
   message holding only `tool_result` blocks is a tool-loop follow-up and is skipped. A user message that
   holds `tool_result` blocks *and* text (Claude Code attaches `<system-reminder>` text to tool results) is
   also part of the tool loop: it is chosen only if its text carries a marker, otherwise the walk goes on to
-  the turn's prompt. Text inside `tool_result` content never counts.
+  the turn's prompt — unless its text is more than `<system-reminder>` blocks: then it is a new prompt
+  (Claude Code's `--continue`/`--resume` puts the next prompt beside the last tool results), and an
+  older marker must not route it. Text inside `tool_result` content never counts.
 - OpenAI: the last `role: "user"` message with text (string content, or `{"type": "text"}` parts);
   `tool`, `system`, `developer` and `assistant` messages are skipped.
 
@@ -187,7 +189,8 @@ def _prompt_message(messages: Any, dialect: Dialect) -> dict[str, Any] | None:
         texts = _texts(content)
         if not texts:
             continue
-        if dialect == "anthropic" and _has_tool_result(content) and not _has_marker(texts):
+        if dialect == "anthropic" and _has_tool_result(content) and not _has_marker(texts) \
+                and not any(_REMINDER_RE.sub("", t).strip() for t in texts):
             continue  # a tool-loop follow-up with attached reminders: the turn's prompt is further back
         return message
     return None

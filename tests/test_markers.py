@@ -424,3 +424,13 @@ def test_a_real_marker_beside_a_quoted_one_routes_and_only_it_is_stripped() -> N
     marker, _, body = take([user(text("[LUNAROUTE:kimi] explain `[LUNAROUTE:gpt]`"))])
     assert marker == Marker("provider", "kimi")
     assert body["messages"][0]["content"] == [text("explain `[LUNAROUTE:gpt]`")]
+
+
+def test_a_new_prompt_beside_tool_results_is_the_turns_prompt_and_an_old_marker_does_not_route_it() -> None:
+    """Claude Code's --continue sends the next prompt in the same message as the last tool results."""
+    messages = [user(text("[LUNAROUTE:gpt] read it")),
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_01", "name": "Read", "input": {}}]},
+                user(tool_result("data"), text("<system-reminder>todo</system-reminder>"), text("thanks"))]
+    marker, changed, body = take(messages)
+    assert marker == Marker("none") and changed  # the old marker is stripped from the history, not obeyed
+    assert body["messages"][0]["content"] == [text("read it")]
