@@ -27,7 +27,7 @@ STATUS_TO_TYPE: dict[int, str] = {
     429: "rate_limit_error",
     500: "api_error",
     503: "overloaded_error",
-    504: "api_error",
+    504: "timeout_error",
     529: "overloaded_error",
 }
 TYPE_TO_STATUS: dict[str, int] = {
