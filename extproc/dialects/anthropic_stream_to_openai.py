@@ -9,7 +9,7 @@
 - `ping`, signatures and unknown events are ignored; ``event: error`` → an OpenAI error chunk, no [DONE].
 - a stream cut before `message_stop` ends with an OpenAI error chunk (502, server_error): no
   `finish_reason` "stop" and no [DONE] that would make a truncated answer look complete.
-- usage `output_tokens_details.reasoning_tokens` (when present) → `completion_tokens_details`.
+- usage `output_tokens_details.thinking_tokens` (when present) → `completion_tokens_details.reasoning_tokens`.
 """
 
 from __future__ import annotations

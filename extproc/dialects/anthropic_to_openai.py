@@ -94,6 +94,8 @@ def translate_request(body: dict, target: Target) -> dict:
             out["tools"] = [_tool(t, i) for i, t in enumerate(tools)]
     with malformed_as("tool_choice"):
         _tool_choice(body.get("tool_choice"), out)
+    if "tools" not in out:  # OpenAI rejects tool_choice (and parallel_tool_calls) without tools
+        out.pop("tool_choice", None)
     if target.reasoning_effort:
         with malformed_as("thinking"):
             effort = _reasoning_effort(body.get("thinking"), body.get("output_config"))
@@ -151,6 +153,9 @@ def _assistant(content: object, i: int) -> dict:
     if isinstance(content, str):
         msg["content"] = content
         return msg
+    if not isinstance(content, list):
+        raise TranslationError("assistant message content must be a string or an array of content blocks",
+                               f"messages[{i}].content")
     texts: list[str] = []
     calls: list[dict] = []
     reasoning: list[str] = []
@@ -185,6 +190,9 @@ def _user(content: object, i: int, out: list[dict]) -> None:
     if isinstance(content, str):
         _push_user(out, [{"type": "text", "text": content}])
         return
+    if not isinstance(content, list):  # dropping it would make the request end in an assistant prefill
+        raise TranslationError("user message content must be a string or an array of content blocks",
+                               f"messages[{i}].content")
     parts: list[dict] = []
     for j, block in enumerate(content or ()):
         where = f"messages[{i}].content[{j}]"
@@ -276,7 +284,10 @@ def _tool(tool: object, i: int) -> dict:
     if kind not in (None, "custom"):
         raise TranslationError(f"Anthropic server tool {kind!r} is not available on OpenAI providers",
                                f"tools[{i}].type")
-    function: dict = {"name": tool.get("name")}
+    name = tool.get("name")
+    if not isinstance(name, str) or not name:
+        raise TranslationError("each tool needs a name", f"tools[{i}].name")
+    function: dict = {"name": name}
     if tool.get("description"):
         function["description"] = tool["description"]
     function["parameters"] = tool.get("input_schema") or {"type": "object", "properties": {}}

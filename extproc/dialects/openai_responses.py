@@ -547,6 +547,8 @@ def from_chat_request(body: dict, target: Target) -> dict:
         out["tool_choice"] = choice
     elif choice is not None:
         raise TranslationError(f"unknown tool_choice {choice!r}", "tool_choice")
+    if "tools" not in out:  # a tool_choice without tools is refused by the provider
+        out.pop("tool_choice", None)
     effort = body.get("reasoning_effort")
     if isinstance(effort, str) and target.reasoning_effort:
         out["reasoning"] = {"effort": effort, "summary": "auto"}
@@ -600,6 +602,8 @@ def _chat_text(content: object, where: str, kinds: tuple[str, ...] = ("text",)) 
 def _chat_user(content: object, where: str) -> str | list[dict]:
     if isinstance(content, str):
         return content
+    if not isinstance(content, list):  # dropping it would make the request end in an assistant prefill
+        raise TranslationError("user message content must be a string or an array of content parts", where)
     parts = []
     for j, part in enumerate(content or ()):
         kind = part.get("type") if isinstance(part, dict) else None
@@ -626,8 +630,10 @@ def _chat_tool(tool: object, i: int) -> dict:
     if not isinstance(tool, dict) or tool.get("type") != "function":
         kind = tool.get("type") if isinstance(tool, dict) else None
         raise TranslationError(f"tool type {kind!r} is not supported by Responses providers", f"tools[{i}].type")
-    function = tool.get("function") or {}
-    out: dict = {"type": "function", "name": function.get("name")}
+    function = tool.get("function")
+    if not isinstance(function, dict) or not isinstance(function.get("name"), str) or not function["name"]:
+        raise TranslationError("each function tool needs a function object with a name", f"tools[{i}].function")
+    out: dict = {"type": "function", "name": function["name"]}
     if function.get("description"):
         out["description"] = function["description"]
     out["parameters"] = function.get("parameters") or {"type": "object", "properties": {}}

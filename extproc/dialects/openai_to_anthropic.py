@@ -10,7 +10,7 @@ Choices made here:
   `Target.default_max_tokens`, clamped to `Target.max_tokens`.
 - `temperature` above Anthropic's maximum 1 is clamped to 1; with thinking on, temperature/top_p are
   dropped (Anthropic only accepts defaults there).
-- `reasoning_effort` → `thinking.budget_tokens` (minimal/low 1024, medium 4096, high 16384), raising
+- `reasoning_effort` → `thinking.budget_tokens` (minimal/low 1024, medium 4096, high 16384, xhigh 32768), raising
   `max_tokens` above the budget when needed; not inside a tool loop (the last assistant turn holds tool
   calls), where Anthropic demands the turn's signed thinking block, which no OpenAI client has.
 - rejected with a 400 naming the field (no faithful mapping): `n` > 1, `logprobs`/`top_logprobs`,
@@ -46,7 +46,7 @@ from extproc.dialects.shapes import (
 
 _DATA_URL = re.compile(r"^data:([^;,]+);base64,(.*)$", re.S)
 _TOO_LONG = re.compile(r"prompt is too long: (\d+) tokens > (\d+) maximum")
-_BUDGET = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
+_BUDGET = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384, "xhigh": 32768}
 _MIN_BUDGET = 1024
 
 
@@ -161,6 +161,9 @@ def _text_of(content: object, where: str) -> str:
 def _user_blocks(content: object, i: int) -> list[dict]:
     if isinstance(content, str):
         return [{"type": "text", "text": content}] if content else []
+    if not isinstance(content, list):  # dropping it would make the request end in an assistant prefill
+        raise TranslationError("user message content must be a string or an array of content parts",
+                               f"messages[{i}].content")
     blocks = []
     for j, part in enumerate(content or ()):
         where = f"messages[{i}].content[{j}]"
@@ -230,8 +233,10 @@ def _tool(tool: object, i: int) -> dict:
     if tool.get("type") != "function":
         raise TranslationError(f"tool type {tool.get('type')!r} is not supported by Anthropic providers",
                                f"tools[{i}].type")
-    function = tool.get("function") or {}
-    out: dict = {"name": function.get("name")}
+    function = tool.get("function")
+    if not isinstance(function, dict) or not isinstance(function.get("name"), str) or not function["name"]:
+        raise TranslationError("each function tool needs a function object with a name", f"tools[{i}].function")
+    out: dict = {"name": function["name"]}
     if function.get("description"):
         out["description"] = function["description"]
     out["input_schema"] = function.get("parameters") or {"type": "object", "properties": {}}
@@ -258,7 +263,7 @@ def _tool_choice(body: dict, out: dict) -> None:
         result = result or {"type": "auto"}
         if result["type"] != "none":
             result["disable_parallel_tool_use"] = True
-    if result:
+    if result and "tools" in out:  # Anthropic rejects tool_choice without tools
         out["tool_choice"] = result
 
 

@@ -62,7 +62,7 @@ def usage_to_anthropic(usage: object) -> dict:
     """OpenAI usage → Anthropic usage; `input_tokens` excludes cached prompt tokens, as Anthropic counts.
 
     Reasoning tokens (`completion_tokens_details.reasoning_tokens`, part of `completion_tokens`) are kept
-    as ``output_tokens_details: {"reasoning_tokens": N}``, an extra field Anthropic SDKs ignore.
+    as ``output_tokens_details: {"thinking_tokens": N}``, where Anthropic reports its own.
     """
     usage = _dict(usage)
     prompt = _count(usage.get("prompt_tokens"))
@@ -77,7 +77,7 @@ def usage_to_anthropic(usage: object) -> dict:
     }
     reasoning = _count(_dict(usage.get("completion_tokens_details")).get("reasoning_tokens"))
     if reasoning:
-        out["output_tokens_details"] = {"reasoning_tokens": reasoning}
+        out["output_tokens_details"] = {"thinking_tokens": reasoning}
     return out
 
 
@@ -102,7 +102,8 @@ def reasoning_of(message: dict) -> str:
 def usage_to_openai(usage: object) -> dict:
     """Anthropic usage → OpenAI usage; `prompt_tokens` counts cached and cache-written tokens too.
 
-    ``output_tokens_details.reasoning_tokens`` (when present) → ``completion_tokens_details``.
+    ``output_tokens_details.thinking_tokens`` (Anthropic's name; when present) →
+    ``completion_tokens_details.reasoning_tokens``.
     """
     usage = _dict(usage)
     cached = _count(usage.get("cache_read_input_tokens"))
@@ -114,7 +115,7 @@ def usage_to_openai(usage: object) -> dict:
         "total_tokens": prompt + completion,
         "prompt_tokens_details": {"cached_tokens": cached},
     }
-    reasoning = _count(_dict(usage.get("output_tokens_details")).get("reasoning_tokens"))
+    reasoning = _count(_dict(usage.get("output_tokens_details")).get("thinking_tokens"))
     if reasoning:
         out["completion_tokens_details"] = {"reasoning_tokens": reasoning}
     return out
