@@ -60,6 +60,7 @@ from extproc.dialects import openai as O
 from extproc.dialects.base import ClientTool, ClientTools, Target, TranslationError
 from extproc.dialects.shapes import (
     MALFORMED,
+    ToolCallSlots,
     body_excerpt,
     check_list,
     check_number,
@@ -889,7 +890,8 @@ class ChatToResponsesStream:
         self._output: list[dict] = []  # finished items, for the final response
         self._open: dict | None = None  # the item streaming now: reasoning | message | function_call
         self._text: list[str] = []  # the open item's text or arguments so far
-        self._calls: dict[int, _Call] = {}
+        self._calls: dict[int, _Call] = {}  # by ToolCallSlots key
+        self._slots = ToolCallSlots()
         self._live: int | None = None  # the provider index of the call streaming live
         self._later: list[tuple[str, list[str]]] = []  # text/reasoning that came after the calls began
         self._finish: str | None = None
@@ -1051,6 +1053,7 @@ class ChatToResponsesStream:
 
     def _call(self, delta: dict) -> None:
         index = delta.get("index") if is_int(delta.get("index")) else len(self._calls)
+        index = self._slots.key(index, delta.get("id"))
         function = _d(delta.get("function"))
         call = self._calls.get(index)
         if call is None:

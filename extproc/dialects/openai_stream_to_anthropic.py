@@ -35,7 +35,14 @@ import orjson
 
 from extproc.dialects import anthropic as A
 from extproc.dialects.base import Target
-from extproc.dialects.shapes import MALFORMED, complete_object, reasoning_of, stop_reason, usage_to_anthropic
+from extproc.dialects.shapes import (
+    MALFORMED,
+    ToolCallSlots,
+    complete_object,
+    reasoning_of,
+    stop_reason,
+    usage_to_anthropic,
+)
 from extproc.sse import SSEEvent, SSEParser, encode_json
 
 _CUT_OFF = "the provider's stream ended early (no finish_reason or [DONE]); the response is incomplete"
@@ -65,7 +72,8 @@ class OpenAIToAnthropicStream:
         self._index = 0  # index of the next Anthropic content block
         self._id = ""  # the provider's response id (generated tool ids derive from it)
         self._open: str | None = None  # kind of the open block: thinking | text | reasoning_text | tool
-        self._tools: dict[int, _Tool] = {}
+        self._tools: dict[int, _Tool] = {}  # by ToolCallSlots key
+        self._slots = ToolCallSlots()
         self._live: int | None = None  # provider index of the tool call streaming live
         self._live_sent = False  # the live tool has had at least one non-empty input_json_delta
         self._after_tools: list[tuple[str, list[str]]] = []
@@ -242,7 +250,7 @@ class OpenAIToAnthropicStream:
 
     def _tool_delta(self, call: dict) -> None:
         index = call.get("index")
-        index = index if isinstance(index, int) else len(self._tools)
+        index = self._slots.key(index if isinstance(index, int) else len(self._tools), call.get("id"))
         tool = self._tools.get(index)
         function = call.get("function") or {}
         if not isinstance(function, dict):

@@ -49,6 +49,28 @@ def parse_arguments(raw: object) -> dict:
     return value if isinstance(value, dict) else {"raw_arguments": raw}
 
 
+class ToolCallSlots:
+    """Which tool call a streamed Chat Completions delta belongs to. Peers key parallel calls by `index`;
+    some providers send every call with `index: 0` and tell them apart only by `id`. A new id at an index
+    already in use starts a new call, and later id-less deltas at that index continue the newest one.
+    Keys count calls in the order they appeared, so sorting by key keeps the provider's order."""
+
+    def __init__(self) -> None:
+        self._current: dict[int, int] = {}  # provider index → key of the newest call there
+        self._ids: dict[int, str] = {}  # key → the call's id, once known
+        self._next = 0
+
+    def key(self, index: int, call_id: object) -> int:
+        key = self._current.get(index)
+        named = isinstance(call_id, str) and bool(call_id)
+        if key is None or (named and key in self._ids and self._ids[key] != call_id):
+            key = self._current[index] = self._next
+            self._next += 1
+        if named and key not in self._ids:
+            self._ids[key] = call_id  # type: ignore[assignment]
+        return key
+
+
 def _count(value: object) -> int:
     """A token count from a provider: a non-negative int, anything else (null, "12", a dict) counts 0."""
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
