@@ -13,7 +13,6 @@ from .actions import Reply
 from .config import Provider
 from .dialects import DIALECTS, anthropic, count_tokens_estimate, translator_for
 from .dialects.base import Dialect, Target
-from .dialects.openai_responses import client_tools
 from .dialects.shapes import clean_schema
 from .observe import metrics
 from .responses import ResponseTranslation
@@ -120,8 +119,10 @@ def for_provider(name: str, provider: Provider, client: Dialect, path: str, quer
         if client == "anthropic" and translating and doc.get("stream") else 0,
         "include_usage": bool(doc["stream_options"].get("include_usage"))
         if isinstance(doc.get("stream_options"), dict) else False,
-        # calls of a Responses client's custom and namespaced tools go back as the tools it declared
-        "client_tools": client_tools(doc) if client == "openai-responses" and translating else None,
+        # calls of tools the provider knows by another name (shortened, custom, namespaced) go back as
+        # the tools the client declared
+        "client_tools": DIALECTS[client].client_tools(doc)  # type: ignore[misc]
+        if translating and DIALECTS[client].client_tools else None,
     }
     if translating:
         doc = translator.request_body(doc, target)

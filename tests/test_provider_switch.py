@@ -1,6 +1,7 @@
 """Switching providers mid-conversation never breaks the next turn: a history that went through other
 providers (unsigned thinking, foreign tool ids) is fitted for an Anthropic-type provider, and a history
-that needs nothing reaches it byte for byte — in Python and on Envoy's fast path (envoy/fast.lua) alike."""
+that needs nothing reaches it byte for byte — in Python and on Envoy's fast path (envoy/fast.lua) alike.
+Tool names longer than a provider accepts are shortened on the way there and mapped back."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from lupa import luajit21
 
 from extproc import config
 from extproc.attempts import AttemptExchange, Chain, encode_chain
-from extproc.dialects import translator_for
+from extproc.dialects import DIALECTS, translator_for
 from extproc.dialects.anthropic import TOOL_ID_RE, fit_history, fitted_tool_id, may_need_fit
+from extproc.dialects.base import Target
 from extproc.envoy_config import CHAIN_HEADER
 from extproc.exchange import Exchange, Gateway
 
@@ -140,3 +142,70 @@ def test_generated_tool_ids_never_repeat_across_turns() -> None:
     assert not set(first) & set(second) and all(TOOL_ID_RE.fullmatch(i) for i in (*first, *second))
     assert _tool_ids_of_a_reply_without_ids("r1") == first  # derived from the response: fixtures stay stable
     assert _tool_ids_of_a_reply_without_ids(None) != _tool_ids_of_a_reply_without_ids(None)
+
+
+# -- tool names over 64 characters (Claude Code's MCP tools) ------------------------------------------------
+
+MCP_TOOL = "mcp__claude_in_chrome__computer_use_browser_automation_take_screenshot_of_tab"
+
+
+def _long_named_tool_turn(stream: bool) -> dict:
+    return {"model": "claude-x", "max_tokens": 100, "stream": stream,
+            "tools": [{"name": MCP_TOOL, "input_schema": {"type": "object"}}],
+            "tool_choice": {"type": "tool", "name": MCP_TOOL},
+            "messages": [{"role": "user", "content": "[LUNAROUTE:deep] shoot"},
+                         {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": MCP_TOOL,
+                                                            "input": {}}]},
+                         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
+                                                       "content": "png"}]}]}
+
+
+def _sent_to_openai(stream: bool) -> tuple[Exchange, dict]:
+    ex = Exchange(Gateway(CFG))
+    ex.on_request_headers(MESSAGES, end_of_stream=False)
+    return ex, orjson.loads(ex.on_request_body(orjson.dumps(_long_named_tool_turn(stream))).body)
+
+
+def test_a_long_tool_name_reaches_an_openai_provider_shortened_the_same_way_everywhere() -> None:
+    _, sent = _sent_to_openai(stream=False)
+    short = sent["tools"][0]["function"]["name"]
+    assert len(short) == 64 and short.startswith(MCP_TOOL[:40])
+    assert sent["tool_choice"]["function"]["name"] == short
+    assert sent["messages"][1]["tool_calls"][0]["function"]["name"] == short
+    assert _sent_to_openai(stream=False)[1]["tools"][0]["function"]["name"] == short  # stable
+
+
+def test_a_call_of_a_shortened_tool_comes_back_under_the_clients_name() -> None:
+    ex, sent = _sent_to_openai(stream=False)
+    short = sent["tools"][0]["function"]["name"]
+    call = {"id": "call_1", "type": "function", "function": {"name": short, "arguments": "{}"}}
+    ex.on_response_headers({":status": "200", "content-type": "application/json"})
+    out = ex.on_response_body(orjson.dumps({"id": "c", "model": "m", "choices": [{"index": 0, "finish_reason":
+                                            "tool_calls", "message": {"role": "assistant", "tool_calls": [call]}}]}),
+                              True)
+    assert orjson.loads(out.body)["content"][0]["name"] == MCP_TOOL
+
+
+def test_a_streamed_call_of_a_shortened_tool_comes_back_under_the_clients_name() -> None:
+    ex, sent = _sent_to_openai(stream=True)
+    short = sent["tools"][0]["function"]["name"]
+    ex.on_response_headers({":status": "200", "content-type": "text/event-stream"})
+    delta = {"tool_calls": [{"index": 0, "id": "call_1", "function": {"name": short, "arguments": "{}"}}]}
+    chunks = [{"id": "c", "model": "m", "choices": [{"index": 0, "delta": delta}]},
+              {"id": "c", "model": "m", "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}]
+    raw = b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
+    out = ex.on_response_body(raw, True).body
+    assert MCP_TOOL.encode() in out and short.encode() not in out
+
+
+def test_a_responses_clients_long_function_name_is_shortened_and_mapped_back() -> None:
+    translator = translator_for("openai-responses", "openai")
+    body = {"model": "m", "input": "go", "tools": [{"type": "function", "name": MCP_TOOL, "parameters": {}}]}
+    sent = translator.request_body(body, Target(name="p", dialect="openai"))
+    short = sent["tools"][0]["function"]["name"]
+    assert len(short) == 64
+    tools = DIALECTS["openai-responses"].client_tools(body)
+    call = {"id": "call_1", "type": "function", "function": {"name": short, "arguments": "{}"}}
+    out = translator.response_body({"id": "c", "model": "m", "choices": [{"index": 0, "finish_reason": "tool_calls",
+                                    "message": {"role": "assistant", "tool_calls": [call]}}]}, None, tools)
+    assert out["output"][0]["name"] == MCP_TOOL

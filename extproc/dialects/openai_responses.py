@@ -69,6 +69,7 @@ from extproc.dialects.shapes import (
     malformed_as,
     not_understood,
     reasoning_of,
+    short_tool_name,
 )
 from extproc.sse import SSEEvent, SSEParser, encode, encode_json
 
@@ -168,14 +169,17 @@ def hub_param(param: str) -> str:
 
 def client_tools(body: dict) -> dict[str, ClientTool]:
     """The request's tools that reach a Chat provider as functions of another name or shape: custom
-    (freeform) tools, and the functions inside tool namespaces. Their calls are mapped back with this."""
+    (freeform) tools, the functions inside tool namespaces, and functions whose names are too long
+    (`short_tool_name`). Their calls are mapped back with this."""
     out: dict[str, ClientTool] = {}
     tools = body.get("tools")
     for tool in tools if isinstance(tools, list) else ():
         if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
             continue
         if tool.get("type") == "custom":
-            out[tool["name"]] = ClientTool(tool["name"], None, True)
+            out[flat_name(None, tool["name"])] = ClientTool(tool["name"], None, True)
+        elif tool.get("type") == "function" and flat_name(None, tool["name"]) != tool["name"]:
+            out[flat_name(None, tool["name"])] = ClientTool(tool["name"])
         elif tool.get("type") == "namespace":
             for inner in tool.get("tools") or ():
                 if isinstance(inner, dict) and isinstance(inner.get("name"), str):
@@ -185,12 +189,9 @@ def client_tools(body: dict) -> dict[str, ClientTool]:
 
 
 def flat_name(namespace: str | None, name: str) -> str:
-    """A namespaced tool as one function name (`namespace__name`) that Chat and Anthropic accept: at most
-    64 characters, a hash standing in for the tail of a longer one."""
-    if not namespace:
-        return name
-    flat = f"{namespace}__{name}"
-    return flat if len(flat) <= 64 else flat[:57] + "_" + hashlib.sha256(flat.encode()).hexdigest()[:6]
+    """A (namespaced) tool as one function name (`namespace__name`) that Chat and Anthropic accept,
+    shortened by `short_tool_name`."""
+    return short_tool_name(f"{namespace}__{name}" if namespace else name)
 
 
 # ------------------------------------------------------------------------------- request: Responses → Chat
@@ -451,7 +452,7 @@ def _tool(tool: object, where: str) -> dict:
     if kind in ("function", "custom") and (not isinstance(name, str) or not name):
         raise TranslationError("a tool needs a name", f"{where}.name")
     if kind == "function":
-        function: dict = {"name": name}
+        function: dict = {"name": flat_name(None, name)}
         if tool.get("description"):
             function["description"] = tool["description"]
         function["parameters"] = tool.get("parameters") or {"type": "object", "properties": {}}
@@ -466,7 +467,7 @@ def _tool(tool: object, where: str) -> dict:
                             f"{fmt.get('definition') or ''}")
         schema = {"type": "object", "properties": {CUSTOM_INPUT: {"type": "string", "description": "the raw input"}},
                   "required": [CUSTOM_INPUT], "additionalProperties": False}
-        function = {"name": name, "description": description.strip(), "parameters": schema}
+        function = {"name": flat_name(None, name), "description": description.strip(), "parameters": schema}
         return {"type": "function", "function": function}
     raise TranslationError(f"tool type {kind!r} is only available on OpenAI's Responses API; route to a provider of "
                            "type openai-responses or drop the tool", f"{where}.type")

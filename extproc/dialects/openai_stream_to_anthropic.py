@@ -34,10 +34,11 @@ import contextlib
 import orjson
 
 from extproc.dialects import anthropic as A
-from extproc.dialects.base import Target
+from extproc.dialects.base import ClientTools, Target
 from extproc.dialects.shapes import (
     MALFORMED,
     ToolCallSlots,
+    client_name,
     complete_object,
     reasoning_of,
     stop_reason,
@@ -62,7 +63,8 @@ class _Tool:
 class OpenAIToAnthropicStream:
     """One translated stream. `feed` provider bytes, get Anthropic SSE bytes; `close` at end of stream."""
 
-    def __init__(self, target: Target | None = None, input_tokens_estimate: int = 0) -> None:
+    def __init__(self, target: Target | None = None, input_tokens_estimate: int = 0,
+                 client_tools: ClientTools | None = None) -> None:
         self._parser = SSEParser()
         self._reasoning = target.reasoning if target else "thinking"
         self._estimate = max(input_tokens_estimate, 1)
@@ -74,6 +76,7 @@ class OpenAIToAnthropicStream:
         self._open: str | None = None  # kind of the open block: thinking | text | reasoning_text | tool
         self._tools: dict[int, _Tool] = {}  # by ToolCallSlots key
         self._slots = ToolCallSlots()
+        self._client_tools = client_tools  # shortened names → the client's own
         self._live: int | None = None  # provider index of the tool call streaming live
         self._live_sent = False  # the live tool has had at least one non-empty input_json_delta
         self._after_tools: list[tuple[str, list[str]]] = []
@@ -222,7 +225,8 @@ class OpenAIToAnthropicStream:
             block: dict = {"type": "thinking", "thinking": ""}
         elif kind == "tool":
             assert tool is not None
-            block = {"type": "tool_use", "id": tool.id, "name": tool.name, "input": {}}
+            block = {"type": "tool_use", "id": tool.id, "name": client_name(tool.name, self._client_tools),
+                     "input": {}}
         else:
             block = {"type": "text", "text": ""}
         self._emit("content_block_start", {"type": "content_block_start", "index": self._index,

@@ -6,13 +6,14 @@ each other.
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 import orjson
 
-from extproc.dialects.base import TranslationError
+from extproc.dialects.base import ClientTool, TranslationError
 
 FINISH_TO_STOP = {
     "stop": "end_turn",
@@ -47,6 +48,25 @@ def parse_arguments(raw: object) -> dict:
     except orjson.JSONDecodeError:
         return {"raw_arguments": raw}
     return value if isinstance(value, dict) else {"raw_arguments": raw}
+
+
+TOOL_NAME_MAX = 64  # OpenAI's limit on function names (Chat and Responses), and Anthropic's
+
+
+def short_tool_name(name: str) -> str:
+    """A function name a provider accepts: at most 64 characters, a hash of the whole name standing in
+    for the tail of a longer one (Claude Code's MCP tools, `mcp__<server>__<tool>`, exceed it). The same
+    name always shortens the same way, so declarations, history and tool_choice agree without state; the
+    client's own name comes back through the request's `ClientTools`."""
+    if len(name) <= TOOL_NAME_MAX:
+        return name
+    return name[:TOOL_NAME_MAX - 7] + "_" + hashlib.sha256(name.encode()).hexdigest()[:6]
+
+
+def client_name(name: str, client_tools: Mapping[str, ClientTool] | None) -> str:
+    """The name the client declared for a function the provider called (see `short_tool_name`)."""
+    tool = (client_tools or {}).get(name)
+    return tool.name if tool is not None else name
 
 
 class ToolCallSlots:
