@@ -264,3 +264,12 @@ def test_a_translated_stream_is_full_duplex_so_the_gateway_can_end_it_when_the_p
     assert ended.end_of_stream is True
     assert ended.body.startswith(b"event: error") and b"overloaded_error" in ended.body
     assert not ex.response.streaming
+
+
+def test_a_compressed_body_with_fallbacks_reaches_every_attempt_decoded() -> None:
+    doc = {"model": "claude-x", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+    ex = Exchange(Gateway(CFG))
+    ex.on_request_headers({**MESSAGES, "content-encoding": "gzip"}, end_of_stream=False)
+    reply = ex.on_request_body(gzip.compress(orjson.dumps(doc)))
+    assert decode_chain(reply.set_headers[CHAIN_HEADER]).providers == ("anthropic", "gpt")
+    assert orjson.loads(reply.body) == doc and "content-encoding" in reply.remove_headers
