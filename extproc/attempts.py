@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from time import perf_counter
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -27,8 +29,11 @@ from .errors import TOO_DEEP, nested_too_deeply
 from .forwarding import credentials, dialect_headers, for_provider
 from .local_replies import error_reply
 from .observe import metrics
-from .observe.budgets import Budgets
+from .paths import classify
 from .responses import ResponseTranslation, UsageMeter, status_of
+
+if TYPE_CHECKING:
+    from .exchange import Gateway
 
 log = logging.getLogger("lunaroute")
 
@@ -71,18 +76,22 @@ def usable_chain(cfg: Config, chain: tuple[str, ...]) -> tuple[str, ...]:
 
 
 class AttemptExchange:
-    """One attempt of a fallback chain, on the provider cluster Envoy chose for it."""
+    """One attempt of a fallback chain, on the provider cluster Envoy chose for it. Its response feeds
+    the same metrics, budget, latency and records as a single provider's (`Gateway.settle`), and every
+    attempt's status is counted, failures included."""
 
-    def __init__(self, cfg: Config, provider: str, budgets: Budgets | None = None) -> None:
-        self.cfg = cfg
-        self.budgets = budgets
+    def __init__(self, gw: Gateway, provider: str) -> None:
+        self.gw = gw
+        self.cfg: Config = gw.cfg
         self.name = provider
-        self.provider = cfg.providers[provider]
+        self.provider = self.cfg.providers[provider]
         self.chain: Chain | None = None
         self.headers: dict[str, str] = {}
         self.attempt = 1
         self.response: ResponseTranslation | UsageMeter | None = None
         self.status = 0
+        self.started = 0.0  # when this attempt's request left for the provider
+        self.ttfb = -1.0
 
     @property
     def more_to_come(self) -> bool:
@@ -132,14 +141,17 @@ class AttemptExchange:
         if out.reply.body is None:
             # Untouched bytes, but the shared header map may hold an earlier attempt's length.
             out.reply.set_headers["content-length"] = str(len(body))
+        self.started = perf_counter()
         self.response = out.response or self._meter()
         if self.response is None and not self.more_to_come:
             out.reply.response_header_mode = "SKIP"
         return out.reply
 
     def _meter(self) -> UsageMeter | None:
-        """An untranslated response still has to be counted when this provider has a budget."""
-        return UsageMeter() if self.budgets is not None and self.budgets.budgeted(self.name) else None
+        """An untranslated response still has to be counted when this provider has a budget, and one in
+        `Gateway.SAMPLE_EVERY` is, for the latency and throughput `sort` reads (as for single providers)."""
+        budgets = self.gw.budgets
+        return UsageMeter() if (budgets is not None and budgets.budgeted(self.name)) or self.gw.sample() else None
 
     def _as_sent(self, body: bytes) -> Reply:
         """Same dialect, no model change: the client's bytes go as they are, no parsing."""
@@ -151,6 +163,7 @@ class AttemptExchange:
         dialect_headers(self.provider, False, self.headers, reply, chain.stash)
         # Untouched bytes, but the shared header map may hold an earlier attempt's length.
         reply.set_headers["content-length"] = str(len(body))
+        self.started = perf_counter()
         self.response = self._meter()
         if self.response is None and not self.more_to_come:
             reply.response_header_mode = "SKIP"
@@ -158,6 +171,11 @@ class AttemptExchange:
 
     def on_response_headers(self, headers: dict[str, str]) -> Reply:
         self.status = status_of(headers)
+        chain = self.chain
+        route = classify("POST", chain.path).value if chain else "unknown"
+        metrics.RESPONSES.labels(route, self.name, str(self.status)).inc()
+        if self.started and self.status < 400:
+            self.ttfb = perf_counter() - self.started
         reply = self.response.on_headers(self.status, headers) if self.response else Reply()
         if self.status in RETRIABLE and self.more_to_come and "retry-after" in headers:
             # Another provider is next: do not make Envoy wait for this one's rate limit to pass.
@@ -168,9 +186,9 @@ class AttemptExchange:
         if self.response is None:
             return Reply()
         reply = self.response.on_body(chunk, end_of_stream)
-        if end_of_stream and self.budgets is not None and self.response.usage:
-            usage = self.response.usage
-            self.budgets.charge(self.name, usage.get("input", 0) + usage.get("output", 0))
+        if end_of_stream and self.response.usage and self.chain is not None:
+            self.gw.settle(self.name, self.response.usage, started=self.started, ttfb=self.ttfb, status=self.status,
+                           path=self.chain.path, headers=self.headers)
         return reply
 
     def internal_error(self, phase: str) -> Reply:

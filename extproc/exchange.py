@@ -83,6 +83,22 @@ class Gateway:
     def provider(self, name: str) -> Provider:
         return self.cfg.providers[name]
 
+    def settle(self, provider: str, usage: dict, *, started: float, ttfb: float, status: int, path: str,
+               headers: dict[str, str]) -> None:
+        """What a finished response with usage feeds — token metrics, the provider's budget, the latency
+        and throughput `sort` reads, the session record — whether one provider answered or an attempt of
+        a fallback chain did (`ttfb` < 0: the response failed, no timing)."""
+        metrics.TOKENS.labels(provider, "input").inc(usage.get("input", 0))
+        metrics.TOKENS.labels(provider, "output").inc(usage.get("output", 0))
+        if self.budgets is not None:
+            self.budgets.charge(provider, usage.get("input", 0) + usage.get("output", 0))
+        if ttfb >= 0:
+            self.observed.observe(provider, ttfb, usage.get("output", 0), perf_counter() - started)
+        if self.recorder is not None:
+            self.recorder.record(session_of(headers), {
+                "event": "response", "path": path, "provider": f"lunaroute:{provider}", "status": status,
+                "usage": usage})
+
 
 @dataclass(frozen=True, slots=True)
 class Scope:
@@ -428,18 +444,8 @@ class Exchange:
             return Reply()
         reply = self.response.on_body(chunk, end_of_stream)
         if end_of_stream and self.response.usage:
-            usage = self.response.usage
-            metrics.TOKENS.labels(self.provider_name, "input").inc(usage.get("input", 0))
-            metrics.TOKENS.labels(self.provider_name, "output").inc(usage.get("output", 0))
-            if self.gw.budgets is not None:
-                self.gw.budgets.charge(self.provider_name, usage.get("input", 0) + usage.get("output", 0))
-            if self.ttfb >= 0:
-                self.gw.observed.observe(self.provider_name, self.ttfb, usage.get("output", 0),
-                                         perf_counter() - self.started)
-            if self.gw.recorder is not None:
-                self.gw.recorder.record(session_of(self.req.headers or {}), {
-                    "event": "response", "path": self.req.path, "provider": f"lunaroute:{self.provider_name}",
-                    "status": self.status, "usage": usage})
+            self.gw.settle(self.provider_name, self.response.usage, started=self.started, ttfb=self.ttfb,
+                           status=self.status, path=self.req.path, headers=self.req.headers or {})
         return reply
 
     def internal_error(self, phase: str) -> Reply:

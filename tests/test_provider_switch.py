@@ -89,7 +89,7 @@ def test_a_passthrough_that_needs_nothing_stays_byte_exact() -> None:
 
 def test_a_fallback_attempt_to_anthropic_fits_the_history_too() -> None:
     chain = Chain(client="anthropic", path="/v1/messages", query="", providers=("deep", "anthropic"))
-    attempt = AttemptExchange(CFG, "anthropic")
+    attempt = AttemptExchange(Gateway(CFG), "anthropic")
     attempt.on_request_headers({CHAIN_HEADER: encode_chain(chain), "x-envoy-attempt-count": "2"}, False)
     reply = attempt.on_request_body(orjson.dumps(_after_a_reasoning_provider()))
     assert orjson.loads(reply.body)["messages"][2]["content"][0]["tool_use_id"].startswith("toolu_")
