@@ -370,3 +370,49 @@ def test_reasoning_effort_xhigh_thinks_harder_than_high() -> None:
         body = {**OPENAI_OK, "max_tokens": 64000, "reasoning_effort": effort}
         return translator_for("openai", "anthropic").request_body(body, TO_ANTHROPIC)["thinking"]["budget_tokens"]
     assert budget("xhigh") > budget("high")
+
+
+# -------------------------------------------- response_format json_schema to Anthropic: a forced tool
+
+
+ANSWER = {"type": "tool_use", "id": "toolu_1", "name": "json_response", "input": {"city": "Paris", "celsius": 21}}
+
+
+def test_the_forced_tools_call_comes_back_as_the_json_text_of_the_answer() -> None:
+    body = {"id": "msg_1", "model": "m", "content": [ANSWER], "stop_reason": "tool_use", "usage": {}}
+    choice = translator_for("openai", "anthropic").response_body(body)["choices"][0]
+    assert choice["finish_reason"] == "stop" and "tool_calls" not in choice["message"]
+    assert orjson.loads(choice["message"]["content"]) == ANSWER["input"]
+
+
+def test_the_forced_tools_streamed_input_comes_back_as_content() -> None:
+    events = [("message_start", {"type": "message_start", "message": {"id": "msg_1", "model": "m", "usage": {}}}),
+              ("content_block_start", {"type": "content_block_start", "index": 0,
+                                       "content_block": {**ANSWER, "input": {}}}),
+              ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                       "delta": {"type": "input_json_delta", "partial_json": '{"city": "Par'}}),
+              ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                       "delta": {"type": "input_json_delta", "partial_json": 'is", "celsius": 21}'}}),
+              ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+              ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {}}),
+              ("message_stop", {"type": "message_stop"})]
+    stream = translator_for("openai", "anthropic").stream()
+    out = stream.feed(b"".join(encode_json(e, name) for name, e in events)) + stream.close()
+    chunks = [d for _, d in _events(out) if isinstance(d, dict) and d.get("choices")]
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+    assert orjson.loads(text) == ANSWER["input"]
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    assert not any("tool_calls" in c["choices"][0]["delta"] for c in chunks)
+
+
+def test_json_schema_beside_tools_or_with_a_non_object_schema_is_a_400() -> None:
+    fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}
+    tools = [{"type": "function", "function": {"name": "get"}}]
+    with pytest.raises(TranslationError) as err:
+        translator_for("openai", "anthropic").request_body({**OPENAI_OK, "response_format": fmt, "tools": tools},
+                                                           TO_ANTHROPIC)
+    assert err.value.param == "response_format"
+    array = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "array"}}}
+    with pytest.raises(TranslationError) as err:
+        translator_for("openai", "anthropic").request_body({**OPENAI_OK, "response_format": array}, TO_ANTHROPIC)
+    assert err.value.param == "response_format.json_schema.schema"

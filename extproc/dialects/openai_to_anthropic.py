@@ -14,7 +14,8 @@ Choices made here:
   `max_tokens` above the budget when needed; not inside a tool loop (the last assistant turn holds tool
   calls), where Anthropic demands the turn's signed thinking block, which no OpenAI client has.
 - rejected with a 400 naming the field (no faithful mapping): `n` > 1, `logprobs`/`top_logprobs`,
-  `response_format` other than text, `audio`, `modalities` other than text, legacy `functions`,
+  `response_format` other than text and JSON (json_schema/json_object: a forced tool, see
+  `_structured_output`; not together with tools), `audio`, `modalities` other than text, legacy `functions`,
   non-function tools. Silently dropped (hints without an Anthropic counterpart): `seed`,
   `frequency_penalty`, `presence_penalty`, `logit_bias`, `store`, `service_tier`, `prompt_cache_key`…
 - errors: Anthropic 529 `overloaded_error` → OpenAI 503 (a status every OpenAI client knows as retryable);
@@ -33,6 +34,7 @@ from extproc.dialects.anthropic_stream_to_openai import AnthropicToOpenAIStream
 from extproc.dialects.base import ClientTools, Target, TranslationError
 from extproc.dialects.shapes import (
     MALFORMED,
+    RESPONSE_TOOL,
     STOP_TO_FINISH,
     body_excerpt,
     check_list,
@@ -90,8 +92,11 @@ def translate_request(body: dict, target: Target) -> dict:
             out["tools"] = [_tool(t, i) for i, t in enumerate(tools)]
     with malformed_as("tool_choice"):
         _tool_choice(body, out)
+    with malformed_as("response_format"):
+        structured = _structured_output(body.get("response_format"), out)
     temperature, top_p = check_number(body, "temperature"), check_number(body, "top_p")
-    thinking = _may_think(messages) and _thinking(body.get("reasoning_effort"), out, cap)
+    # Anthropic refuses thinking while tool_choice forces a tool
+    thinking = not structured and _may_think(messages) and _thinking(body.get("reasoning_effort"), out, cap)
     if not thinking:
         if temperature is not None:
             out["temperature"] = min(temperature, 1)
@@ -106,9 +111,12 @@ def _reject_unfaithful(body: dict) -> None:
     if body.get("logprobs") or body.get("top_logprobs"):
         raise TranslationError("logprobs are not available from Anthropic providers", "logprobs")
     fmt = body.get("response_format")
-    if isinstance(fmt, dict) and fmt.get("type", "text") != "text":
+    if isinstance(fmt, dict) and fmt.get("type", "text") not in ("text", "json_schema", "json_object"):
         raise TranslationError(f"response_format {fmt.get('type')!r} is not supported by Anthropic providers",
                                "response_format.type")
+    if isinstance(fmt, dict) and fmt.get("type") in ("json_schema", "json_object") and body.get("tools"):
+        raise TranslationError("response_format json_schema/json_object cannot be combined with tools on Anthropic "
+                               "providers (it is answered through a forced tool)", "response_format")
     if body.get("audio"):
         raise TranslationError("audio output is not supported by Anthropic providers", "audio")
     modalities = body.get("modalities")
@@ -267,6 +275,26 @@ def _tool_choice(body: dict, out: dict) -> None:
         out["tool_choice"] = result
 
 
+def _structured_output(fmt: object, out: dict) -> bool:
+    """`response_format` json_schema / json_object → one forced tool whose input is the answer: works on
+    every Anthropic model. Its call comes back as the message's JSON text (`RESPONSE_TOOL`)."""
+    if not isinstance(fmt, dict) or fmt.get("type") not in ("json_schema", "json_object"):
+        return False
+    spec = fmt.get("json_schema") if fmt["type"] == "json_schema" else None
+    schema = (spec or {}).get("schema") if isinstance(spec, dict) else None
+    if fmt["type"] == "json_object":
+        schema = {"type": "object"}
+    elif not isinstance(schema, dict) or schema.get("type") != "object":  # a tool's input is an object
+        raise TranslationError("response_format.json_schema.schema must be an object schema for Anthropic "
+                               "providers", "response_format.json_schema.schema")
+    description = "Give the answer as this tool's input: it is the response, in the required JSON shape."
+    if isinstance(spec, dict) and isinstance(spec.get("description"), str):
+        description += " " + spec["description"]
+    out["tools"] = [{"name": RESPONSE_TOOL, "description": description, "input_schema": schema}]
+    out["tool_choice"] = {"type": "tool", "name": RESPONSE_TOOL}
+    return True
+
+
 def _may_think(messages: list[dict]) -> bool:
     """Anthropic accepts thinking in a tool loop only when the last assistant turn starts with its signed
     thinking block, which a translated conversation never has (reasoning is dropped): such a request is
@@ -304,12 +332,16 @@ def translate_response(body: dict, target: Target | None = None) -> dict:
     texts: list[str] = []
     thinking: list[str] = []
     calls: list[dict] = []
+    answered = False
     for n, block in enumerate(content):
         kind = block.get("type")
         if kind == "text":
             texts.append(_text(block.get("text"), n))
         elif kind == "thinking":
             thinking.append(_text(block.get("thinking"), n))
+        elif kind == "tool_use" and block.get("name") == RESPONSE_TOOL:
+            texts.append(orjson.dumps(block.get("input") or {}).decode())  # the structured answer
+            answered = True
         elif kind == "tool_use":
             name = block.get("name")
             if not isinstance(name, str) or not name:
@@ -324,6 +356,8 @@ def translate_response(body: dict, target: Target | None = None) -> dict:
         message["reasoning_content"] = "".join(thinking)
     reason = body.get("stop_reason")
     finish = STOP_TO_FINISH.get(reason, "stop") if isinstance(reason, str) else "stop"
+    if answered and not calls:  # only the structured answer's tool was called
+        finish = "stop"
     return {
         "id": f"chatcmpl-{body.get('id')}",
         "object": "chat.completion",

@@ -50,6 +50,9 @@ def parse_arguments(raw: object) -> dict:
     return value if isinstance(value, dict) else {"raw_arguments": raw}
 
 
+# The forced tool that carries an OpenAI client's `response_format` JSON answer from an Anthropic-type
+# provider (no client tool sits beside it): its input is the answer, sent back as the message's text.
+RESPONSE_TOOL = "json_response"
 TOOL_NAME_MAX = 64  # OpenAI's limit on function names (Chat and Responses), and Anthropic's
 
 
