@@ -332,7 +332,7 @@ def translate_response(body: dict, target: Target | None = None) -> dict:
     texts: list[str] = []
     thinking: list[str] = []
     calls: list[dict] = []
-    answered = False
+    answer: str | None = None
     for n, block in enumerate(content):
         kind = block.get("type")
         if kind == "text":
@@ -340,8 +340,7 @@ def translate_response(body: dict, target: Target | None = None) -> dict:
         elif kind == "thinking":
             thinking.append(_text(block.get("thinking"), n))
         elif kind == "tool_use" and block.get("name") == RESPONSE_TOOL:
-            texts.append(orjson.dumps(block.get("input") or {}).decode())  # the structured answer
-            answered = True
+            answer = orjson.dumps(block.get("input") or {}).decode()  # the structured answer
         elif kind == "tool_use":
             name = block.get("name")
             if not isinstance(name, str) or not name:
@@ -349,6 +348,8 @@ def translate_response(body: dict, target: Target | None = None) -> dict:
             calls.append({"id": block.get("id"), "type": "function",
                           "function": {"name": name,
                                        "arguments": orjson.dumps(block.get("input") or {}).decode()}})
+    if answer is not None:  # the JSON alone is the message, as the client's response_format asked
+        texts = [answer]
     message: dict = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
     if calls:
         message["tool_calls"] = calls
@@ -356,7 +357,7 @@ def translate_response(body: dict, target: Target | None = None) -> dict:
         message["reasoning_content"] = "".join(thinking)
     reason = body.get("stop_reason")
     finish = STOP_TO_FINISH.get(reason, "stop") if isinstance(reason, str) else "stop"
-    if answered and not calls:  # only the structured answer's tool was called
+    if answer is not None and not calls:  # only the structured answer's tool was called
         finish = "stop"
     return {
         "id": f"chatcmpl-{body.get('id')}",
