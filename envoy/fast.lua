@@ -24,24 +24,27 @@ local function decide(routes, model)
   return routes.default
 end
 
-local function count(bytes, pattern)
-  local n, from = 0, 1
-  while true do
-    local _, stop = bytes:find(pattern, from)
-    if stop == nil then
-      return n
+local function count(bytes, key, value)
+  local n = 0
+  for _, sep in ipairs({'":"', '": "'}) do  -- compact JSON, and Python's / pretty printers'
+    local needle, from = '"' .. key .. sep .. (value or ""), 1
+    while true do
+      local _, stop = bytes:find(needle, from, true)
+      if stop == nil then
+        break
+      end
+      n, from = n + 1, stop + 1
     end
-    n, from = n + 1, stop + 1
   end
+  return n
 end
 
--- extproc.dialects.anthropic.may_need_fit, in Lua patterns: a history from other providers (unsigned
--- thinking, foreign tool ids) that Python must fit before an Anthropic-type provider sees it.
+-- extproc.dialects.anthropic.may_need_fit, the same plain counts: a history from other providers
+-- (unsigned thinking, foreign tool ids) that Python must fit before an Anthropic-type provider sees it.
 local function may_need_fit(bytes)
-  return bytes:find('"tool_use_id"%s*:%s*"') ~= nil and count(bytes, '"tool_use_id"%s*:%s*"')
-      > count(bytes, '"tool_use_id"%s*:%s*"toolu_')
-    or bytes:find('"signature"%s*:%s*""') ~= nil
-    or count(bytes, '"thinking"%s*:%s*"') > count(bytes, '"signature"%s*:%s*"')
+  return count(bytes, "tool_use_id") > count(bytes, "tool_use_id", "toolu_")
+    or count(bytes, "signature", '"') > 0
+    or count(bytes, "thinking") > count(bytes, "signature")
 end
 
 -- Only requests the gate marked as candidates get here (x-lunaroute-candidate: a POST to one of the

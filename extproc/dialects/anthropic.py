@@ -45,11 +45,13 @@ TYPE_TO_STATUS: dict[str, int] = {
 
 # Anthropic's pattern for tool_use ids (and so for the tool_result blocks that answer them).
 TOOL_ID_RE = re.compile(r"[a-zA-Z0-9_-]+")
-# The cheap byte check before `fit_history` walks a body (envoy/fast.lua does the same with Lua patterns).
-_THINKING_TEXT = re.compile(rb'"thinking"\s*:\s*"')
-_SIGNATURE = re.compile(rb'"signature"\s*:\s*"')
-_EMPTY_SIGNATURE = re.compile(rb'"signature"\s*:\s*""')
-_FOREIGN_TOOL_ID = re.compile(rb'"tool_use_id"\s*:\s*"(?!toolu_)')
+# The cheap byte check before `fit_history` walks a body; envoy/fast.lua counts the same strings. JSON
+# writers put `":"` (compact) or `": "` (Python's json, pretty printers) between a key and its value.
+_THINKING_TEXT = re.compile(rb'"thinking": ?"')
+_SIGNATURE = re.compile(rb'"signature": ?"')
+_EMPTY_SIGNATURE = re.compile(rb'"signature": ?""')
+_TOOL_RESULT_ID = re.compile(rb'"tool_use_id": ?"')
+_TOOLU_RESULT_ID = re.compile(rb'"tool_use_id": ?"toolu_')
 # An assistant message left without content after its unsigned thinking is dropped (Anthropic rejects
 # empty content; dropping the message would break the user/assistant alternation).
 EMPTY_ASSISTANT = "(no text)"
@@ -204,7 +206,8 @@ def may_need_fit(raw: bytes) -> bool:
     signatures, an empty signature, or a tool_result answering an id that is not Anthropic's own
     (`toolu_…`; every tool_use is answered in the same request). False means the bytes are fine as they
     are, so nearly every request is spared the walk, and the fast path its trip to Python."""
-    return (_FOREIGN_TOOL_ID.search(raw) is not None or _EMPTY_SIGNATURE.search(raw) is not None
+    return (len(_TOOL_RESULT_ID.findall(raw)) > len(_TOOLU_RESULT_ID.findall(raw))
+            or _EMPTY_SIGNATURE.search(raw) is not None
             or len(_THINKING_TEXT.findall(raw)) > len(_SIGNATURE.findall(raw)))
 
 
