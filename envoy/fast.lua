@@ -24,6 +24,29 @@ local function decide(routes, model)
   return routes.default
 end
 
+local function count(bytes, key, value)
+  local n = 0
+  for _, sep in ipairs({'":"', '": "'}) do  -- compact JSON, and Python's / pretty printers'
+    local needle, from = '"' .. key .. sep .. (value or ""), 1
+    while true do
+      local _, stop = bytes:find(needle, from, true)
+      if stop == nil then
+        break
+      end
+      n, from = n + 1, stop + 1
+    end
+  end
+  return n
+end
+
+-- extproc.dialects.anthropic.may_need_fit, the same plain counts: a history from other providers
+-- (unsigned thinking, foreign tool ids) that Python must fit before an Anthropic-type provider sees it.
+local function may_need_fit(bytes)
+  return count(bytes, "tool_use_id") > count(bytes, "tool_use_id", "toolu_")
+    or count(bytes, "signature", '"') > 0
+    or count(bytes, "thinking") > count(bytes, "signature")
+end
+
 -- Only requests the gate marked as candidates get here (x-lunaroute-candidate: a POST to one of the
 -- paths below, with a content-length up to FAST.max_bytes, no X-Provider / X-Model header, and no
 -- gateway key limited to some models); this filter and json_to_metadata are skipped for all others.
@@ -40,6 +63,9 @@ function envoy_on_request(handle)
   if bytes:find("[LUNAROUTE:", 1, true) or bytes:find('"provider"', 1, true) or bytes:find("\\u00[4-7]%x")
       or not bytes:find("^%s*{") then
     return
+  end
+  if may_need_fit(bytes) then
+    return  -- a conversation that went through other providers: Python fits it for Anthropic
   end
   local parsed = handle:streamInfo():dynamicMetadata():get("lunaroute.body") or {}
   local model = parsed.model

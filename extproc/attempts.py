@@ -15,18 +15,25 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from time import perf_counter
+from typing import TYPE_CHECKING
 
 import orjson
 
 from .actions import Reply
 from .config import Config
+from .dialects import anthropic
 from .dialects.base import Dialect, TranslationError
 from .envoy_config import CHAIN_HEADER, INTERNAL_PREFIX
 from .errors import TOO_DEEP, nested_too_deeply
 from .forwarding import credentials, dialect_headers, for_provider
 from .local_replies import error_reply
 from .observe import metrics
-from .responses import ResponseTranslation, count_usage, status_of
+from .paths import classify
+from .responses import ResponseTranslation, UsageMeter, count_usage, status_of
+
+if TYPE_CHECKING:
+    from .exchange import Gateway
 
 log = logging.getLogger("lunaroute")
 
@@ -69,17 +76,22 @@ def usable_chain(cfg: Config, chain: tuple[str, ...]) -> tuple[str, ...]:
 
 
 class AttemptExchange:
-    """One attempt of a fallback chain, on the provider cluster Envoy chose for it."""
+    """One attempt of a fallback chain, on the provider cluster Envoy chose for it. Its response feeds
+    the same metrics, budget, latency and records as a single provider's (`Gateway.settle`), and every
+    attempt's status is counted, failures included."""
 
-    def __init__(self, cfg: Config, provider: str) -> None:
-        self.cfg = cfg
+    def __init__(self, gw: Gateway, provider: str) -> None:
+        self.gw = gw
+        self.cfg: Config = gw.cfg
         self.name = provider
-        self.provider = cfg.providers[provider]
+        self.provider = self.cfg.providers[provider]
         self.chain: Chain | None = None
         self.headers: dict[str, str] = {}
         self.attempt = 1
         self.response: ResponseTranslation | None = None
         self.status = 0
+        self.started = 0.0  # when this attempt's request left for the provider
+        self.ttfb = -1.0
 
     @property
     def more_to_come(self) -> bool:
@@ -110,7 +122,8 @@ class AttemptExchange:
         chain = self.chain
         assert chain is not None
         model = chain.models.get(self.name)
-        if self.provider.type == chain.client and not model and not self.provider.tool_schema.drop_keys:
+        if self.provider.type == chain.client and not model and not self.provider.tool_schema.drop_keys \
+                and not (self.provider.type == "anthropic" and anthropic.may_need_fit(body)):
             return self._as_sent(body)
         doc = orjson.loads(body)  # the request phase already parsed and checked it
         changed = bool(model) and doc.get("model") != model
@@ -128,10 +141,16 @@ class AttemptExchange:
         if out.reply.body is None:
             # Untouched bytes, but the shared header map may hold an earlier attempt's length.
             out.reply.set_headers["content-length"] = str(len(body))
-        self.response = out.response
+        self.started = perf_counter()
+        self.response = out.response or self._meter()
         if self.response is None and not self.more_to_come:
             out.reply.response_header_mode = "SKIP"
         return out.reply
+
+    def _meter(self) -> UsageMeter | None:
+        """One untranslated response in `Gateway.SAMPLE_EVERY` is read, for the latency and throughput
+        `sort` reads (as for single providers); budgets are settled by the request phase."""
+        return UsageMeter() if self.gw.sample() else None
 
     def _as_sent(self, body: bytes) -> Reply:
         """Same dialect, no model change: the client's bytes go as they are, no parsing."""
@@ -143,12 +162,19 @@ class AttemptExchange:
         dialect_headers(self.provider, False, self.headers, reply, chain.stash)
         # Untouched bytes, but the shared header map may hold an earlier attempt's length.
         reply.set_headers["content-length"] = str(len(body))
-        if not self.more_to_come:
+        self.started = perf_counter()
+        self.response = self._meter()
+        if self.response is None and not self.more_to_come:
             reply.response_header_mode = "SKIP"
         return reply
 
     def on_response_headers(self, headers: dict[str, str]) -> Reply:
         self.status = status_of(headers)
+        chain = self.chain
+        route = classify("POST", chain.path).value if chain else "unknown"
+        metrics.RESPONSES.labels(route, self.name, str(self.status)).inc()
+        if self.started and self.status < 400:
+            self.ttfb = perf_counter() - self.started
         reply = self.response.on_headers(self.status, headers) if self.response else Reply()
         if self.status in RETRIABLE and self.more_to_come and "retry-after" in headers:
             # Another provider is next: do not make Envoy wait for this one's rate limit to pass.
@@ -160,7 +186,10 @@ class AttemptExchange:
             return Reply()
         reply = self.response.on_body(chunk, end_of_stream)
         if end_of_stream and self.response.usage:
-            count_usage(self.name, self.response.usage)  # token metrics; the request phase settles budgets
+            usage = self.response.usage
+            count_usage(self.name, usage)  # token metrics; the request phase settles budgets and records
+            if self.ttfb >= 0:
+                self.gw.observed.observe(self.name, self.ttfb, usage.get("output", 0), perf_counter() - self.started)
         return reply
 
     def internal_error(self, phase: str) -> Reply:

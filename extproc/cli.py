@@ -141,6 +141,8 @@ def cmd_keys_new(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     cfg = _load(args, secrets=True)
     print(f"config OK: {len(cfg.providers)} provider(s), default {cfg.default_provider!r}")
+    for warning in config_mod.warnings(cfg):
+        print(f"warning: {warning}")
     print(_exposure(cfg))
     envoy = find_envoy()
     if not envoy:

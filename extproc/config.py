@@ -12,6 +12,7 @@ import hashlib
 import ipaddress
 import os
 import re
+from fnmatch import fnmatchcase
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -699,3 +700,29 @@ def load(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None 
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(f"{path}: not valid YAML{where}; fix the syntax there") from None
     return parse(raw, env, source=str(path))
+
+
+# Model families whose quirks real providers enforce with a 400 (checked by `lunaroute check`).
+_OPENAI_HOSTS = ("api.openai.com", ".openai.azure.com")
+_REASONING_ONLY_CAP = ("gpt-5*", "o1*", "o3*", "o4*")  # OpenAI: max_completion_tokens, never max_tokens
+_NO_REASONING = ("gpt-4*", "gpt-3.5*", "chatgpt-*", "gpt-5*-chat*", "deepseek-chat")  # reject reasoning_effort
+
+
+def warnings(cfg: Config) -> list[str]:
+    """Combinations that validate but that the provider they name rejects at the first request, each
+    with its fix: a config that fits its providers prints none."""
+    out: list[str] = []
+    for name, p in cfg.providers.items():
+        if p.type != "openai":
+            continue
+        models = list(dict.fromkeys([*([p.model] if p.model else []), *p.models]))
+        host = urlsplit(p.base_url).hostname or ""
+        capped = [m for m in models if any(fnmatchcase(m, g) for g in _REASONING_ONLY_CAP)]
+        if capped and p.max_tokens_field == "max_tokens" and host.endswith(_OPENAI_HOSTS):
+            out.append(f"providers.{name}: OpenAI rejects max_tokens for {', '.join(capped)} ('Use "
+                       "max_completion_tokens instead'); set max_tokens_field: max_completion_tokens")
+        plain = [m for m in models if any(fnmatchcase(m, g) for g in _NO_REASONING)]
+        if plain and p.reasoning_effort:
+            out.append(f"providers.{name}: {', '.join(plain)} do(es) not reason and reject reasoning_effort; "
+                       "set reasoning_effort: false")
+    return out

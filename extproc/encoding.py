@@ -1,7 +1,9 @@
-"""Content-encodings a provider may answer with, decoded incrementally for translation.
+"""Content-encodings a provider may answer with, decoded incrementally for translation, and request
+bodies a client compressed, decoded whole before parsing.
 
 When the gateway rewrites a response it asks the provider for `identity`, but a provider (or a
-proxy in front of it) may compress anyway; these decoders make that harmless.
+proxy in front of it) may compress anyway; these decoders make that harmless. Clients that compress
+large request bodies (`content-encoding: gzip|br|zstd`) get them read the same way, with a cap.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ class _Identity:
 class _Budget:
     """Counts decoded bytes; every codec below asks it how much more it may produce."""
 
+    complete = True  # the data ended where its encoding says it ends (a truncated body does not)
+
     def __init__(self, limit: int) -> None:
         self.left = limit
 
@@ -59,6 +63,10 @@ class _Zlib(_Budget):
     def flush(self) -> bytes:
         return self.take(self._d.flush())
 
+    @property
+    def complete(self) -> bool:  # type: ignore[override]
+        return self._d.eof
+
 
 class _Brotli(_Budget):
     def __init__(self, limit: int) -> None:
@@ -70,6 +78,10 @@ class _Brotli(_Budget):
 
     def flush(self) -> bytes:
         return b""
+
+    @property
+    def complete(self) -> bool:  # type: ignore[override]
+        return self._d.is_finished()
 
 
 class _Zstd(_Budget):
@@ -95,6 +107,25 @@ class _Zstd(_Budget):
 
 
 SUPPORTED = frozenset({"", "identity", "gzip", "x-gzip", "deflate", "br", "zstd"})
+
+
+class CorruptBody(ValueError):
+    """The body is not valid data of its content-encoding."""
+
+
+def decode_body(data: bytes, content_encoding: str, limit: int) -> bytes:
+    """A whole body in a SUPPORTED encoding, decoded to at most `limit` bytes (else DecodedTooLarge);
+    CorruptBody when it is not what its encoding says."""
+    d = decoder(content_encoding, limit)
+    try:
+        out = d.feed(data) + d.flush()
+    except DecodedTooLarge:
+        raise
+    except (zlib.error, brotli.error, zstandard.ZstdError) as exc:
+        raise CorruptBody(f"the request body is not valid {content_encoding.strip()} data: {exc}") from None
+    if not getattr(d, "complete", True):
+        raise CorruptBody(f"the request body is not valid {content_encoding.strip()} data: it is cut short")
+    return out
 
 
 def decoder(content_encoding: str, limit: int = DECODED_LIMIT) -> Decoder:

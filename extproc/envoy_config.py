@@ -620,26 +620,49 @@ def extproc_cluster(cfg: Config) -> dict[str, Any]:
 # dialect of the path: an Anthropic or OpenAI SDK then raises its usual error instead of choking on
 # plain text. Only replies Envoy generated itself (a response flag is set) are rewritten; the gateway's
 # own answers and providers' errors pass untouched. A translated request's path is the provider's, so
-# its reply is written in the provider's dialect and translated back like any provider error.
-_ANTHROPIC_TYPES = {404: "not_found_error", 408: "timeout_error", 413: "request_too_large",
-                    429: "rate_limit_error", 502: "api_error", 503: "overloaded_error", 504: "timeout_error"}
-_OPENAI_TYPES = {404: "not_found_error", 413: "invalid_request_error", 429: "rate_limit_exceeded",
-                 502: "server_error", 503: "server_error", 504: "timeout"}
+# its reply is written in the provider's dialect and translated back like any provider error. The
+# envelopes come from the dialect modules' tables (`local_replies.error_bodies`), the ones Python answers
+# with: one shape per status, whoever produced it.
+_ENVOY_STATUSES = (404, 408, 413, 429, 502, 503, 504)
+# The path fragment a local reply is matched by, and the envelope it gets (the Responses API shares
+# Chat's; every other path — bypassed APIs of either vendor — the envelope both SDKs read).
+_REPLY_SHAPES = (("/chat/completions", "openai"), ("/responses", "openai"), ("/messages", "anthropic"), ("/", "both"))
+# Envoy could not connect to the provider (UF) or had no host for it (UH): a 502 that names the provider's
+# cluster, instead of a 503 "no healthy upstream" that reads as if the provider were overloaded.
+UNREACHABLE = "the gateway could not reach the provider behind cluster %UPSTREAM_CLUSTER%: %LOCAL_REPLY_BODY%"
+_UNREACHABLE_FLAGS = ["UF", "UH"]
 
 
 # Statuses on API paths that only Envoy produces (the gateway's own answers there are 400/404/500).
 _ENVOY_ONLY = frozenset({413, 502, 503, 504})
 
 
+def _envelope(status: int, message: str, shape: str) -> dict[str, Any]:
+    return orjson.loads(error_bodies(status, message)[shape])
+
+
+def _path_filter(path_contains: str) -> dict[str, Any]:
+    return {"header_filter": {"header": {"name": ":path", "string_match": {"contains": path_contains}}}}
+
+
 def _local_reply_mapper(status: int | None, path_contains: str, body: dict[str, Any]) -> dict[str, Any]:
     filters: list[dict[str, Any]] = [
         {"status_code_filter": {"comparison": {"op": "EQ" if status else "GE", "value": {
             "default_value": status or 400, "runtime_key": f"lunaroute.local_reply.{status or 'min'}"}}}},
-        {"header_filter": {"header": {"name": ":path", "string_match": {"contains": path_contains}}}},
+        _path_filter(path_contains),
     ]
     if status not in _ENVOY_ONLY:
         filters.append({"response_flag_filter": {}})  # any flag: Envoy failed, not the gateway answering
     return {"filter": {"and_filter": {"filters": filters}}, "body_format_override": {"json_format": body}}
+
+
+def _unreachable_mappers() -> list[dict[str, Any]]:
+    return [{
+        "filter": {"and_filter": {"filters": [{"response_flag_filter": {"flags": _UNREACHABLE_FLAGS}},
+                                              _path_filter(path)]}},
+        "status_code": 502,
+        "body_format_override": {"json_format": _envelope(502, UNREACHABLE, shape)},
+    } for path, shape in _REPLY_SHAPES]
 
 
 def _cel(expression: str) -> dict[str, Any]:
@@ -679,17 +702,10 @@ def local_reply_config() -> dict[str, Any]:
         ]}},
         "status_code": 503,
         "body_format_override": {"json_format": {"status": "unavailable", "reason": "%LOCAL_REPLY_BODY%"}},
-    }, *_processor_unavailable_mappers()]
-    for path in ("/chat/completions", "/responses"):  # the Responses API shares Chat's error envelope
-        for status in (*_OPENAI_TYPES, None):
-            kind = _OPENAI_TYPES.get(status, "server_error")  # type: ignore[arg-type]
-            mappers.append(_local_reply_mapper(status, path, {"error": {
-                "message": "%LOCAL_REPLY_BODY%", "type": kind, "param": None, "code": kind}}))
-    for path, extra in (("/messages", {}), ("/", {"param": None, "code": "%RESPONSE_CODE%"})):
-        for status in (*_ANTHROPIC_TYPES, None):
-            kind = _ANTHROPIC_TYPES.get(status, "api_error")  # type: ignore[arg-type]
-            mappers.append(_local_reply_mapper(status, path, {"type": "error", "error": {
-                "type": kind, "message": "%LOCAL_REPLY_BODY%", **extra}}))
+    }, *_processor_unavailable_mappers(), *_unreachable_mappers()]
+    for path, shape in _REPLY_SHAPES:
+        for status in (*_ENVOY_STATUSES, None):
+            mappers.append(_local_reply_mapper(status, path, _envelope(status or 500, "%LOCAL_REPLY_BODY%", shape)))
     mappers.append(_codec_error_mapper())
     return {"mappers": mappers}
 

@@ -22,6 +22,7 @@ from .actions import Reply
 from .attempts import Chain, encode_chain, usable_chain
 from .config import Config, Provider
 from .dialects.base import Dialect, TranslationError
+from .encoding import SUPPORTED, CorruptBody, DecodedTooLarge, decode_body
 from .envoy_config import (
     ATTEMPTS_HEADER,
     CHAIN_HEADER,
@@ -133,6 +134,7 @@ class _Request:
     headers: dict[str, str] | None = None
     key: str = ""  # the gateway key's name ("" without keys)
     scope: Scope | None = None
+    encoded: bool = False  # the client compressed the body (content-encoding); Python reads it decoded
 
 
 class Exchange:
@@ -205,13 +207,35 @@ class Exchange:
         if self.req.kind not in paths.BODY_KINDS:
             return Reply()  # answered or forwarded in the headers phase; the body is not ours to route
         began = perf_counter()
+        encoding = (self.req.headers or {}).get("content-encoding", "").strip().lower()
+        if encoding not in ("", "identity"):
+            decoded = self._decoded(body, encoding)
+            if isinstance(decoded, Reply):
+                return decoded
+            body, self.req.encoded = decoded, True
         reply = self._on_request_body(body)
         if reply.immediate is None:
+            if self.req.encoded and reply.body is not None:
+                reply.remove_headers.append("content-encoding")  # the new body goes uncompressed
             self._scrub(reply)
             if self.draft is not None and reply.body is not None:
                 self.draft.provider_request = reply.body
         self.busy += perf_counter() - began
         return reply
+
+    def _decoded(self, body: bytes, encoding: str) -> bytes | Reply:
+        """A compressed request body, decoded up to the request size cap; an encoding the gateway cannot
+        read is a 415, a bomb a 413, corrupt data a 400 — each in the client's dialect."""
+        if encoding not in SUPPORTED:
+            return self._error(415, f"content-encoding {encoding!r} is not supported; send the body plain or "
+                                    "as gzip, deflate, br or zstd", kind="bad_request")
+        limit = self.gw.cfg.limits.max_request_bytes
+        try:
+            return decode_body(body, encoding, limit)
+        except DecodedTooLarge:
+            return self._error(413, f"the decoded request body exceeds {limit} bytes", kind="bad_request")
+        except CorruptBody as exc:
+            return self._error(400, str(exc), kind="bad_json")
 
     def _scrub(self, reply: Reply) -> None:
         """A client must not steer the gateway's internals: drop every `x-lunaroute-*` header it sent
@@ -362,7 +386,7 @@ class Exchange:
             client=req.client, path=req.path, query=req.query, providers=chain,
             models=overrides,
             stash={h: headers[h] for h in STASHED_HEADERS if h in headers}))
-        if changed:
+        if changed or req.encoded:  # every attempt parses the body: it gets it decoded
             reply.body = orjson.dumps(doc)
             reply.set_headers["content-length"] = str(len(reply.body))
         return reply

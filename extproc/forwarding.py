@@ -11,9 +11,8 @@ import orjson
 
 from .actions import Reply
 from .config import Provider
-from .dialects import DIALECTS, caching, count_tokens_estimate, translator_for
+from .dialects import DIALECTS, anthropic, caching, count_tokens_estimate, translator_for
 from .dialects.base import Dialect, Target
-from .dialects.openai_responses import client_tools
 from .dialects.shapes import clean_schema
 from .observe import metrics
 from .responses import ResponseTranslation
@@ -32,7 +31,7 @@ ALWAYS_FORWARDED_PREFIXES = (":", "x-envoy-", "x-forwarded-", "x-lunaroute-")
 
 def target_for(name: str, p: Provider) -> Target:
     """What a translator needs to know about a provider, from its config entry."""
-    return Target(name=name, dialect=p.type, model=p.model, max_tokens_field=p.max_tokens_field,
+    return Target(name=name, dialect=p.type, max_tokens_field=p.max_tokens_field,
                   max_tokens=p.max_tokens, max_tokens_by_model=tuple(p.max_tokens_by_model.items()),
                   reasoning=p.reasoning, reasoning_effort=p.reasoning_effort, prompt_caching=p.prompt_caching,
                   prompt_cache_key=p.prompt_cache_key)
@@ -121,8 +120,10 @@ def for_provider(name: str, provider: Provider, client: Dialect, path: str, quer
         if client == "anthropic" and translating and doc.get("stream") else 0,
         "include_usage": bool(doc["stream_options"].get("include_usage"))
         if isinstance(doc.get("stream_options"), dict) else False,
-        # calls of a Responses client's custom and namespaced tools go back as the tools it declared
-        "client_tools": client_tools(doc) if client == "openai-responses" and translating else None,
+        # calls of tools the provider knows by another name (shortened, custom, namespaced) go back as
+        # the tools the client declared
+        "client_tools": DIALECTS[client].client_tools(doc)  # type: ignore[misc]
+        if translating and DIALECTS[client].client_tools else None,
     }
     if translating:
         client_doc, doc = doc, translator.request_body(doc, target)
@@ -131,6 +132,8 @@ def for_provider(name: str, provider: Provider, client: Dialect, path: str, quer
         changed = True
         metrics.TRANSLATIONS.labels(client, provider.type).inc()
     changed = clean_tool_schemas(provider, doc) or changed
+    if provider.type == "anthropic":
+        changed = anthropic.fit_history(doc) or changed
     reply = Reply()
     # The client dialect's query (Claude Code's `?beta=true`) means nothing to the other dialect.
     reply.set_headers[":path"] = provider.upstream_path(path) + ("" if translating else query)

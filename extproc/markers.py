@@ -13,7 +13,9 @@ Which message is the turn's prompt (walking backwards through `messages`):
   message holding only `tool_result` blocks is a tool-loop follow-up and is skipped. A user message that
   holds `tool_result` blocks *and* text (Claude Code attaches `<system-reminder>` text to tool results) is
   also part of the tool loop: it is chosen only if its text carries a marker, otherwise the walk goes on to
-  the turn's prompt. Text inside `tool_result` content never counts.
+  the turn's prompt — unless its text is more than `<system-reminder>` blocks: then it is a new prompt
+  (Claude Code's `--continue`/`--resume` puts the next prompt beside the last tool results), and an
+  older marker must not route it. Text inside `tool_result` content never counts.
 - OpenAI: the last `role: "user"` message with text (string content, or `{"type": "text"}` parts);
   `tool`, `system`, `developer` and `assistant` messages are skipped.
 
@@ -28,11 +30,19 @@ Marker syntax, decided:
   so a marker the user types after the plugin's injected one overrides it. All of them are stripped.
 - A name that is not a configured provider is `unknown`: it is stripped too (the caller warns, counts a
   metric and routes as if there were no marker).
+- The pattern decides, never the bare substring: text that merely mentions `[LUNAROUTE:` (a tool-loop
+  follow-up explaining the syntax, `[LUNAROUTE: gpt]`) is not a marker and does not make its message the
+  turn's prompt.
+- The escape: a marker quoted as code — inside a backtick code span (`` `[LUNAROUTE:gpt]` ``) or a fenced
+  code block (```` ``` ````) — is text, not a marker: it neither routes nor is stripped, so a user can
+  write about markers.
 
 Stripping, decided (only in the chosen message, only when a marker was found):
 
 - A marker inside `<system-reminder>…</system-reminder>` removes that whole block and the whitespace after
-  it (or before it, when the block ends the text): the block was injected only to carry the marker.
+  it (or before it, when the block ends the text): the block was injected only to carry the marker. The
+  block is the innermost one around the marker (no other opening tag inside it), so an unclosed
+  `<system-reminder>` earlier in the text never takes the user's text with it.
 - A marker in plain text is removed with one adjacent space (`"a [LUNAROUTE:x] b"` → `"a b"`).
 - A text block left empty or whitespace-only is removed (Anthropic rejects such blocks); its
   `cache_control` moves to the block before it so the client's prompt-cache breakpoint survives.
@@ -56,7 +66,9 @@ CLEAR = "clear"
 EMPTY_PROMPT = "(empty message)"
 
 MARKER_RE = re.compile(r"\[LUNAROUTE:([A-Za-z0-9][A-Za-z0-9_-]{0,62})\]")
-_REMINDER_RE = re.compile(r"<system-reminder>.*?</system-reminder>", re.DOTALL)
+_REMINDER_RE = re.compile(r"<system-reminder>(?:(?!<system-reminder>).)*?</system-reminder>", re.DOTALL)
+# Code the user quoted: a fenced block, else an inline span (one or more backticks, closed by as many).
+_CODE_RE = re.compile(r"```.*?(?:```|\Z)|(`+)(?!`).+?(?<!`)\1(?!`)", re.DOTALL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +127,7 @@ def _strip_history(messages: list[Any], prompt: dict[str, Any]) -> bool:
     for message in messages:
         if message is prompt or not isinstance(message, dict) or message.get("role") != "user":
             continue
-        if any(PREFIX in t for t in _texts(message.get("content"))):
+        if _has_marker(_texts(message.get("content"))):
             changed = _take(message, ()) is not NO_MARKER or changed
     return changed
 
@@ -145,6 +157,21 @@ def _texts(content: Any) -> list[str]:
     return [t for t in map(_text_of, content) if t is not None]
 
 
+def markers(text: str) -> list[re.Match[str]]:
+    """The markers in one text, in order, without those quoted as code (the escape, module docstring)."""
+    if PREFIX not in text:
+        return []
+    found = list(MARKER_RE.finditer(text))
+    if found and "`" in text:
+        quoted = [m.span() for m in _CODE_RE.finditer(text)]
+        found = [m for m in found if not any(a <= m.start() and m.end() <= b for a, b in quoted)]
+    return found
+
+
+def _has_marker(texts: list[str]) -> bool:
+    return any(markers(t) for t in texts)
+
+
 def _has_tool_result(content: Any) -> bool:
     return isinstance(content, list) and any(
         isinstance(b, dict) and b.get("type") == "tool_result" for b in content
@@ -162,19 +189,19 @@ def _prompt_message(messages: Any, dialect: Dialect) -> dict[str, Any] | None:
         texts = _texts(content)
         if not texts:
             continue
-        if dialect == "anthropic" and _has_tool_result(content) and not any(PREFIX in t for t in texts):
+        if dialect == "anthropic" and _has_tool_result(content) and not _has_marker(texts) \
+                and not any(_REMINDER_RE.sub("", t).strip() for t in texts):
             continue  # a tool-loop follow-up with attached reminders: the turn's prompt is further back
         return message
     return None
 
 
 def _last_marker(texts: list[str]) -> str | None:
-    """The last marker name in reading order, lower-cased; the substring test keeps the common case cheap."""
+    """The last marker name in reading order, lower-cased."""
     name = None
     for text in texts:
-        if PREFIX in text:
-            for match in MARKER_RE.finditer(text):
-                name = match.group(1).lower()
+        for match in markers(text):
+            name = match.group(1).lower()
     return name
 
 
@@ -183,7 +210,7 @@ def _strip(text: str) -> str:
 
     Repeats until no marker is left, because removing one could join two halves into a new one.
     """
-    while PREFIX in text and MARKER_RE.search(text):
+    while markers(text):
         text = _drop_plain_markers(_drop_reminders(text))
     return text
 
@@ -192,7 +219,7 @@ def _drop_reminders(text: str) -> str:
     out: list[str] = []
     pos = 0
     for match in _REMINDER_RE.finditer(text):
-        if not MARKER_RE.search(match.group()):
+        if not markers(match.group()):
             continue
         before = text[pos : match.start()]
         end = match.end()
@@ -207,7 +234,7 @@ def _drop_reminders(text: str) -> str:
 def _drop_plain_markers(text: str) -> str:
     out: list[str] = []
     pos = 0
-    for match in MARKER_RE.finditer(text):
+    for match in markers(text):
         start, end = match.span()
         if end < len(text) and text[end] == " ":
             end += 1
@@ -225,7 +252,7 @@ def _strip_blocks(content: list[Any]) -> list[Any]:
     orphan_cache = None
     for block in content:
         text = _text_of(block)
-        if text is None or PREFIX not in text:
+        if text is None or not markers(text):
             kept.append(block)
             continue
         new = _strip(text)

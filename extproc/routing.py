@@ -231,15 +231,14 @@ class Router:
                     f"[LUNAROUTE:{name}] chose provider {name!r}, which does not serve {path.split('?')[0]} "
                     f"(its endpoint_prefixes are {self.providers[name].endpoint_prefixes}); choose another "
                     "provider or add the path to its endpoint_prefixes", "messages")
-            return Decision((name,), "marker", (self.providers[name].model,))
+            return Decision((name,), "marker", (self.model_for(name, model, None, path),))
         natural, reason = self._natural(model, path)
         if prefs is not None:
             chain = self._by_preferences(prefs, natural, path)
-            return Decision(chain, "preferences", self._overrides(chain, natural, model))
+            return Decision(chain, "preferences", self._overrides(chain, natural, model, path))
         if reason == "rule":
-            overrides = (None, *self._overrides(natural[1:], natural, model))
-            return Decision(natural, "rule", overrides)
-        return Decision(natural[:1], "default", (None,))
+            return Decision(natural, "rule", self._overrides(natural, natural, model, path))
+        return Decision(natural[:1], "default", self._overrides(natural[:1], natural, model, path))
 
     def _natural(self, model: str | None, path: str) -> tuple[tuple[str, ...], Reason]:
         """The chain rules (or else the default) give this model, eligible providers only."""
@@ -295,18 +294,22 @@ class Router:
         return throughput
 
     def _overrides(
-        self, chain: Iterable[str], natural: tuple[str, ...], model: str | None
+        self, chain: Iterable[str], natural: tuple[str, ...], model: str | None, path: str
     ) -> tuple[str | None, ...]:
-        return tuple(self.model_for(n, model, natural[0]) for n in chain)
+        return tuple(self.model_for(n, model, natural[0], path) for n in chain)
 
-    def model_for(self, name: str, model: str | None, natural: str | None) -> str | None:
-        """The model override for provider `name` when it serves a request it was not the natural pick for.
+    def model_for(self, name: str, model: str | None, natural: str | None, path: str) -> str | None:
+        """The model override for provider `name` when it serves a request it was not the natural pick for
+        (`natural` None: a marker chose it). The one place that decides the model sent: the request phase
+        sets it in the body, and translators and fallback attempts keep it.
 
-        None keeps the request's model: the provider has no `model`, is the natural provider for this
-        model, or advertises the model in `models`.
+        None keeps the request's model: the provider has no `model`, advertises the model in `models` (a
+        model the user picked from `/v1/models`), or is the natural provider for this model and speaks the
+        client's dialect (a translated request's model is the other vendor's name: it gets the override).
+        The fast path forwards only natural, same-dialect picks, so it never needs an override.
         """
         provider = self.providers[name]
-        if provider.model is None or name == natural:
+        if provider.model is None or (name == natural and provider_path(path, provider.type) == path.split("?")[0]):
             return None
         if model is not None and model in provider.models:
             return None

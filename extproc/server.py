@@ -106,7 +106,7 @@ def exchange_for(gateway: Gateway, metadata) -> Exchange | AttemptExchange:  # n
         elif key == GATE_METADATA:
             sealed = value == "sealed"
     if attempt is not None:
-        return AttemptExchange(gateway.cfg, attempt)
+        return AttemptExchange(gateway, attempt)
     return Exchange(gateway, sealed=sealed)
 
 

@@ -288,6 +288,21 @@ class MockProvider:
         return web.json_response({"echo": request.path, "method": request.method})
 
 
+_ANTHROPIC_TOOL_ID = re.compile(r"[a-zA-Z0-9_-]+")
+
+
+def _anthropic_rejects(messages: list) -> str | None:
+    """What the real Messages API refuses in a conversation's history, in its words (None: accepted)."""
+    for i, message in enumerate(messages):
+        for j, block in enumerate(message.get("content") if isinstance(message.get("content"), list) else ()):
+            if block.get("type") == "thinking" and not block.get("signature"):
+                return f"messages.{i}.content.{j}.thinking.signature: Field required"
+            key = {"tool_use": "id", "tool_result": "tool_use_id"}.get(block.get("type"))
+            if key and not _ANTHROPIC_TOOL_ID.fullmatch(str(block.get(key))):
+                return f"messages.{i}.content.{j}.{key}: String should match pattern '^[a-zA-Z0-9_-]+$'"
+    return None
+
+
 class MockAnthropic(MockProvider):
     name = "anthropic"
 
@@ -312,6 +327,10 @@ class MockAnthropic(MockProvider):
         req = json.loads(body)
         model = req.get("model", "claude-x")
         messages = req.get("messages", [])
+        rejected = _anthropic_rejects(messages)
+        if rejected:
+            return web.json_response({"type": "error", "error": {"type": "invalid_request_error",
+                                                                 "message": rejected}}, status=400)
         results = _tool_results(messages)
         text_in = _last_user_text(messages)
         content: list[dict]
@@ -394,6 +413,8 @@ class MockOpenAI(MockProvider):
         messages = req.get("messages", [])
         results = _tool_results(messages)
         text_in = _last_user_text(messages)
+        # "reasoning" in the prompt: a DeepSeek/Kimi-style reasoning model (reasoning_content first)
+        reasoning = "reasoning" in text_in
         tool_calls = None
         text: str | None
         if req.get("tools") and "use the tool" in text_in and not results:
@@ -406,6 +427,9 @@ class MockOpenAI(MockProvider):
             if named:
                 tool_calls = [{"id": "call_mock0", "type": "function",
                                "function": {"name": named[0], "arguments": json.dumps(named[1])}}]
+            if reasoning:  # Kimi-style ids, which break Anthropic's pattern
+                for i, call in enumerate(tool_calls):
+                    call["id"] = f"functions.{call['function']['name']}:{i}"
             text, finish = None, "tool_calls"
         else:
             text = f"tool said: {results[-1]}" if results else "Hello from mock OpenAI"
@@ -428,6 +452,8 @@ class MockOpenAI(MockProvider):
             return _sse(None, {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]})
 
         chunks = [chunk({"role": "assistant", "content": ""})]
+        if reasoning:
+            chunks.append(chunk({"reasoning_content": "Thinking it over."}))
         if text is not None:
             for j, w in enumerate(text.split(" ")):
                 chunks.append(chunk({"content": w if j == 0 else " " + w}))

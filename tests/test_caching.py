@@ -13,7 +13,7 @@ from extproc.markers import take_marker
 from tests.mock_providers import AnthropicPromptCache, OpenAIPromptCache
 from tests.replay import SESSION_ID, SYSTEM, ClaudeCodeSession
 
-GPT = Target(name="gpt", dialect="openai", model="gpt-5.1")
+GPT = Target(name="gpt", dialect="openai")
 CLAUDE = Target(name="claude", dialect="anthropic")
 LONG = "x " * 4000  # about 2000 tokens
 

@@ -42,12 +42,13 @@ def claude() -> str:
     return found
 
 
-def run_claude(claude: str, gateway, prompt: str, cwd: Path, **extra_env: str) -> subprocess.CompletedProcess:
+def run_claude(claude: str, gateway, prompt: str, cwd: Path, *flags: str,
+               **extra_env: str) -> subprocess.CompletedProcess:
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(cwd / "home"), "ANTHROPIC_BASE_URL": gateway.url,
            "ANTHROPIC_API_KEY": "sk-ant-claude-code-user", "DISABLE_TELEMETRY": "1",
            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1", **extra_env}
     (cwd / "home").mkdir(exist_ok=True)
-    return subprocess.run([claude, "--model", "claude-sonnet-4-5", "-p", prompt], cwd=cwd, env=env,
+    return subprocess.run([claude, "--model", "claude-sonnet-4-5", *flags, "-p", prompt], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120)
 
 
@@ -73,6 +74,27 @@ def test_claude_code_completes_a_tool_round_trip_against_an_openai_provider(
     assert first.query == ""  # Anthropic's ?beta=true stays behind
     assert second.json()["messages"][-1]["role"] == "tool"
     assert first.headers["authorization"] == "Bearer sk-test-openai-0123456789"
+
+
+def test_after_a_marked_turn_to_a_reasoning_provider_the_next_turn_to_anthropic_works(
+        claude, gateway, anthropic_mock, openai_mock, tmp_path) -> None:
+    """One session: a marked turn to a DeepSeek/Kimi-style provider (unsigned thinking, `functions.Read:0`
+    tool ids), then an unmarked turn that goes to Anthropic with that history."""
+    (tmp_path / "notes.txt").write_text("the secret word is pumpkin\n")
+    prompt = '[LUNAROUTE:gpt] with reasoning, use the tool Read {"file_path": "%s"}' % (tmp_path / "notes.txt")
+    first = run_claude(claude, gateway, prompt, tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "pumpkin" in first.stdout
+    assert openai_mock.requests[-1].json()["messages"][-1]["tool_call_id"] == "functions.Read:0"
+    second = run_claude(claude, gateway, "thanks", tmp_path, "--continue")
+    assert second.returncode == 0, second.stderr + second.stdout
+    assert second.stdout.startswith("tool said:")  # the Anthropic mock's answer: it accepted the history
+    sent = anthropic_mock.requests[-1].json()["messages"]
+    blocks = [b for m in sent if isinstance(m["content"], list) for b in m["content"]]
+    assert any(b["type"] == "tool_use" and b["name"] == "Read" for b in blocks)  # the history went along
+    assert not any(b["type"] == "thinking" and not b.get("signature") for b in blocks)
+    ids = {b.get("id") or b.get("tool_use_id") for b in blocks if b["type"] in ("tool_use", "tool_result")}
+    assert len(ids) == 1 and ids.pop().startswith("toolu_")  # mapped, and the same on both sides
 
 
 GATEWAY_KEY = "lr-claude-code-user-9f8e7d6c5b4a39281706f5e4"

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from extproc import config
 from extproc.config import ConfigError
@@ -169,3 +170,54 @@ def test_quirk_keys_fail_with_a_line_that_teaches(provider: dict, message: str) 
     with pytest.raises(config.ConfigError) as info:
         config.parse(raw, env={})
     assert message in str(info.value)
+
+
+# -- known-bad combinations: `lunaroute check` warns ---------------------------------------------------------
+
+_REPO = Path(__file__).resolve().parent.parent
+
+
+def _openai(**extra: object) -> config.Config:
+    return config.parse({"providers": {"gpt": {"type": "openai", "base_url": "https://api.openai.com/v1",
+                                               **extra}}}, env={})
+
+
+def test_max_tokens_to_an_openai_reasoning_model_is_warned_about_with_the_fix() -> None:
+    [warning] = config.warnings(_openai(model="gpt-5.1"))
+    assert warning.startswith("providers.gpt:") and "max_tokens_field: max_completion_tokens" in warning
+    assert config.warnings(_openai(model="gpt-5.1", max_tokens_field="max_completion_tokens")) == []
+
+
+def test_reasoning_effort_to_a_model_that_does_not_reason_is_warned_about() -> None:
+    [warning] = config.warnings(_openai(models=["gpt-4.1"]))
+    assert "reasoning_effort: false" in warning
+    assert config.warnings(_openai(models=["gpt-4.1"], reasoning_effort=False)) == []
+
+
+def test_other_hosts_that_accept_max_tokens_are_not_warned_about() -> None:
+    cfg = config.parse({"providers": {"router": {"type": "openai", "base_url": "https://openrouter.ai/api/v1",
+                                                 "model": "openai/gpt-5.1"}}}, env={})
+    assert config.warnings(cfg) == []
+
+
+def _helm_readme_config() -> dict:
+    """The values file the chart's README has users write (`cat > my-values.yaml <<'EOF' … EOF`)."""
+    text = (_REPO / "helm/lunaroute/README.md").read_text()
+    block = text.split("cat > my-values.yaml <<'EOF'\n", 1)[1].split("\nEOF\n", 1)[0]
+    return yaml.safe_load(block)["config"]
+
+
+def test_the_shipped_configs_fit_the_providers_they_name() -> None:
+    compose = yaml.safe_load((_REPO / "deploy/compose/config.yaml").read_text())
+    assert config.warnings(config.parse(compose, env={})) == []
+    helm = _helm_readme_config()
+    assert config.warnings(config.parse({k: v for k, v in helm.items() if k != "access"}, env={})) == []
+
+
+def test_check_prints_the_warnings(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("providers:\n  gpt: {type: openai, base_url: https://api.openai.com/v1, model: gpt-5.1}\n")
+    proc = subprocess.run([sys.executable, "-m", "extproc.cli", "check", "--config", str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: providers.gpt: OpenAI rejects max_tokens" in proc.stdout

@@ -35,18 +35,21 @@ def test_unreachable_anthropic_provider_is_an_anthropic_error(dead_gateway) -> N
     client = anthropic.Anthropic(base_url=dead_gateway.url, api_key="k", max_retries=0)
     with pytest.raises(anthropic.APIStatusError) as err:
         client.messages.create(model="claude-x", max_tokens=5, messages=[{"role": "user", "content": "hi"}])
-    assert err.value.status_code == 503
+    assert err.value.status_code == 502
     assert err.value.body["type"] == "error"
-    assert err.value.body["error"]["type"] == "overloaded_error"
-    assert "upstream connect error" in err.value.body["error"]["message"]
+    assert err.value.body["error"]["type"] == "api_error"  # not overloaded: nothing answered at all
+    message = err.value.body["error"]["message"]
+    assert "could not reach the provider behind cluster provider_anthropic" in message
+    assert "upstream connect error" in message
 
 
 def test_unreachable_provider_reaches_an_openai_client_as_an_openai_error(dead_gateway) -> None:
     client = openai.OpenAI(base_url=dead_gateway.url + "/v1", api_key="k", max_retries=0)
     with pytest.raises(openai.APIStatusError) as err:  # translated: the Anthropic provider is the default
         client.chat.completions.create(model="claude-x", messages=[{"role": "user", "content": "hi"}])
-    assert err.value.status_code in (503, 529)
-    assert "upstream connect error" in json.dumps(err.value.body)
+    assert err.value.status_code == 502
+    assert err.value.body["type"] == "server_error"
+    assert "provider_anthropic" in err.value.body["message"]
 
 
 def test_too_large_body_is_a_413_in_the_client_dialect(dead_gateway) -> None:
@@ -68,7 +71,7 @@ def test_unreachable_provider_reaches_a_responses_client_as_an_openai_error(dead
     client = openai.OpenAI(base_url=dead_gateway.url + "/v1", api_key="k", max_retries=0)
     with pytest.raises(openai.APIStatusError) as err:  # translated: the Anthropic provider is the default
         client.responses.create(model="claude-x", input="hi")
-    assert err.value.status_code == 503
+    assert err.value.status_code == 502
     assert err.value.body["type"] == "server_error" and "upstream connect error" in err.value.body["message"]
 
 

@@ -148,10 +148,21 @@ def test_responses_tool_round_trip_on_an_anthropic_provider(gateway, anthropic_m
                                                  "content": "sunny, 21C"}
 
 
-def test_json_schema_output_on_an_anthropic_provider_is_a_400_naming_text_format(gateway) -> None:
+def test_json_schema_output_on_an_anthropic_provider_comes_back_as_json_text(gateway, anthropic_mock) -> None:
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    response = _client(gateway).responses.create(model="claude-x", input="use the tool to answer", text={
+        "format": {"type": "json_schema", "name": "city", "schema": schema}})
+    assert json.loads(response.output_text) == {"city": "Paris"}  # the mock's call of the forced tool
+    sent = anthropic_mock.requests[-1].json()
+    assert sent["tool_choice"] == {"type": "tool", "name": "json_response"}
+    assert sent["tools"][0]["input_schema"] == schema
+
+
+def test_json_schema_output_without_an_object_root_on_an_anthropic_provider_is_a_400_naming_text_format(
+        gateway) -> None:
     with pytest.raises(openai.BadRequestError) as info:
         _client(gateway).responses.create(model="claude-x", input="hi", text={"format": {
-            "type": "json_schema", "name": "city", "schema": {"type": "object", "properties": {}}}})
+            "type": "json_schema", "name": "cities", "schema": {"type": "array"}}})
     assert info.value.body["param"] == "text.format"
 
 

@@ -198,3 +198,27 @@ def test_a_500_from_the_first_provider_also_falls_back(fallback_gateway, anthrop
                                                       messages=[{"role": "user", "content": "hi"}])
     assert msg.content[0].text == "Hello from mock OpenAI"
     assert not any(h.startswith("x-lunaroute-") for h in openai_mock.requests[-1].headers)
+
+
+# -- paths that are not a Messages or Chat request stay what they are ----------------------------------------
+
+
+def test_a_message_batch_reaches_the_anthropic_provider_as_sent_even_with_an_openai_default(
+        openai_gateway, anthropic_mock, openai_mock) -> None:
+    body = json.dumps({"requests": [{"custom_id": "a", "params": {"model": "claude-x", "max_tokens": 5,
+                                                                   "messages": [{"role": "user", "content": "hi"}]}}]})
+    status, _, _ = openai_gateway.get("/v1/messages/batches", method="POST", body=body.encode(), headers={
+        "content-type": "application/json", "x-api-key": "sk-ant-user", "anthropic-version": "2023-06-01"})
+    assert status == 200
+    seen = anthropic_mock.requests[-1]
+    assert (seen.path, seen.body) == ("/v1/messages/batches", body.encode())
+    assert seen.headers["x-api-key"] == "sk-ant-user"
+    assert openai_mock.requests == []  # never routed a second time, never with the gateway's OpenAI key
+
+
+def test_a_stored_chat_completion_is_fetched_from_the_openai_bypass_provider(gateway, openai_mock) -> None:
+    status, _, body = gateway.get("/v1/chat/completions/chatcmpl-123", headers={"authorization": "Bearer k"})
+    assert status == 200
+    seen = openai_mock.requests[-1]
+    assert (seen.method, seen.path) == ("GET", "/v1/chat/completions/chatcmpl-123")
+    assert json.loads(body)["echo"] == "/v1/chat/completions/chatcmpl-123"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
 from extproc import config, envoy_config
+from extproc.dialects import anthropic, openai
 from extproc.supervisor import find_envoy, validate_bootstrap
 
 CONFIGS = Path(__file__).parent / "fixtures" / "configs"
@@ -153,6 +155,28 @@ def test_envoys_own_errors_on_responses_paths_use_the_openai_envelope() -> None:
         f.get("header_filter", {}).get("header", {}).get("string_match") == {"contains": "/responses"}
         for f in m["filter"].get("and_filter", {}).get("filters", []))]
     assert on_responses and all(set(m["body_format_override"]["json_format"]) == {"error"} for m in on_responses)
+
+
+@pytest.mark.parametrize("status", [404, 408, 413, 429, 500, 502, 503, 504])
+def test_envoys_local_replies_have_the_shape_python_answers_with(status: int) -> None:
+    """One error shape per status, whoever produced it: Envoy's mappers are rendered from the dialect
+    modules' tables."""
+    mappers = envoy_config.local_reply_config()["mappers"]
+
+    def body_for(path: str) -> dict:
+        for m in mappers:
+            filters = m["filter"].get("and_filter", {}).get("filters", [])
+            codes = [f["status_code_filter"]["comparison"] for f in filters if "status_code_filter" in f]
+            paths = [f["header_filter"]["header"]["string_match"] for f in filters if "header_filter" in f]
+            if paths == [{"contains": path}] and codes and (
+                    codes[0]["value"]["default_value"] == status or codes[0]["op"] == "GE"):
+                return m["body_format_override"]["json_format"]
+        raise AssertionError(path)
+
+    message = "%LOCAL_REPLY_BODY%"
+    assert body_for("/messages") == json.loads(anthropic.error_body(status, message))
+    assert body_for("/chat/completions") == json.loads(openai.error_body(status, message))
+    assert body_for("/responses") == json.loads(openai.error_body(status, message))
 
 
 def test_render_is_plain_yaml_round_trip() -> None:

@@ -10,15 +10,17 @@ from extproc import config
 from extproc.attempts import AttemptExchange, Chain, decode_chain, encode_chain, usable_chain
 from extproc.envoy_config import ATTEMPTS_HEADER, CHAIN_HEADER, CLUSTER_HEADER, FALLBACK_HEADER
 from extproc.exchange import Exchange, Gateway
+from extproc.observe import metrics
 
-CFG = config.parse({
+RAW = {
     "providers": {
         "anthropic": {"type": "anthropic", "base_url": "https://api.anthropic.com"},
         "gpt": {"type": "openai", "base_url": "https://api.openai.com/v1", "api_key_env": "K", "model": "gpt-5.1"},
         "local": {"type": "openai", "base_url": "http://127.0.0.1:11434/v1"},
     },
     "routing": {"rules": [{"model": "claude-*", "provider": "anthropic", "fallbacks": ["gpt"]}]},
-}, env={})
+}
+CFG = config.parse(RAW, env={})
 
 MESSAGES = {":method": "POST", ":path": "/v1/messages?beta=true", "x-api-key": "sk-ant-user",
             "anthropic-beta": "b1", "accept-encoding": "gzip, br"}
@@ -49,7 +51,7 @@ def test_rule_with_fallbacks_names_every_attempts_cluster_and_keeps_the_client_b
 def test_an_attempt_on_the_fallback_translates_and_restores_what_it_needs() -> None:
     chain = Chain(client="anthropic", path="/v1/messages", query="?beta=true", providers=("anthropic", "gpt"),
                   models={"gpt": "gpt-5.1"}, stash={"anthropic-beta": "b1"})
-    attempt = AttemptExchange(CFG, "gpt")
+    attempt = AttemptExchange(Gateway(CFG), "gpt")
     attempt.on_request_headers({CHAIN_HEADER: encode_chain(chain), "x-envoy-attempt-count": "2",
                                 "x-api-key": "sk-ant-user", "anthropic-beta": "b1", "content-length": "90"}, False)
     reply = attempt.on_request_body(orjson.dumps({"model": "claude-x", "max_tokens": 5,
@@ -66,11 +68,39 @@ def test_an_attempt_on_the_fallback_translates_and_restores_what_it_needs() -> N
 
 def test_a_failed_attempt_with_another_provider_next_drops_retry_after() -> None:
     chain = Chain(client="anthropic", path="/v1/messages", query="", providers=("anthropic", "gpt"))
-    attempt = AttemptExchange(CFG, "anthropic")
+    attempt = AttemptExchange(Gateway(CFG), "anthropic")
     attempt.on_request_headers({CHAIN_HEADER: encode_chain(chain), "x-envoy-attempt-count": "1"}, False)
     attempt.on_request_body(b'{"model": "claude-x", "max_tokens": 5, "messages": []}')
     reply = attempt.on_response_headers({":status": "529", "retry-after": "30"})
     assert "retry-after" in reply.remove_headers
+
+
+PICKED = config.parse({
+    "providers": {
+        "anthropic": {"type": "anthropic", "base_url": "https://api.anthropic.com"},
+        "gpt": {"type": "openai", "base_url": "https://api.openai.com/v1", "api_key_env": "K", "model": "gpt-5.1",
+                "models": ["gpt-5.1", "gpt-5-mini"], "max_tokens_by_model": {"gpt-5-mini": 100, "*": 50}},
+    },
+    "routing": {"rules": [{"model": "gpt-*", "provider": "gpt"}]},
+}, env={})
+
+
+def test_the_model_a_claude_code_user_picked_is_the_model_sent_and_clamped_for() -> None:
+    ex = Exchange(Gateway(PICKED))
+    ex.on_request_headers(MESSAGES, end_of_stream=False)
+    doc = {"model": "gpt-5-mini", "max_tokens": 9000, "messages": [{"role": "user", "content": "hi"}]}
+    sent = orjson.loads(ex.on_request_body(orjson.dumps(doc)).body)
+    assert sent["model"] == "gpt-5-mini" and sent["max_tokens"] == 100
+
+
+def test_a_fallback_attempt_sends_the_requests_model_when_the_chain_overrides_none() -> None:
+    chain = Chain(client="anthropic", path="/v1/messages", query="", providers=("anthropic", "gpt"))
+    attempt = AttemptExchange(Gateway(PICKED), "gpt")
+    attempt.on_request_headers({CHAIN_HEADER: encode_chain(chain), "x-envoy-attempt-count": "2"}, False)
+    reply = attempt.on_request_body(orjson.dumps({"model": "gpt-5-mini", "max_tokens": 9000,
+                                                  "messages": [{"role": "user", "content": "hi"}]}))
+    sent = orjson.loads(reply.body)
+    assert sent["model"] == "gpt-5-mini" and sent["max_tokens"] == 100
 
 
 def test_passthrough_providers_cannot_follow_a_keyed_one() -> None:
@@ -236,3 +266,47 @@ def test_a_translated_stream_is_full_duplex_so_the_gateway_can_end_it_when_the_p
     assert ended.end_of_stream is True
     assert ended.body.startswith(b"event: error") and b"overloaded_error" in ended.body
     assert not ex.response.streaming
+
+
+def test_a_compressed_body_with_fallbacks_reaches_every_attempt_decoded() -> None:
+    doc = {"model": "claude-x", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+    ex = Exchange(Gateway(CFG))
+    ex.on_request_headers({**MESSAGES, "content-encoding": "gzip"}, end_of_stream=False)
+    reply = ex.on_request_body(gzip.compress(orjson.dumps(doc)))
+    assert decode_chain(reply.set_headers[CHAIN_HEADER]).providers == ("anthropic", "gpt")
+    assert orjson.loads(reply.body) == doc and "content-encoding" in reply.remove_headers
+
+
+def _attempt_on_gpt(gw: Gateway) -> AttemptExchange:
+    chain = Chain(client="anthropic", path="/v1/messages", query="", providers=("anthropic", "gpt"),
+                  models={"gpt": "gpt-5.1"})
+    attempt = AttemptExchange(gw, "gpt")
+    attempt.on_request_headers({CHAIN_HEADER: encode_chain(chain), "x-envoy-attempt-count": "2",
+                                "x-claude-code-session-id": "s1"}, False)
+    attempt.on_request_body(orjson.dumps({"model": "claude-x", "max_tokens": 5,
+                                          "messages": [{"role": "user", "content": "hi"}]}))
+    return attempt
+
+
+def _sample(counter: object, *labels: str) -> float:
+    return counter.labels(*labels)._value.get()  # type: ignore[attr-defined]
+
+
+def test_a_fallback_attempts_response_feeds_latency_and_token_metrics() -> None:
+    """Budgets and session records of a chain are settled by the request phase's exchange (which
+    reserved them); the attempt's own answer feeds the metrics and `sort: latency/throughput`."""
+    gw = Gateway(CFG)
+    before = _sample(metrics.TOKENS, "gpt", "output")
+    attempt = _attempt_on_gpt(gw)
+    attempt.on_response_headers({":status": "200", "content-type": "application/json"})
+    attempt.on_response_body(orjson.dumps(OPENAI_JSON), True)
+    assert gw.observed.ttfb("gpt") is not None and gw.observed.throughput("gpt") is not None
+    assert _sample(metrics.TOKENS, "gpt", "output") == before + 3
+
+
+def test_every_attempts_status_is_counted_failures_included() -> None:
+    gw = Gateway(CFG)
+    before = _sample(metrics.RESPONSES, "messages", "gpt", "529")
+    attempt = _attempt_on_gpt(gw)
+    attempt.on_response_headers({":status": "529", "content-type": "application/json"})
+    assert _sample(metrics.RESPONSES, "messages", "gpt", "529") == before + 1

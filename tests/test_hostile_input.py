@@ -63,7 +63,7 @@ def test_json_nested_deeper_than_orjson_reads_is_a_400() -> None:
 def test_a_chain_attempt_refuses_a_body_nested_too_deep_to_translate_with_a_400() -> None:
     chain = Chain(client="anthropic", path="/v1/messages", query="", providers=("anthropic", "gpt"),
                   models={"gpt": "gpt-5.1"})
-    attempt = AttemptExchange(CFG, "gpt")
+    attempt = AttemptExchange(Gateway(CFG), "gpt")
     attempt.on_request_headers({CHAIN_HEADER: encode_chain(chain), "x-envoy-attempt-count": "2"}, False)
     raw = orjson.dumps({"model": "claude-x", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}],
                         "tools": [{"name": "t", "input_schema": DEEP}]})

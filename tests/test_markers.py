@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from extproc.markers import EMPTY_PROMPT, MARKER_RE, PREFIX, Marker, take_marker
+from extproc.markers import EMPTY_PROMPT, PREFIX, Marker, markers, take_marker
 
 FIXTURES = Path(__file__).parent / "fixtures" / "markers"
 PROVIDERS = {"anthropic", "gpt", "kimi"}
@@ -384,6 +384,53 @@ def test_property_any_text_leaves_no_marker_and_a_second_pass_changes_nothing(
     before = copy.deepcopy(messages)
     _, _, body = take(messages)
     prompt = body["messages"][2]["content"]
-    assert prompt and all(not MARKER_RE.search(b["text"]) for b in prompt)
+    assert prompt and all(not markers(b["text"]) for b in prompt)  # quoted ones are text
     assert _others(body["messages"]) == _others(before)
     assert take(body["messages"])[:2] == (Marker("none"), False)
+
+
+# -- exactly the pattern: mentions, unclosed reminders, quoted markers ---------------------------------------
+
+
+def test_a_tool_loop_followup_that_merely_mentions_the_syntax_does_not_steal_the_turn() -> None:
+    messages = [user(text("[LUNAROUTE:gpt] fix it")), {"role": "assistant", "content": [
+        {"type": "tool_use", "id": "toolu_01", "name": "Read", "input": {}}]},
+        user(tool_result("docs"), text("<system-reminder>markers look like [LUNAROUTE: name]</system-reminder>"))]
+    marker, changed, body = take(messages)
+    assert marker == Marker("provider", "gpt") and changed
+    assert body["messages"][0]["content"] == [text("fix it")]
+    assert body["messages"][2] == messages[2]
+
+
+def test_an_unclosed_reminder_earlier_in_the_text_keeps_the_users_text() -> None:
+    prompt = "<system-reminder>ctx A\n\nuser text <system-reminder>[LUNAROUTE:gpt]</system-reminder> tail"
+    marker, _, body = take([user(text(prompt))])
+    assert marker == Marker("provider", "gpt")
+    assert body["messages"][0]["content"] == [text("<system-reminder>ctx A\n\nuser text tail")]
+
+
+@pytest.mark.parametrize("quoted", [
+    "write `[LUNAROUTE:gpt]` in the README",
+    "example:\n```\n[LUNAROUTE:gpt] refactor this\n```\nthanks",
+    "a span with ``[LUNAROUTE:kimi]`` and double backticks",
+])
+def test_a_marker_quoted_as_code_is_text_it_neither_routes_nor_is_stripped(quoted: str) -> None:
+    marker, changed, body = take([user(text(quoted))])
+    assert marker == Marker("none") and not changed
+    assert body["messages"][0]["content"] == [text(quoted)]
+
+
+def test_a_real_marker_beside_a_quoted_one_routes_and_only_it_is_stripped() -> None:
+    marker, _, body = take([user(text("[LUNAROUTE:kimi] explain `[LUNAROUTE:gpt]`"))])
+    assert marker == Marker("provider", "kimi")
+    assert body["messages"][0]["content"] == [text("explain `[LUNAROUTE:gpt]`")]
+
+
+def test_a_new_prompt_beside_tool_results_is_the_turns_prompt_and_an_old_marker_does_not_route_it() -> None:
+    """Claude Code's --continue sends the next prompt in the same message as the last tool results."""
+    messages = [user(text("[LUNAROUTE:gpt] read it")),
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_01", "name": "Read", "input": {}}]},
+                user(tool_result("data"), text("<system-reminder>todo</system-reminder>"), text("thanks"))]
+    marker, changed, body = take(messages)
+    assert marker == Marker("none") and changed  # the old marker is stripped from the history, not obeyed
+    assert body["messages"][0]["content"] == [text("read it")]

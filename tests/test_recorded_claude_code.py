@@ -14,7 +14,7 @@ from extproc.markers import take_marker
 from tests.conftest import FIXTURES
 
 RECORDED = ["recorded_first_turn", "recorded_tool_followup"]
-GPT = Target(name="gpt", dialect="openai", model="gpt-5.1")
+GPT = Target(name="gpt", dialect="openai")
 
 
 def _load(name: str) -> dict:

@@ -291,6 +291,12 @@ def test_marker_to_a_provider_without_model_keeps_the_request_model() -> None:
     assert d == Decision(("anthropic",), "marker", (None,))
 
 
+def test_marker_keeps_a_model_the_provider_advertises() -> None:
+    d = decide(router(RULES), marker=Marker("provider", "gpt"), model="gpt-5-mini")
+    assert d == Decision(("gpt",), "marker", (None,))
+    assert decide(router(RULES), marker=Marker("provider", "gpt"), model="claude-x").overrides == ("gpt-5.1",)
+
+
 def test_marker_to_a_provider_that_does_not_serve_the_path_is_a_400() -> None:
     with pytest.raises(RoutingError, match="endpoint_prefixes"):
         decide(router(), marker=Marker("provider", "local"))
@@ -317,4 +323,14 @@ def test_clear_unknown_and_no_marker_fall_through(marker: Marker) -> None:
 def test_preferences_start_from_the_rule_chain() -> None:
     rules = [{"model": "claude-*", "provider": "kimi", "fallbacks": ["gpt"]}]
     d = decide(router(rules), prefs=Preferences(allow_fallbacks=False), model="claude-x")
-    assert d == Decision(("kimi",), "preferences", (None,))
+    assert d == Decision(("kimi",), "preferences", ("kimi-k2",))  # translated: claude-x means nothing to kimi
+
+
+def test_the_natural_provider_keeps_the_model_of_its_own_dialect_and_overrides_a_translated_one() -> None:
+    rules = [{"model": "*", "provider": "kimi"}]
+    assert decide(router(rules), model="moonshot-v1", path="/v1/chat/completions").overrides == (None,)
+    assert decide(router(rules), model="claude-x").overrides == ("kimi-k2",)
+    assert decide(router(rules), model="gpt-5-mini", path="/v1/chat/completions").overrides == (None,)
+    default = router([], default_provider="gpt")
+    assert decide(default, model="claude-x", path=MESSAGES).overrides == ("gpt-5.1",)
+    assert decide(default, model="gpt-5-mini", path=MESSAGES).overrides == (None,)  # advertised

@@ -237,7 +237,7 @@ def test_anthropic_stream_without_any_data_ends_with_error_chunk() -> None:
 
 def test_anthropic_stream_reasoning_tokens_reach_the_openai_usage_chunk() -> None:
     delta = {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
-             "usage": {"output_tokens": 20, "output_tokens_details": {"reasoning_tokens": 12}}}
+             "usage": {"output_tokens": 20, "output_tokens_details": {"thinking_tokens": 12}}}
     raw = b"".join(encode_json(e) for e in (_START, delta, {"type": "message_stop"}))
     out = _to_openai(raw)
     assert out[-1] == "[DONE]"
@@ -247,12 +247,12 @@ def test_anthropic_stream_reasoning_tokens_reach_the_openai_usage_chunk() -> Non
 # ----------------------------------------------------------------------------------------------- usage
 
 
-def test_openai_reasoning_tokens_become_anthropic_output_tokens_details_and_back() -> None:
+def test_openai_reasoning_tokens_become_anthropic_thinking_tokens_and_back() -> None:
     usage = {"prompt_tokens": 100, "completion_tokens": 40, "prompt_tokens_details": {"cached_tokens": 60},
              "completion_tokens_details": {"reasoning_tokens": 25}}
     anthropic = usage_to_anthropic(usage)
     assert anthropic == {"input_tokens": 40, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 60,
-                         "output_tokens": 40, "output_tokens_details": {"reasoning_tokens": 25}}
+                         "output_tokens": 40, "output_tokens_details": {"thinking_tokens": 25}}
     back = usage_to_openai(anthropic)
     assert back == {"prompt_tokens": 100, "completion_tokens": 40, "total_tokens": 140,
                     "prompt_tokens_details": {"cached_tokens": 60},
@@ -267,7 +267,7 @@ def test_usage_without_reasoning_tokens_has_no_details_field() -> None:
 
 def test_anthropic_response_reasoning_tokens_reach_the_openai_response() -> None:
     body = {"id": "msg_1", "content": [{"type": "text", "text": "hi"}], "stop_reason": "end_turn",
-            "usage": {"input_tokens": 5, "output_tokens": 9, "output_tokens_details": {"reasoning_tokens": 4}}}
+            "usage": {"input_tokens": 5, "output_tokens": 9, "output_tokens_details": {"thinking_tokens": 4}}}
     out = translator_for("openai", "anthropic").response_body(body)
     assert out["usage"]["completion_tokens_details"] == {"reasoning_tokens": 4}
 
@@ -292,9 +292,10 @@ def test_max_tokens_cap_without_any_limit_is_none() -> None:
 
 
 def test_anthropic_client_max_tokens_clamped_by_the_outgoing_models_cap() -> None:
-    target = Target(name="p", dialect="openai", model="deepseek-chat", max_tokens=32000, max_tokens_by_model=_CAPS)
-    out = translator_for("anthropic", "openai").request_body({**ANTHROPIC_OK, "max_tokens": 64000}, target)
-    assert out["max_tokens"] == 8192
+    target = Target(name="p", dialect="openai", max_tokens=32000, max_tokens_by_model=_CAPS)
+    body = {**ANTHROPIC_OK, "model": "deepseek-chat", "max_tokens": 64000}
+    out = translator_for("anthropic", "openai").request_body(body, target)
+    assert out["model"] == "deepseek-chat" and out["max_tokens"] == 8192
     plain = Target(name="p", dialect="openai", max_tokens=32000, max_tokens_by_model=_CAPS)
     out = translator_for("anthropic", "openai").request_body({**ANTHROPIC_OK, "max_tokens": 64000}, plain)
     assert out["max_tokens"] == 32000  # model "m" matches no pattern: Target.max_tokens
@@ -310,3 +311,108 @@ def test_openai_client_max_tokens_and_thinking_clamped_by_the_outgoing_models_ca
     assert out["max_tokens"] == 4096 and out["thinking"] == {"type": "enabled", "budget_tokens": 4095}
     other = {**OPENAI_OK, "model": "claude-sonnet-4-5", "max_completion_tokens": 50000}
     assert translator_for("openai", "anthropic").request_body(other, target)["max_tokens"] == 50000
+
+
+# -------------------------------------------------- what other gateways' translator test suites expect
+
+TO_RESPONSES = Target(name="p", dialect="openai-responses")
+TARGETS = {"openai": TO_OPENAI, "anthropic": TO_ANTHROPIC, "openai-responses": TO_RESPONSES}
+CHAT_TOOL = {"type": "function", "function": {"name": "get", "parameters": {"type": "object"}}}
+
+
+@pytest.mark.parametrize(("client", "provider"), [("anthropic", "openai"), ("openai", "anthropic"),
+                                                  ("openai", "openai-responses")])
+@pytest.mark.parametrize("content", [0, True, {"type": "text", "text": "hi"}])
+def test_user_content_that_is_neither_text_nor_parts_is_a_400_not_a_prefill(client: str, provider: str,
+                                                                            content: object) -> None:
+    ok = ANTHROPIC_OK if client == "anthropic" else OPENAI_OK
+    body = {**ok, "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "a"},
+                               {"role": "user", "content": content}]}
+    with pytest.raises(TranslationError) as err:
+        translator_for(client, provider).request_body(body, TARGETS[provider])
+    assert err.value.param == "messages[2].content" and err.value.status == 400
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "openai-responses"])
+@pytest.mark.parametrize("tool", [{"type": "function"}, {"type": "function", "function": {"description": "x"}},
+                                  {"type": "function", "function": "get"}])
+def test_a_function_tool_without_a_named_function_is_a_400(provider: str, tool: dict) -> None:
+    with pytest.raises(TranslationError) as err:
+        translator_for("openai", provider).request_body({**OPENAI_OK, "tools": [tool]}, TARGETS[provider])
+    assert err.value.param == "tools[0].function"
+
+
+def test_an_anthropic_tool_without_a_name_is_a_400() -> None:
+    with pytest.raises(TranslationError) as err:
+        translator_for("anthropic", "openai").request_body(
+            {**ANTHROPIC_OK, "tools": [{"input_schema": {"type": "object"}}]}, TO_OPENAI)
+    assert err.value.param == "tools[0].name"
+
+
+@pytest.mark.parametrize(("client", "provider", "choice"), [
+    ("anthropic", "openai", {"type": "any"}), ("openai", "anthropic", "required"),
+    ("openai", "openai-responses", "auto"), ("openai-responses", "openai", "required")])
+def test_tool_choice_without_tools_is_not_sent(client: str, provider: str, choice: object) -> None:
+    ok = {"model": "m", "input": "hi"} if client == "openai-responses" else \
+        ANTHROPIC_OK if client == "anthropic" else OPENAI_OK
+    out = translator_for(client, provider).request_body({**ok, "tool_choice": choice}, TARGETS[provider])
+    assert "tool_choice" not in out
+
+
+def test_tool_choice_with_tools_still_goes() -> None:
+    out = translator_for("openai", "anthropic").request_body(
+        {**OPENAI_OK, "tools": [CHAT_TOOL], "tool_choice": "required"}, TO_ANTHROPIC)
+    assert out["tool_choice"] == {"type": "any"}
+
+
+def test_reasoning_effort_xhigh_thinks_harder_than_high() -> None:
+    def budget(effort: str) -> int:
+        body = {**OPENAI_OK, "max_tokens": 64000, "reasoning_effort": effort}
+        return translator_for("openai", "anthropic").request_body(body, TO_ANTHROPIC)["thinking"]["budget_tokens"]
+    assert budget("xhigh") > budget("high")
+
+
+# -------------------------------------------- response_format json_schema to Anthropic: a forced tool
+
+
+ANSWER = {"type": "tool_use", "id": "toolu_1", "name": "json_response", "input": {"city": "Paris", "celsius": 21}}
+
+
+def test_the_forced_tools_call_comes_back_as_the_json_text_of_the_answer() -> None:
+    body = {"id": "msg_1", "model": "m", "content": [ANSWER], "stop_reason": "tool_use", "usage": {}}
+    choice = translator_for("openai", "anthropic").response_body(body)["choices"][0]
+    assert choice["finish_reason"] == "stop" and "tool_calls" not in choice["message"]
+    assert orjson.loads(choice["message"]["content"]) == ANSWER["input"]
+
+
+def test_the_forced_tools_streamed_input_comes_back_as_content() -> None:
+    events = [("message_start", {"type": "message_start", "message": {"id": "msg_1", "model": "m", "usage": {}}}),
+              ("content_block_start", {"type": "content_block_start", "index": 0,
+                                       "content_block": {**ANSWER, "input": {}}}),
+              ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                       "delta": {"type": "input_json_delta", "partial_json": '{"city": "Par'}}),
+              ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                       "delta": {"type": "input_json_delta", "partial_json": 'is", "celsius": 21}'}}),
+              ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+              ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {}}),
+              ("message_stop", {"type": "message_stop"})]
+    stream = translator_for("openai", "anthropic").stream()
+    out = stream.feed(b"".join(encode_json(e, name) for name, e in events)) + stream.close()
+    chunks = [d for _, d in _events(out) if isinstance(d, dict) and d.get("choices")]
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+    assert orjson.loads(text) == ANSWER["input"]
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    assert not any("tool_calls" in c["choices"][0]["delta"] for c in chunks)
+
+
+def test_json_schema_beside_tools_or_with_a_non_object_schema_is_a_400() -> None:
+    fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}
+    tools = [{"type": "function", "function": {"name": "get"}}]
+    with pytest.raises(TranslationError) as err:
+        translator_for("openai", "anthropic").request_body({**OPENAI_OK, "response_format": fmt, "tools": tools},
+                                                           TO_ANTHROPIC)
+    assert err.value.param == "response_format"
+    array = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "array"}}}
+    with pytest.raises(TranslationError) as err:
+        translator_for("openai", "anthropic").request_body({**OPENAI_OK, "response_format": array}, TO_ANTHROPIC)
+    assert err.value.param == "response_format.json_schema.schema"

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from extproc.dialects import anthropic, openai, openai_responses
+from extproc.dialects import anthropic, anthropic_to_openai, openai, openai_responses
 from extproc.dialects.anthropic import count_tokens_estimate
 from extproc.dialects.anthropic_to_openai import AnthropicToOpenAI
 from extproc.dialects.base import ClientTools, Dialect, StreamTranslator, Target, TranslationError, Translator
@@ -45,18 +45,20 @@ class DialectSpec:
     to_hub: Translator | None = None  # client speaks this dialect, provider the hub
     from_hub: Translator | None = None  # client speaks the hub, provider this dialect
     hub_param: Callable[[str], str] = _same  # a hub request field → the field this dialect's client wrote
+    # the client's tools the provider knows by another name or shape, to map their calls back (None: none)
+    client_tools: Callable[[dict], ClientTools] | None = None
 
 
 DIALECTS: dict[str, DialectSpec] = {
     "anthropic": DialectSpec("anthropic", anthropic.error_body, anthropic.stream_error_event, anthropic.models_body,
                              anthropic.count_tokens_body, anthropic.tool_schemas, AnthropicToOpenAI(),
-                             OpenAIToAnthropic(), anthropic.hub_param),
+                             OpenAIToAnthropic(), anthropic.hub_param, anthropic_to_openai.client_tools),
     "openai": DialectSpec("openai", openai.error_body, openai.stream_error_chunk, openai.models_body, None,
                           openai.tool_schemas),
     openai_responses.DIALECT: DialectSpec(
         openai_responses.DIALECT, openai_responses.error_body, openai_responses.stream_error_event,
         openai.models_body, openai_responses.input_tokens_body, openai_responses.tool_schemas, ResponsesToChat(),
-        ChatToResponses(), openai_responses.hub_param),
+        ChatToResponses(), openai_responses.hub_param, openai_responses.client_tools),
 }
 
 

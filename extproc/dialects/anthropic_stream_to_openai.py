@@ -9,7 +9,7 @@
 - `ping`, signatures and unknown events are ignored; ``event: error`` → an OpenAI error chunk, no [DONE].
 - a stream cut before `message_stop` ends with an OpenAI error chunk (502, server_error): no
   `finish_reason` "stop" and no [DONE] that would make a truncated answer look complete.
-- usage `output_tokens_details.reasoning_tokens` (when present) → `completion_tokens_details`.
+- usage `output_tokens_details.thinking_tokens` (when present) → `completion_tokens_details.reasoning_tokens`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import orjson
 
 from extproc.dialects import anthropic as A
 from extproc.dialects import openai as O
-from extproc.dialects.shapes import MALFORMED, STOP_TO_FINISH, usage_to_openai
+from extproc.dialects.shapes import MALFORMED, RESPONSE_TOOL, STOP_TO_FINISH, usage_to_openai
 from extproc.sse import SSEEvent, SSEParser, encode, encode_json
 
 _DONE = encode("[DONE]")
@@ -41,6 +41,7 @@ class AnthropicToOpenAIStream:
         self._tool_of_block: dict[int, int] = {}  # Anthropic block index → OpenAI tool_calls index
         self._usage: dict = {}
         self._finish: str | None = None
+        self._answer_block: int | None = None  # the block of the forced tool carrying a structured answer
         self._finish_sent = False
         self._started = False
         self._done = False
@@ -97,6 +98,8 @@ class AnthropicToOpenAIStream:
             self._add_usage(event.get("usage"))
             reason = (event.get("delta") or {}).get("stop_reason")
             self._finish = STOP_TO_FINISH.get(reason, "stop") if isinstance(reason, str) else "stop"
+            if self._answer_block is not None and not self._tool_of_block:  # only the structured answer's tool
+                self._finish = "stop"
             self._send_finish()
         elif kind == "message_stop":
             self._stop()
@@ -119,7 +122,9 @@ class AnthropicToOpenAIStream:
     def _block_start(self, event: dict) -> None:
         block = event.get("content_block") or {}
         kind = block.get("type")
-        if kind == "tool_use":
+        if kind == "tool_use" and block.get("name") == RESPONSE_TOOL:
+            self._answer_block = event.get("index", -1)  # the structured answer: streamed as content
+        elif kind == "tool_use":
             index = len(self._tool_of_block)
             self._tool_of_block[event.get("index", -1)] = index
             call = {"index": index, "id": block.get("id"), "type": "function",
@@ -137,6 +142,8 @@ class AnthropicToOpenAIStream:
             self._chunk({"content": delta["text"]})
         elif kind == "thinking_delta" and delta.get("thinking"):
             self._chunk({"reasoning_content": delta["thinking"]})
+        elif kind == "input_json_delta" and delta.get("partial_json") and event.get("index", -1) == self._answer_block:
+            self._chunk({"content": delta["partial_json"]})
         elif kind == "input_json_delta" and delta.get("partial_json"):
             index = self._tool_of_block.get(event.get("index", -1))
             if index is not None:

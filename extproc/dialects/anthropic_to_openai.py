@@ -25,7 +25,7 @@ import re
 import orjson
 
 from extproc.dialects import anthropic as A
-from extproc.dialects.base import ClientTools, Target, TranslationError
+from extproc.dialects.base import ClientTool, ClientTools, Target, TranslationError
 from extproc.dialects.openai_stream_to_anthropic import OpenAIToAnthropicStream
 from extproc.dialects.shapes import (
     MALFORMED,
@@ -34,10 +34,12 @@ from extproc.dialects.shapes import (
     check_number,
     check_positive_int,
     check_strings,
+    client_name,
     malformed_as,
     not_understood,
     parse_arguments,
     reasoning_of,
+    short_tool_name,
     stop_reason,
     usage_to_anthropic,
 )
@@ -57,7 +59,7 @@ _CTX_HINT = re.compile(r"context[ _]length|context window|prompt is too long|too
 
 def translate_request(body: dict, target: Target) -> dict:
     """Anthropic `/v1/messages` body → OpenAI `/v1/chat/completions` body."""
-    out: dict = {"model": target.model or body.get("model")}
+    out: dict = {"model": body.get("model")}
     messages: list[dict] = []
     system = _system_text(_check_system(body.get("system")), drop_billing=True)
     if system:
@@ -94,6 +96,8 @@ def translate_request(body: dict, target: Target) -> dict:
             out["tools"] = [_tool(t, i) for i, t in enumerate(tools)]
     with malformed_as("tool_choice"):
         _tool_choice(body.get("tool_choice"), out)
+    if "tools" not in out:  # OpenAI rejects tool_choice (and parallel_tool_calls) without tools
+        out.pop("tool_choice", None)
     if target.reasoning_effort:
         with malformed_as("thinking"):
             effort = _reasoning_effort(body.get("thinking"), body.get("output_config"))
@@ -151,6 +155,9 @@ def _assistant(content: object, i: int) -> dict:
     if isinstance(content, str):
         msg["content"] = content
         return msg
+    if not isinstance(content, list):
+        raise TranslationError("assistant message content must be a string or an array of content blocks",
+                               f"messages[{i}].content")
     texts: list[str] = []
     calls: list[dict] = []
     reasoning: list[str] = []
@@ -163,7 +170,7 @@ def _assistant(content: object, i: int) -> dict:
             arguments = orjson.dumps(block.get("input") or {}).decode()
             calls.append(
                 {"id": block.get("id"), "type": "function",
-                 "function": {"name": block.get("name"), "arguments": arguments}}
+                 "function": {"name": _provider_name(block.get("name")), "arguments": arguments}}
             )
         elif kind == "thinking":
             has_thinking = True
@@ -185,6 +192,9 @@ def _user(content: object, i: int, out: list[dict]) -> None:
     if isinstance(content, str):
         _push_user(out, [{"type": "text", "text": content}])
         return
+    if not isinstance(content, list):  # dropping it would make the request end in an assistant prefill
+        raise TranslationError("user message content must be a string or an array of content blocks",
+                               f"messages[{i}].content")
     parts: list[dict] = []
     for j, block in enumerate(content or ()):
         where = f"messages[{i}].content[{j}]"
@@ -276,11 +286,26 @@ def _tool(tool: object, i: int) -> dict:
     if kind not in (None, "custom"):
         raise TranslationError(f"Anthropic server tool {kind!r} is not available on OpenAI providers",
                                f"tools[{i}].type")
-    function: dict = {"name": tool.get("name")}
+    name = tool.get("name")
+    if not isinstance(name, str) or not name:
+        raise TranslationError("each tool needs a name", f"tools[{i}].name")
+    function: dict = {"name": short_tool_name(name)}
     if tool.get("description"):
         function["description"] = tool["description"]
     function["parameters"] = tool.get("input_schema") or {"type": "object", "properties": {}}
     return {"type": "function", "function": function}
+
+
+def _provider_name(name: object) -> object:
+    return short_tool_name(name) if isinstance(name, str) else name
+
+
+def client_tools(body: dict) -> dict[str, ClientTool]:
+    """The request's tools whose names reach the provider shortened (`short_tool_name`): their calls go
+    back to the client under the name it declared."""
+    tools = body.get("tools")
+    names = [t.get("name") for t in tools if isinstance(t, dict)] if isinstance(tools, list) else []
+    return {short_tool_name(n): ClientTool(n) for n in names if isinstance(n, str) and short_tool_name(n) != n}
 
 
 def _tool_choice(choice: object, out: dict) -> None:
@@ -296,7 +321,7 @@ def _tool_choice(choice: object, out: dict) -> None:
     elif kind == "none":
         out["tool_choice"] = "none"
     elif kind == "tool":
-        out["tool_choice"] = {"type": "function", "function": {"name": choice.get("name")}}
+        out["tool_choice"] = {"type": "function", "function": {"name": _provider_name(choice.get("name"))}}
     else:
         raise TranslationError(f"unknown tool_choice type {kind!r}", "tool_choice.type")
     if choice.get("disable_parallel_tool_use") and "tools" in out:
@@ -318,7 +343,7 @@ def _reasoning_effort(thinking: object, output_config: object) -> str | None:
 # ---------------------------------------------------------------------------------------------- response
 
 
-def translate_response(body: dict, target: Target | None = None) -> dict:
+def translate_response(body: dict, target: Target | None = None, client_tools: ClientTools | None = None) -> dict:
     """OpenAI `chat.completion` → Anthropic `message`. A body of the wrong shape raises `not_understood`."""
     if not isinstance(body, dict):
         raise not_understood("not a JSON object")
@@ -357,8 +382,11 @@ def translate_response(body: dict, target: Target | None = None) -> dict:
         if not isinstance(name, str) or not name:
             raise not_understood(f"tool_calls[{n}] has no function name")
         call_id = call.get("id")
-        content.append({"type": "tool_use", "id": call_id if isinstance(call_id, str) and call_id else f"toolu_{n}",
-                        "name": name, "input": parse_arguments(function.get("arguments"))})
+        if not isinstance(call_id, str) or not call_id:
+            call_id = A.generated_tool_id(str(body.get("id") or ""), n)
+        content.append({"type": "tool_use", "id": call_id,
+                        "name": client_name(name, client_tools),
+                        "input": parse_arguments(function.get("arguments"))})
     reason, sequence = stop_reason(choice.get("finish_reason"), choice.get("stop_reason"), bool(calls))
     raw_id = str(body.get("id") or "")
     return {
@@ -433,7 +461,7 @@ class AnthropicToOpenAI:
     def response_body(self, body: dict, target: Target | None = None,
                       client_tools: ClientTools | None = None) -> dict:
         try:
-            return translate_response(body, target)
+            return translate_response(body, target, client_tools)
         except MALFORMED as exc:
             raise not_understood(str(exc)) from exc
 
@@ -441,7 +469,7 @@ class AnthropicToOpenAI:
         self, target: Target | None = None, *, input_tokens_estimate: int = 0, include_usage: bool = False,
         client_tools: ClientTools | None = None,
     ) -> OpenAIToAnthropicStream:
-        return OpenAIToAnthropicStream(target, input_tokens_estimate)
+        return OpenAIToAnthropicStream(target, input_tokens_estimate, client_tools)
 
     def error(self, status: int, body: bytes) -> tuple[int, bytes]:
         return provider_error(status, body)

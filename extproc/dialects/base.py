@@ -26,11 +26,13 @@ class TranslationError(ClientError):
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """What a translator needs to know about the provider it writes for."""
+    """What a translator needs to know about the provider it writes for.
+
+    No model: the request phase decides the model (marker, rule, provider override) and sets it in the
+    body before translating; translators keep the body's `model`, so every attempt sends that one."""
 
     name: str
     dialect: Dialect
-    model: str | None = None  # model override for this provider, applied by the pipeline before translation
     max_tokens_field: str = "max_tokens"  # OpenAI-type: max_tokens | max_completion_tokens
     max_tokens: int | None = None  # clamp the output cap to this
     # Per-model caps: (glob pattern, cap) pairs tried in order against the outgoing model, first match

@@ -62,6 +62,7 @@ from extproc.dialects.base import ClientTool, ClientTools, Target, TranslationEr
 from extproc.dialects.shapes import (
     CACHE_WRITE_TOKENS,
     MALFORMED,
+    ToolCallSlots,
     body_excerpt,
     check_list,
     check_number,
@@ -70,6 +71,7 @@ from extproc.dialects.shapes import (
     malformed_as,
     not_understood,
     reasoning_of,
+    short_tool_name,
 )
 from extproc.sse import SSEEvent, SSEParser, encode, encode_json
 
@@ -169,14 +171,17 @@ def hub_param(param: str) -> str:
 
 def client_tools(body: dict) -> dict[str, ClientTool]:
     """The request's tools that reach a Chat provider as functions of another name or shape: custom
-    (freeform) tools, and the functions inside tool namespaces. Their calls are mapped back with this."""
+    (freeform) tools, the functions inside tool namespaces, and functions whose names are too long
+    (`short_tool_name`). Their calls are mapped back with this."""
     out: dict[str, ClientTool] = {}
     tools = body.get("tools")
     for tool in tools if isinstance(tools, list) else ():
         if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
             continue
         if tool.get("type") == "custom":
-            out[tool["name"]] = ClientTool(tool["name"], None, True)
+            out[flat_name(None, tool["name"])] = ClientTool(tool["name"], None, True)
+        elif tool.get("type") == "function" and flat_name(None, tool["name"]) != tool["name"]:
+            out[flat_name(None, tool["name"])] = ClientTool(tool["name"])
         elif tool.get("type") == "namespace":
             for inner in tool.get("tools") or ():
                 if isinstance(inner, dict) and isinstance(inner.get("name"), str):
@@ -186,12 +191,9 @@ def client_tools(body: dict) -> dict[str, ClientTool]:
 
 
 def flat_name(namespace: str | None, name: str) -> str:
-    """A namespaced tool as one function name (`namespace__name`) that Chat and Anthropic accept: at most
-    64 characters, a hash standing in for the tail of a longer one."""
-    if not namespace:
-        return name
-    flat = f"{namespace}__{name}"
-    return flat if len(flat) <= 64 else flat[:57] + "_" + hashlib.sha256(flat.encode()).hexdigest()[:6]
+    """A (namespaced) tool as one function name (`namespace__name`) that Chat and Anthropic accept,
+    shortened by `short_tool_name`."""
+    return short_tool_name(f"{namespace}__{name}" if namespace else name)
 
 
 # ------------------------------------------------------------------------------- request: Responses → Chat
@@ -208,7 +210,7 @@ def to_chat_request(body: dict, target: Target) -> dict:
     for key in ("top_logprobs", "max_tool_calls"):
         if body.get(key):
             raise TranslationError(f"{key} has no equivalent on this provider", key)
-    out: dict = {"model": target.model or body.get("model")}
+    out: dict = {"model": body.get("model")}
     messages: list[dict] = []
     instructions = body.get("instructions")
     if instructions is not None and not isinstance(instructions, str):
@@ -453,7 +455,7 @@ def _tool(tool: object, where: str) -> dict:
     if kind in ("function", "custom") and (not isinstance(name, str) or not name):
         raise TranslationError("a tool needs a name", f"{where}.name")
     if kind == "function":
-        function: dict = {"name": name}
+        function: dict = {"name": flat_name(None, name)}
         if tool.get("description"):
             function["description"] = tool["description"]
         function["parameters"] = tool.get("parameters") or {"type": "object", "properties": {}}
@@ -468,7 +470,7 @@ def _tool(tool: object, where: str) -> dict:
                             f"{fmt.get('definition') or ''}")
         schema = {"type": "object", "properties": {CUSTOM_INPUT: {"type": "string", "description": "the raw input"}},
                   "required": [CUSTOM_INPUT], "additionalProperties": False}
-        function = {"name": name, "description": description.strip(), "parameters": schema}
+        function = {"name": flat_name(None, name), "description": description.strip(), "parameters": schema}
         return {"type": "function", "function": function}
     raise TranslationError(f"tool type {kind!r} is only available on OpenAI's Responses API; route to a provider of "
                            "type openai-responses or drop the tool", f"{where}.type")
@@ -515,7 +517,7 @@ def from_chat_request(body: dict, target: Target) -> dict:
         raise TranslationError("legacy functions are not supported; use tools", "functions")
     if body.get("stop"):
         raise TranslationError("stop sequences have no equivalent on Responses providers", "stop")
-    out: dict = {"model": target.model or body.get("model"), "store": False}
+    out: dict = {"model": body.get("model"), "store": False}
     items: list[dict] = []
     for i, message in enumerate(check_list(body, "messages")):
         if not isinstance(message, dict):
@@ -551,6 +553,8 @@ def from_chat_request(body: dict, target: Target) -> dict:
         out["tool_choice"] = choice
     elif choice is not None:
         raise TranslationError(f"unknown tool_choice {choice!r}", "tool_choice")
+    if "tools" not in out:  # a tool_choice without tools is refused by the provider
+        out.pop("tool_choice", None)
     effort = body.get("reasoning_effort")
     if isinstance(effort, str) and target.reasoning_effort:
         out["reasoning"] = {"effort": effort, "summary": "auto"}
@@ -611,6 +615,8 @@ def _chat_text(content: object, where: str, kinds: tuple[str, ...] = ("text",)) 
 def _chat_user(content: object, where: str) -> str | list[dict]:
     if isinstance(content, str):
         return content
+    if not isinstance(content, list):  # dropping it would make the request end in an assistant prefill
+        raise TranslationError("user message content must be a string or an array of content parts", where)
     parts = []
     for j, part in enumerate(content or ()):
         kind = part.get("type") if isinstance(part, dict) else None
@@ -637,8 +643,10 @@ def _chat_tool(tool: object, i: int) -> dict:
     if not isinstance(tool, dict) or tool.get("type") != "function":
         kind = tool.get("type") if isinstance(tool, dict) else None
         raise TranslationError(f"tool type {kind!r} is not supported by Responses providers", f"tools[{i}].type")
-    function = tool.get("function") or {}
-    out: dict = {"type": "function", "name": function.get("name")}
+    function = tool.get("function")
+    if not isinstance(function, dict) or not isinstance(function.get("name"), str) or not function["name"]:
+        raise TranslationError("each function tool needs a function object with a name", f"tools[{i}].function")
+    out: dict = {"type": "function", "name": function["name"]}
     if function.get("description"):
         out["description"] = function["description"]
     out["parameters"] = function.get("parameters") or {"type": "object", "properties": {}}
@@ -896,7 +904,8 @@ class ChatToResponsesStream:
         self._output: list[dict] = []  # finished items, for the final response
         self._open: dict | None = None  # the item streaming now: reasoning | message | function_call
         self._text: list[str] = []  # the open item's text or arguments so far
-        self._calls: dict[int, _Call] = {}
+        self._calls: dict[int, _Call] = {}  # by ToolCallSlots key
+        self._slots = ToolCallSlots()
         self._live: int | None = None  # the provider index of the call streaming live
         self._later: list[tuple[str, list[str]]] = []  # text/reasoning that came after the calls began
         self._finish: str | None = None
@@ -1058,6 +1067,7 @@ class ChatToResponsesStream:
 
     def _call(self, delta: dict) -> None:
         index = delta.get("index") if is_int(delta.get("index")) else len(self._calls)
+        index = self._slots.key(index, delta.get("id"))
         function = _d(delta.get("function"))
         call = self._calls.get(index)
         if call is None:

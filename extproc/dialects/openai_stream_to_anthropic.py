@@ -34,8 +34,16 @@ import contextlib
 import orjson
 
 from extproc.dialects import anthropic as A
-from extproc.dialects.base import Target
-from extproc.dialects.shapes import MALFORMED, complete_object, reasoning_of, stop_reason, usage_to_anthropic
+from extproc.dialects.base import ClientTools, Target
+from extproc.dialects.shapes import (
+    MALFORMED,
+    ToolCallSlots,
+    client_name,
+    complete_object,
+    reasoning_of,
+    stop_reason,
+    usage_to_anthropic,
+)
 from extproc.sse import SSEEvent, SSEParser, encode_json
 
 _CUT_OFF = "the provider's stream ended early (no finish_reason or [DONE]); the response is incomplete"
@@ -55,7 +63,8 @@ class _Tool:
 class OpenAIToAnthropicStream:
     """One translated stream. `feed` provider bytes, get Anthropic SSE bytes; `close` at end of stream."""
 
-    def __init__(self, target: Target | None = None, input_tokens_estimate: int = 0) -> None:
+    def __init__(self, target: Target | None = None, input_tokens_estimate: int = 0,
+                 client_tools: ClientTools | None = None) -> None:
         self._parser = SSEParser()
         self._reasoning = target.reasoning if target else "thinking"
         self._estimate = max(input_tokens_estimate, 1)
@@ -63,8 +72,11 @@ class OpenAIToAnthropicStream:
         self._started = False
         self._done = False
         self._index = 0  # index of the next Anthropic content block
+        self._id = ""  # the provider's response id (generated tool ids derive from it)
         self._open: str | None = None  # kind of the open block: thinking | text | reasoning_text | tool
-        self._tools: dict[int, _Tool] = {}
+        self._tools: dict[int, _Tool] = {}  # by ToolCallSlots key
+        self._slots = ToolCallSlots()
+        self._client_tools = client_tools  # shortened names → the client's own
         self._live: int | None = None  # provider index of the tool call streaming live
         self._live_sent = False  # the live tool has had at least one non-empty input_json_delta
         self._after_tools: list[tuple[str, list[str]]] = []
@@ -142,6 +154,7 @@ class OpenAIToAnthropicStream:
             start_usage["input_tokens"] = self._estimate
         start_usage["output_tokens"] = 0
         raw_id = str(chunk.get("id") or "stream")
+        self._id = str(chunk.get("id") or "")
         message = {
             "id": raw_id if raw_id.startswith("msg_") else f"msg_{raw_id}",
             "type": "message",
@@ -212,7 +225,8 @@ class OpenAIToAnthropicStream:
             block: dict = {"type": "thinking", "thinking": ""}
         elif kind == "tool":
             assert tool is not None
-            block = {"type": "tool_use", "id": tool.id, "name": tool.name, "input": {}}
+            block = {"type": "tool_use", "id": tool.id, "name": client_name(tool.name, self._client_tools),
+                     "input": {}}
         else:
             block = {"type": "text", "text": ""}
         self._emit("content_block_start", {"type": "content_block_start", "index": self._index,
@@ -240,7 +254,7 @@ class OpenAIToAnthropicStream:
 
     def _tool_delta(self, call: dict) -> None:
         index = call.get("index")
-        index = index if isinstance(index, int) else len(self._tools)
+        index = self._slots.key(index if isinstance(index, int) else len(self._tools), call.get("id"))
         tool = self._tools.get(index)
         function = call.get("function") or {}
         if not isinstance(function, dict):
@@ -248,7 +262,7 @@ class OpenAIToAnthropicStream:
         if tool is None:
             tool = self._tools[index] = _Tool()
             call_id = call.get("id")
-            tool.id = call_id if isinstance(call_id, str) and call_id else f"toolu_{self._index}_{index}"
+            tool.id = call_id if isinstance(call_id, str) and call_id else A.generated_tool_id(self._id, index)
         name = function.get("name")
         if name and isinstance(name, str) and not tool.name:
             tool.name = name

@@ -12,11 +12,12 @@ Choices made here:
   `Target.default_max_tokens`, clamped to `Target.max_tokens`.
 - `temperature` above Anthropic's maximum 1 is clamped to 1; with thinking on, temperature/top_p are
   dropped (Anthropic only accepts defaults there).
-- `reasoning_effort` → `thinking.budget_tokens` (minimal/low 1024, medium 4096, high 16384), raising
+- `reasoning_effort` → `thinking.budget_tokens` (minimal/low 1024, medium 4096, high 16384, xhigh 32768), raising
   `max_tokens` above the budget when needed; not inside a tool loop (the last assistant turn holds tool
   calls), where Anthropic demands the turn's signed thinking block, which no OpenAI client has.
 - rejected with a 400 naming the field (no faithful mapping): `n` > 1, `logprobs`/`top_logprobs`,
-  `response_format` other than text, `audio`, `modalities` other than text, legacy `functions`,
+  `response_format` other than text and JSON (json_schema/json_object: a forced tool, see
+  `_structured_output`; not together with tools), `audio`, `modalities` other than text, legacy `functions`,
   non-function tools. Silently dropped (hints without an Anthropic counterpart): `seed`,
   `frequency_penalty`, `presence_penalty`, `logit_bias`, `store`, `service_tier`, `prompt_cache_key`…
 - errors: Anthropic 529 `overloaded_error` → OpenAI 503 (a status every OpenAI client knows as retryable);
@@ -36,6 +37,7 @@ from extproc.dialects.base import ClientTools, Target, TranslationError
 from extproc.dialects.caching import client_hint
 from extproc.dialects.shapes import (
     MALFORMED,
+    RESPONSE_TOOL,
     STOP_TO_FINISH,
     body_excerpt,
     check_list,
@@ -49,7 +51,7 @@ from extproc.dialects.shapes import (
 
 _DATA_URL = re.compile(r"^data:([^;,]+);base64,(.*)$", re.S)
 _TOO_LONG = re.compile(r"prompt is too long: (\d+) tokens > (\d+) maximum")
-_BUDGET = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
+_BUDGET = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384, "xhigh": 32768}
 _MIN_BUDGET = 1024
 
 
@@ -59,7 +61,7 @@ _MIN_BUDGET = 1024
 def translate_request(body: dict, target: Target) -> dict:
     """OpenAI `/v1/chat/completions` body → Anthropic `/v1/messages` body."""
     _reject_unfaithful(body)
-    out: dict = {"model": target.model or body.get("model")}
+    out: dict = {"model": body.get("model")}
     system: list[dict] = []
     messages: list[dict] = []
     for i, message in enumerate(check_list(body, "messages")):
@@ -93,8 +95,11 @@ def translate_request(body: dict, target: Target) -> dict:
             out["tools"] = [_tool(t, i) for i, t in enumerate(tools)]
     with malformed_as("tool_choice"):
         _tool_choice(body, out)
+    with malformed_as("response_format"):
+        structured = _structured_output(body.get("response_format"), out)
     temperature, top_p = check_number(body, "temperature"), check_number(body, "top_p")
-    thinking = _may_think(messages) and _thinking(body.get("reasoning_effort"), out, cap)
+    # Anthropic refuses thinking while tool_choice forces a tool
+    thinking = not structured and _may_think(messages) and _thinking(body.get("reasoning_effort"), out, cap)
     if not thinking:
         if temperature is not None:
             out["temperature"] = min(temperature, 1)
@@ -109,9 +114,12 @@ def _reject_unfaithful(body: dict) -> None:
     if body.get("logprobs") or body.get("top_logprobs"):
         raise TranslationError("logprobs are not available from Anthropic providers", "logprobs")
     fmt = body.get("response_format")
-    if isinstance(fmt, dict) and fmt.get("type", "text") != "text":
+    if isinstance(fmt, dict) and fmt.get("type", "text") not in ("text", "json_schema", "json_object"):
         raise TranslationError(f"response_format {fmt.get('type')!r} is not supported by Anthropic providers",
                                "response_format.type")
+    if isinstance(fmt, dict) and fmt.get("type") in ("json_schema", "json_object") and body.get("tools"):
+        raise TranslationError("response_format json_schema/json_object cannot be combined with tools on Anthropic "
+                               "providers (it is answered through a forced tool)", "response_format")
     if body.get("audio"):
         raise TranslationError("audio output is not supported by Anthropic providers", "audio")
     modalities = body.get("modalities")
@@ -180,6 +188,9 @@ def _text_of(content: object, where: str) -> str:
 def _user_blocks(content: object, i: int) -> list[dict]:
     if isinstance(content, str):
         return [{"type": "text", "text": content}] if content else []
+    if not isinstance(content, list):  # dropping it would make the request end in an assistant prefill
+        raise TranslationError("user message content must be a string or an array of content parts",
+                               f"messages[{i}].content")
     blocks = []
     for j, part in enumerate(content or ()):
         where = f"messages[{i}].content[{j}]"
@@ -249,8 +260,10 @@ def _tool(tool: object, i: int) -> dict:
     if tool.get("type") != "function":
         raise TranslationError(f"tool type {tool.get('type')!r} is not supported by Anthropic providers",
                                f"tools[{i}].type")
-    function = tool.get("function") or {}
-    out: dict = {"name": function.get("name")}
+    function = tool.get("function")
+    if not isinstance(function, dict) or not isinstance(function.get("name"), str) or not function["name"]:
+        raise TranslationError("each function tool needs a function object with a name", f"tools[{i}].function")
+    out: dict = {"name": function["name"]}
     if function.get("description"):
         out["description"] = function["description"]
     out["input_schema"] = function.get("parameters") or {"type": "object", "properties": {}}
@@ -277,8 +290,28 @@ def _tool_choice(body: dict, out: dict) -> None:
         result = result or {"type": "auto"}
         if result["type"] != "none":
             result["disable_parallel_tool_use"] = True
-    if result:
+    if result and "tools" in out:  # Anthropic rejects tool_choice without tools
         out["tool_choice"] = result
+
+
+def _structured_output(fmt: object, out: dict) -> bool:
+    """`response_format` json_schema / json_object → one forced tool whose input is the answer: works on
+    every Anthropic model. Its call comes back as the message's JSON text (`RESPONSE_TOOL`)."""
+    if not isinstance(fmt, dict) or fmt.get("type") not in ("json_schema", "json_object"):
+        return False
+    spec = fmt.get("json_schema") if fmt["type"] == "json_schema" else None
+    schema = (spec or {}).get("schema") if isinstance(spec, dict) else None
+    if fmt["type"] == "json_object":
+        schema = {"type": "object"}
+    elif not isinstance(schema, dict) or schema.get("type") != "object":  # a tool's input is an object
+        raise TranslationError("response_format.json_schema.schema must be an object schema for Anthropic "
+                               "providers", "response_format.json_schema.schema")
+    description = "Give the answer as this tool's input: it is the response, in the required JSON shape."
+    if isinstance(spec, dict) and isinstance(spec.get("description"), str):
+        description += " " + spec["description"]
+    out["tools"] = [{"name": RESPONSE_TOOL, "description": description, "input_schema": schema}]
+    out["tool_choice"] = {"type": "tool", "name": RESPONSE_TOOL}
+    return True
 
 
 def _may_think(messages: list[dict]) -> bool:
@@ -318,12 +351,15 @@ def translate_response(body: dict, target: Target | None = None) -> dict:
     texts: list[str] = []
     thinking: list[str] = []
     calls: list[dict] = []
+    answer: str | None = None
     for n, block in enumerate(content):
         kind = block.get("type")
         if kind == "text":
             texts.append(_text(block.get("text"), n))
         elif kind == "thinking":
             thinking.append(_text(block.get("thinking"), n))
+        elif kind == "tool_use" and block.get("name") == RESPONSE_TOOL:
+            answer = orjson.dumps(block.get("input") or {}).decode()  # the structured answer
         elif kind == "tool_use":
             name = block.get("name")
             if not isinstance(name, str) or not name:
@@ -331,6 +367,8 @@ def translate_response(body: dict, target: Target | None = None) -> dict:
             calls.append({"id": block.get("id"), "type": "function",
                           "function": {"name": name,
                                        "arguments": orjson.dumps(block.get("input") or {}).decode()}})
+    if answer is not None:  # the JSON alone is the message, as the client's response_format asked
+        texts = [answer]
     message: dict = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
     if calls:
         message["tool_calls"] = calls
@@ -338,6 +376,8 @@ def translate_response(body: dict, target: Target | None = None) -> dict:
         message["reasoning_content"] = "".join(thinking)
     reason = body.get("stop_reason")
     finish = STOP_TO_FINISH.get(reason, "stop") if isinstance(reason, str) else "stop"
+    if answer is not None and not calls:  # only the structured answer's tool was called
+        finish = "stop"
     return {
         "id": f"chatcmpl-{body.get('id')}",
         "object": "chat.completion",

@@ -6,13 +6,14 @@ each other.
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 import orjson
 
-from extproc.dialects.base import TranslationError
+from extproc.dialects.base import ClientTool, TranslationError
 
 FINISH_TO_STOP = {
     "stop": "end_turn",
@@ -52,6 +53,50 @@ def parse_arguments(raw: object) -> dict:
     return value if isinstance(value, dict) else {"raw_arguments": raw}
 
 
+# The forced tool that carries an OpenAI client's `response_format` JSON answer from an Anthropic-type
+# provider (no client tool sits beside it): its input is the answer, sent back as the message's text.
+RESPONSE_TOOL = "json_response"
+TOOL_NAME_MAX = 64  # OpenAI's limit on function names (Chat and Responses), and Anthropic's
+
+
+def short_tool_name(name: str) -> str:
+    """A function name a provider accepts: at most 64 characters, a hash of the whole name standing in
+    for the tail of a longer one (Claude Code's MCP tools, `mcp__<server>__<tool>`, exceed it). The same
+    name always shortens the same way, so declarations, history and tool_choice agree without state; the
+    client's own name comes back through the request's `ClientTools`."""
+    if len(name) <= TOOL_NAME_MAX:
+        return name
+    return name[:TOOL_NAME_MAX - 7] + "_" + hashlib.sha256(name.encode()).hexdigest()[:6]
+
+
+def client_name(name: str, client_tools: Mapping[str, ClientTool] | None) -> str:
+    """The name the client declared for a function the provider called (see `short_tool_name`)."""
+    tool = (client_tools or {}).get(name)
+    return tool.name if tool is not None else name
+
+
+class ToolCallSlots:
+    """Which tool call a streamed Chat Completions delta belongs to. Peers key parallel calls by `index`;
+    some providers send every call with `index: 0` and tell them apart only by `id`. A new id at an index
+    already in use starts a new call, and later id-less deltas at that index continue the newest one.
+    Keys count calls in the order they appeared, so sorting by key keeps the provider's order."""
+
+    def __init__(self) -> None:
+        self._current: dict[int, int] = {}  # provider index → key of the newest call there
+        self._ids: dict[int, str] = {}  # key → the call's id, once known
+        self._next = 0
+
+    def key(self, index: int, call_id: object) -> int:
+        key = self._current.get(index)
+        named = isinstance(call_id, str) and bool(call_id)
+        if key is None or (named and key in self._ids and self._ids[key] != call_id):
+            key = self._current[index] = self._next
+            self._next += 1
+        if named and key not in self._ids:
+            self._ids[key] = call_id  # type: ignore[assignment]
+        return key
+
+
 def _count(value: object) -> int:
     """A token count from a provider: a non-negative int, anything else (null, "12", a dict) counts 0."""
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
@@ -68,7 +113,7 @@ def usage_to_anthropic(usage: object) -> dict:
     become `cache_creation_input_tokens` (and leave `input_tokens` too).
 
     Reasoning tokens (`completion_tokens_details.reasoning_tokens`, part of `completion_tokens`) are kept
-    as ``output_tokens_details: {"reasoning_tokens": N}``, an extra field Anthropic SDKs ignore.
+    as ``output_tokens_details: {"thinking_tokens": N}``, where Anthropic reports its own.
     """
     usage = _dict(usage)
     prompt = _count(usage.get("prompt_tokens"))
@@ -85,7 +130,7 @@ def usage_to_anthropic(usage: object) -> dict:
     }
     reasoning = _count(_dict(usage.get("completion_tokens_details")).get("reasoning_tokens"))
     if reasoning:
-        out["output_tokens_details"] = {"reasoning_tokens": reasoning}
+        out["output_tokens_details"] = {"thinking_tokens": reasoning}
     return out
 
 
@@ -113,7 +158,8 @@ def usage_to_openai(usage: object) -> dict:
     OpenAI has no field for cache writes (they cost more than plain input at Anthropic): when there are
     any they go in ``prompt_tokens_details.cache_write_tokens``, an extra field OpenAI SDKs keep.
 
-    ``output_tokens_details.reasoning_tokens`` (when present) → ``completion_tokens_details``.
+    ``output_tokens_details.thinking_tokens`` (Anthropic's name; when present) →
+    ``completion_tokens_details.reasoning_tokens``.
     """
     usage = _dict(usage)
     cached = _count(usage.get("cache_read_input_tokens"))
@@ -128,7 +174,7 @@ def usage_to_openai(usage: object) -> dict:
     }
     if written:
         out["prompt_tokens_details"][CACHE_WRITE_TOKENS] = written
-    reasoning = _count(_dict(usage.get("output_tokens_details")).get("reasoning_tokens"))
+    reasoning = _count(_dict(usage.get("output_tokens_details")).get("thinking_tokens"))
     if reasoning:
         out["completion_tokens_details"] = {"reasoning_tokens": reasoning}
     return out
