@@ -157,6 +157,7 @@ def bare_bootstrap(port: int, mock_port: int) -> dict:
 
 
 LITELLM_VENV = ROOT / ".cache" / "litellm-venv"
+LITELLM_KEY = "sk-bench-litellm-master"  # LiteLLM refuses to start without one
 # The scenarios a peer gateway can serve too (same request, same mock, same bare Envoy baseline).
 PEER_SCENARIOS = ("passthrough (fast path)", "OpenAI -> Anthropic")
 
@@ -168,7 +169,8 @@ def start_litellm(port: int, mock: str, tmp: Path) -> subprocess.Popen:
         subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True)
         subprocess.run([str(LITELLM_VENV / "bin" / "pip"), "install", "-q", "litellm[proxy]"], check=True)
     cfg = {"model_list": [{"model_name": "claude-x", "litellm_params": {
-        "model": "anthropic/claude-x", "api_base": mock, "api_key": "bench"}}]}
+        "model": "anthropic/claude-x", "api_base": mock, "api_key": "bench"}}],
+        "general_settings": {"master_key": LITELLM_KEY}}
     (tmp / "litellm.yaml").write_text(yaml.safe_dump(cfg))
     return start([str(binary), "--config", str(tmp / "litellm.yaml"), "--host", "127.0.0.1", "--port", str(port)],
                  tmp / "litellm.log", ready="Uvicorn running")
@@ -350,7 +352,10 @@ def measure(args: argparse.Namespace) -> dict:
             row["ratio_rps"] = round(row["gateway"]["load"]["rps"] / row["bare"]["load"]["rps"], 3)
             if "litellm" in urls and sc.name in PEER_SCENARIOS:
                 try:
-                    peer = hey(binary, urls["litellm"], sc, body, max(200, n // 10), c)
+                    auth = [h for h in sc.headers if not h.startswith(("x-api-key", "authorization"))]
+                    peer_sc = Scenario(sc.name, sc.path, sc.body, [*auth, f"authorization: Bearer {LITELLM_KEY}"],
+                                       sc.sse)
+                    peer = hey(binary, urls["litellm"], peer_sc, body, max(200, n // 10), c)
                     row["litellm"] = {"load": asdict(peer),
                                       "ratio_rps": round(peer.rps / row["bare"]["load"]["rps"], 3)}
                 except (RuntimeError, subprocess.SubprocessError) as exc:
