@@ -266,7 +266,7 @@ async def serve(cfg: Config, port: int, drain_s: float = 10.0, restarted: bool =
     await stop.wait()
     serving["ok"] = False
     await _set_health(health_servicer, health_pb2.HealthCheckResponse.NOT_SERVING)
-    log.info("ext_proc worker on port %d draining", port)
+    log.info("ext_proc worker on %s draining", address)
     await server.stop(grace=drain_s)
     if poller is not None:
         poller.stop()
