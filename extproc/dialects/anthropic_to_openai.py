@@ -30,12 +30,14 @@ from extproc.dialects.openai_stream_to_anthropic import OpenAIToAnthropicStream
 from extproc.dialects.shapes import (
     MALFORMED,
     body_excerpt,
+    chat_message,
     check_list,
     check_number,
     check_positive_int,
     check_strings,
     client_name,
     malformed_as,
+    message_text,
     not_understood,
     parse_arguments,
     reasoning_of,
@@ -345,17 +347,7 @@ def _reasoning_effort(thinking: object, output_config: object) -> str | None:
 
 def translate_response(body: dict, target: Target | None = None, client_tools: ClientTools | None = None) -> dict:
     """OpenAI `chat.completion` → Anthropic `message`. A body of the wrong shape raises `not_understood`."""
-    if not isinstance(body, dict):
-        raise not_understood("not a JSON object")
-    choices = body.get("choices")
-    if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
-        raise not_understood("choices is not an array of objects")
-    choice = choices[0] if choices else {}
-    message = choice.get("message")
-    if message is None:
-        message = {}
-    if not isinstance(message, dict):
-        raise not_understood("choices[0].message is not an object")
+    choice, message = chat_message(body)
     content: list[dict] = []
     reasoning = reasoning_of(message)
     mode = target.reasoning if target else "thinking"
@@ -363,11 +355,7 @@ def translate_response(body: dict, target: Target | None = None, client_tools: C
         content.append({"type": "thinking", "thinking": reasoning})
     elif reasoning and mode == "text":
         content.append({"type": "text", "text": reasoning})
-    text = message.get("content")
-    if isinstance(text, list):
-        text = "".join(p.get("text") or "" for p in text if isinstance(p, dict))
-    if text is not None and not isinstance(text, str):
-        raise not_understood("message.content is not text")
+    text = message_text(message)
     if text:
         content.append({"type": "text", "text": text})
     refusal = message.get("refusal")

@@ -64,11 +64,13 @@ from extproc.dialects.shapes import (
     MALFORMED,
     ToolCallSlots,
     body_excerpt,
+    chat_message,
     check_list,
     check_number,
     check_positive_int,
     is_int,
     malformed_as,
+    message_text,
     not_understood,
     reasoning_of,
     short_tool_name,
@@ -742,26 +744,14 @@ def _parsed(text: str) -> object:
 
 def response_from_chat(body: dict, target: Target | None = None, tools: ClientTools | None = None) -> dict:
     """Chat `chat.completion` → Responses `response`. A body of the wrong shape raises `not_understood`."""
-    if not isinstance(body, dict):
-        raise not_understood("not a JSON object")
-    choices = body.get("choices")
-    if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
-        raise not_understood("choices is not an array of objects")
-    choice = choices[0] if choices else {}
-    message = choice.get("message") or {}
-    if not isinstance(message, dict):
-        raise not_understood("choices[0].message is not an object")
+    choice, message = chat_message(body)
     rid = _response_id(body.get("id"))
     output: list[dict] = []
     reasoning = reasoning_of(message)
     if reasoning and (target is None or target.reasoning != "drop"):
         output.append({"type": "reasoning", "id": f"rs_{rid[5:]}_0",
                        "summary": [{"type": "summary_text", "text": reasoning}]})
-    text = message.get("content")
-    if isinstance(text, list):
-        text = "".join(p.get("text") or "" for p in text if isinstance(p, dict))
-    if text is not None and not isinstance(text, str):
-        raise not_understood("message.content is not text")
+    text = message_text(message)
     parts = [{"type": "output_text", "text": text, "annotations": []}] if text else []
     if isinstance(message.get("refusal"), str) and message["refusal"]:
         parts.append({"type": "refusal", "refusal": message["refusal"]})

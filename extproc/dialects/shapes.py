@@ -248,6 +248,33 @@ def not_understood(detail: str) -> TranslationError:
     return TranslationError(f"the provider's response was not understood ({detail[:200]})", status=502)
 
 
+def chat_message(body: object) -> tuple[dict, dict]:
+    """The first choice of a Chat Completions `chat.completion`, and its message (every translator from
+    the hub reads these); a body of the wrong shape raises `not_understood`."""
+    if not isinstance(body, dict):
+        raise not_understood("not a JSON object")
+    choices = body.get("choices")
+    if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
+        raise not_understood("choices is not an array of objects")
+    choice = choices[0] if choices else {}
+    message = choice.get("message")
+    if message is None:
+        message = {}
+    if not isinstance(message, dict):
+        raise not_understood("choices[0].message is not an object")
+    return choice, message
+
+
+def message_text(message: dict) -> str | None:
+    """A Chat message's text content (a string, or the text of its parts); None when it has none."""
+    text = message.get("content")
+    if isinstance(text, list):
+        text = "".join(p.get("text") or "" for p in text if isinstance(p, dict))
+    if text is not None and not isinstance(text, str):
+        raise not_understood("message.content is not text")
+    return text
+
+
 def _short(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 40 else _kind(value)
