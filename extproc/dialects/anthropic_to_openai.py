@@ -30,12 +30,12 @@ from extproc.dialects.openai_stream_to_anthropic import OpenAIToAnthropicStream
 from extproc.dialects.shapes import (
     MALFORMED,
     body_excerpt,
-    chat_message,
     check_list,
     check_number,
     check_positive_int,
     check_strings,
     client_name,
+    first_choice,
     malformed_as,
     message_text,
     not_understood,
@@ -347,7 +347,7 @@ def _reasoning_effort(thinking: object, output_config: object) -> str | None:
 
 def translate_response(body: dict, target: Target | None = None, client_tools: ClientTools | None = None) -> dict:
     """OpenAI `chat.completion` → Anthropic `message`. A body of the wrong shape raises `not_understood`."""
-    choice, message = chat_message(body)
+    choice, message = first_choice(body)
     content: list[dict] = []
     reasoning = reasoning_of(message)
     mode = target.reasoning if target else "thinking"

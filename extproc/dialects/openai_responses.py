@@ -64,10 +64,10 @@ from extproc.dialects.shapes import (
     MALFORMED,
     ToolCallSlots,
     body_excerpt,
-    chat_message,
     check_list,
     check_number,
     check_positive_int,
+    first_choice,
     is_int,
     malformed_as,
     message_text,
@@ -744,7 +744,7 @@ def _parsed(text: str) -> object:
 
 def response_from_chat(body: dict, target: Target | None = None, tools: ClientTools | None = None) -> dict:
     """Chat `chat.completion` → Responses `response`. A body of the wrong shape raises `not_understood`."""
-    choice, message = chat_message(body)
+    choice, message = first_choice(body)
     rid = _response_id(body.get("id"))
     output: list[dict] = []
     reasoning = reasoning_of(message)

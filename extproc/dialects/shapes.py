@@ -248,7 +248,7 @@ def not_understood(detail: str) -> TranslationError:
     return TranslationError(f"the provider's response was not understood ({detail[:200]})", status=502)
 
 
-def chat_message(body: object) -> tuple[dict, dict]:
+def first_choice(body: object) -> tuple[dict, dict]:
     """The first choice of a Chat Completions `chat.completion`, and its message (every translator from
     the hub reads these); a body of the wrong shape raises `not_understood`."""
     if not isinstance(body, dict):
