@@ -6,7 +6,7 @@ Keeping these free of protobuf lets the whole request pipeline be tested with di
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 BodyMode = Literal["NONE", "BUFFERED", "STREAMED", "FULL_DUPLEX_STREAMED"]
 
@@ -43,3 +43,20 @@ class Reply:
         hdrs = {"content-type": content_type, **(headers or {})}
         return cls(immediate=Immediate(status, body, hdrs, details))
 
+
+
+class ProcessingStream(Protocol):
+    """What the servicer drives for one ext_proc stream: the request phase (`exchange.Exchange`) or one
+    attempt of a fallback chain (`attempts.AttemptExchange`). Each `on_*` answers one message."""
+
+    response: Any  # what reads the response body, if anything (a translation, a meter)
+
+    def on_request_headers(self, headers: dict[str, str], end_of_stream: bool) -> Reply: ...
+
+    def on_request_body(self, body: bytes) -> Reply: ...
+
+    def on_response_headers(self, headers: dict[str, str]) -> Reply: ...
+
+    def on_response_body(self, chunk: bytes, end_of_stream: bool) -> Reply: ...
+
+    def internal_error(self, phase: str) -> Reply: ...

@@ -26,14 +26,16 @@ from .dialects import anthropic
 from .dialects.base import Dialect, TranslationError
 from .envoy_config import CHAIN_HEADER, INTERNAL_PREFIX
 from .errors import TOO_DEEP, nested_too_deeply
-from .forwarding import credentials, dialect_headers, for_provider
+from .ledger import Settlement
 from .local_replies import error_reply
 from .observe import metrics
+from .observe.budgets import Refusal
 from .paths import classify
-from .responses import ResponseTranslation, UsageMeter, count_usage, status_of
+from .prepare import prepare
+from .responses import ResponseTranslation, UsageMeter, status_of
 
 if TYPE_CHECKING:
-    from .exchange import Gateway
+    from .gateway import Gateway
 
 log = logging.getLogger("lunaroute")
 
@@ -42,23 +44,35 @@ RETRIABLE = frozenset({429, 500, 502, 503, 504, 529})
 
 @dataclass(frozen=True, slots=True)
 class Chain:
+    """What the request phase tells every attempt (in a header only it can write: the gate removes a
+    client's). `metered`: the request phase reads the response that reaches the client, so it settles
+    the usage (see `ledger`); `reserved`: the provider its budget reservation was made on."""
+
     client: Dialect
     path: str
     query: str
     providers: tuple[str, ...]
     models: dict[str, str] = field(default_factory=dict)  # per-provider model override
     stash: dict[str, str] = field(default_factory=dict)  # client headers an attempt may need back
+    model: str | None = None  # the model the request names (what an attempt without an override sends)
+    key: str = ""
+    session: str | None = None
+    metered: bool = False
+    reserved: str = ""
 
 
 def encode_chain(chain: Chain) -> str:
     return orjson.dumps({"c": chain.client, "p": chain.path, "q": chain.query, "n": chain.providers,
-                         "m": chain.models, "s": chain.stash}).decode()
+                         "m": chain.models, "s": chain.stash, "k": chain.key, "e": chain.session,
+                         "r": chain.metered, "b": chain.reserved, "o": chain.model}).decode()
 
 
 def decode_chain(value: str) -> Chain:
     raw = orjson.loads(value)
     return Chain(client=raw["c"], path=raw["p"], query=raw["q"], providers=tuple(raw["n"]),
-                 models=raw.get("m") or {}, stash=raw.get("s") or {})
+                 models=raw.get("m") or {}, stash=raw.get("s") or {}, key=raw.get("k") or "",
+                 session=raw.get("e"), metered=bool(raw.get("r")), reserved=raw.get("b") or "",
+                 model=raw.get("o"))
 
 
 def usable_chain(cfg: Config, chain: tuple[str, ...]) -> tuple[str, ...]:
@@ -76,9 +90,9 @@ def usable_chain(cfg: Config, chain: tuple[str, ...]) -> tuple[str, ...]:
 
 
 class AttemptExchange:
-    """One attempt of a fallback chain, on the provider cluster Envoy chose for it. Its response feeds
-    the same metrics, budget, latency and records as a single provider's (`Gateway.settle`), and every
-    attempt's status is counted, failures included."""
+    """One attempt of a fallback chain, on the provider cluster Envoy chose for it. By the ledger's
+    rule it settles its own status and latency, and the usage when the request phase does not read
+    the response (`Chain.metered`)."""
 
     def __init__(self, gw: Gateway, provider: str) -> None:
         self.gw = gw
@@ -88,10 +102,13 @@ class AttemptExchange:
         self.chain: Chain | None = None
         self.headers: dict[str, str] = {}
         self.attempt = 1
-        self.response: ResponseTranslation | None = None
+        self.response: ResponseTranslation | UsageMeter | None = None
         self.status = 0
         self.started = 0.0  # when this attempt's request left for the provider
         self.ttfb = -1.0
+        self.first_byte = 0.0
+        # Budgets this attempt's provider must not have spent (the servicer asks the store, off the loop)
+        self.budget_check: tuple[str | None, str, str | None, frozenset[str]] | None = None
 
     @property
     def more_to_come(self) -> bool:
@@ -100,9 +117,9 @@ class AttemptExchange:
     def on_request_headers(self, headers: dict[str, str], end_of_stream: bool) -> Reply:
         self.headers = headers
         # The request phase removed any chain header a client sent and wrote this one itself.
-        self.chain = decode_chain(headers[CHAIN_HEADER])
-        if self.name not in self.chain.providers or not set(self.chain.providers) <= set(self.cfg.providers):
-            raise ValueError(f"attempt on {self.name} outside its chain {self.chain.providers}")
+        self.chain = chain = decode_chain(headers[CHAIN_HEADER])
+        if self.name not in chain.providers or not set(chain.providers) <= set(self.cfg.providers):
+            raise ValueError(f"attempt on {self.name} outside its chain {chain.providers}")
         try:
             self.attempt = int(headers.get("x-envoy-attempt-count", "1"))
         except ValueError:
@@ -111,27 +128,41 @@ class AttemptExchange:
         if not self.more_to_come:
             # The last attempt: the chain's bookkeeping need not reach the provider.
             reply.remove_headers += [h for h in headers if h.startswith(INTERNAL_PREFIX)]
+        budgets = self.gw.budgets
+        if budgets is not None and chain.reserved and self.name != chain.reserved:
+            key = chain.key or None
+            reserved = frozenset(d.key for d in budgets.draws(key, chain.reserved, chain.session))
+            self.budget_check = (key, self.name, chain.session, reserved)
         if self.attempt > 1:
-            previous = self.chain.providers[(self.attempt - 2) % len(self.chain.providers)]
+            previous = chain.providers[(self.attempt - 2) % len(chain.providers)]
             metrics.FALLBACKS.labels(previous, self.name).inc()
             log.warning("fallback: attempt %d goes to lunaroute:%s after %s failed", self.attempt, self.name,
                         previous)
         return reply
 
+    def over_budget(self, refusal: Refusal) -> Reply:
+        """This attempt's provider has spent a budget: a 429 in the client's dialect, which Envoy treats
+        as this attempt's answer (the next provider of the chain is tried, if any)."""
+        assert self.chain is not None
+        metrics.CLIENT_ERRORS.labels("budget").inc()
+        log.warning("fallback to lunaroute:%s refused: %s", self.name, refusal.message())
+        return error_reply(self.chain.client, 429, refusal.message())
+
     def on_request_body(self, body: bytes) -> Reply:
         chain = self.chain
         assert chain is not None
         model = chain.models.get(self.name)
-        if self.provider.type == chain.client and not model and not self.provider.tool_schema.drop_keys \
-                and not (self.provider.type == "anthropic" and anthropic.may_need_fit(body)):
-            return self._as_sent(body)
-        doc = orjson.loads(body)  # the request phase already parsed and checked it
-        changed = bool(model) and doc.get("model") != model
-        if changed:
-            doc["model"] = model
+        doc: dict | None = None
+        changed = False
+        if self.provider.type != chain.client or model or self.provider.tool_schema.drop_keys \
+                or (self.provider.type == "anthropic" and anthropic.may_need_fit(body)):
+            doc = orjson.loads(body)  # the request phase already parsed and checked it
+            changed = bool(model) and doc.get("model") != model
+            if changed:
+                doc["model"] = model
         try:
-            out = for_provider(self.name, self.provider, chain.client, chain.path, chain.query, self.headers, doc,
-                               changed, stash=chain.stash)
+            out = prepare(self.name, self.provider, chain.client, chain.path, chain.query, self.headers, doc,
+                          changed, stash=chain.stash)
         except TranslationError as exc:
             return error_reply(chain.client, exc.status, exc.message, exc.param)
         except (orjson.JSONEncodeError, RecursionError) as exc:
@@ -142,37 +173,17 @@ class AttemptExchange:
             # Untouched bytes, but the shared header map may hold an earlier attempt's length.
             out.reply.set_headers["content-length"] = str(len(body))
         self.started = perf_counter()
-        self.response = out.response or self._meter()
+        # One untranslated response in `Gateway.SAMPLE_EVERY` is read for the latency `sort` reads.
+        self.response = out.response or (UsageMeter() if self.gw.sample() else None)
         if self.response is None and not self.more_to_come:
             out.reply.response_header_mode = "SKIP"
         return out.reply
-
-    def _meter(self) -> UsageMeter | None:
-        """One untranslated response in `Gateway.SAMPLE_EVERY` is read, for the latency and throughput
-        `sort` reads (as for single providers); budgets are settled by the request phase."""
-        return UsageMeter() if self.gw.sample() else None
-
-    def _as_sent(self, body: bytes) -> Reply:
-        """Same dialect, no model change: the client's bytes go as they are, no parsing."""
-        chain = self.chain
-        assert chain is not None
-        reply = Reply()
-        reply.set_headers[":path"] = self.provider.upstream_path(chain.path) + chain.query
-        credentials(self.provider, chain.client, self.headers, reply)
-        dialect_headers(self.provider, False, self.headers, reply, chain.stash)
-        # Untouched bytes, but the shared header map may hold an earlier attempt's length.
-        reply.set_headers["content-length"] = str(len(body))
-        self.started = perf_counter()
-        self.response = self._meter()
-        if self.response is None and not self.more_to_come:
-            reply.response_header_mode = "SKIP"
-        return reply
 
     def on_response_headers(self, headers: dict[str, str]) -> Reply:
         self.status = status_of(headers)
         chain = self.chain
         route = classify("POST", chain.path).value if chain else "unknown"
-        metrics.RESPONSES.labels(route, self.name, str(self.status)).inc()
+        self.gw.ledger.status(route, self.name, self.status)
         if self.started and self.status < 400:
             self.ttfb = perf_counter() - self.started
         reply = self.response.on_headers(self.status, headers) if self.response else Reply()
@@ -184,12 +195,18 @@ class AttemptExchange:
     def on_response_body(self, chunk: bytes, end_of_stream: bool) -> Reply:
         if self.response is None:
             return Reply()
+        if not self.first_byte and chunk:
+            self.first_byte = perf_counter()
         reply = self.response.on_body(chunk, end_of_stream)
-        if end_of_stream and self.response.usage:
-            usage = self.response.usage
-            count_usage(self.name, usage)  # token metrics; the request phase settles budgets and records
+        if end_of_stream and self.response.usage and self.chain is not None:
+            usage = dict(self.response.usage)
+            now = perf_counter()
             if self.ttfb >= 0:
-                self.gw.observed.observe(self.name, self.ttfb, usage.get("output", 0), perf_counter() - self.started)
+                self.gw.ledger.latency(self.name, self.ttfb, usage.get("output", 0), now - self.started)
+            if not self.chain.metered and self.status < 400:  # the request phase does not read it: ours
+                model = self.chain.models.get(self.name) or self.chain.model
+                self.gw.ledger.usage(Settlement(self.name, model, usage, self.status, now - self.started,
+                                                self.first_byte - self.started if self.first_byte else None))
         return reply
 
     def internal_error(self, phase: str) -> Reply:

@@ -262,11 +262,6 @@ class Provider(_Model):
         return self._parts.port or (443 if self.tls else 80)
 
     @property
-    def authority(self) -> str:
-        default = 443 if self.tls else 80
-        return self.host if self.port == default else f"{self.host}:{self.port}"
-
-    @property
     def path_prefix(self) -> str:
         """The base path in front of `/v1/...`: a trailing `/v1` is the API version, never doubled."""
         path = self._parts.path.rstrip("/")

@@ -20,9 +20,9 @@ import orjson
 import yaml
 
 from .config import Config, GatewayKey, Provider
-from .forwarding import ANTHROPIC_ONLY_HEADERS, ANTHROPIC_VERSION
 from .local_replies import error_bodies
 from .paths import INTERCEPTED_EXACT, INTERCEPTED_PREFIXES
+from .prepare import HeaderEdits, as_sent_edits
 from .routing import Router
 
 INTERNAL_PREFIX = "x-lunaroute-"  # request headers only the gateway itself may set
@@ -431,33 +431,43 @@ def _only_with_header(header: str, name: str, typed_config: dict[str, Any]) -> d
     }}
 
 
+def route_header_edits(edits: HeaderEdits, path: str) -> dict[str, Any]:
+    """`prepare`'s header-independent edits as route config: the path rewrite, headers set or added
+    when absent, headers removed. What the fast path sends is what Python would send."""
+    out: dict[str, Any] = {}
+    if edits.path is not None and edits.path != path:
+        out["prefix_rewrite"] = edits.path
+    add = [{"header": {"key": k, "value": v}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+           for k, v in edits.set.items()]
+    add += [{"header": {"key": k, "value": v}, "append_action": "ADD_IF_ABSENT"}
+            for k, v in edits.set_if_absent.items()]
+    if add:
+        out["request_headers_to_add"] = add
+    out["request_headers_to_remove"] = list(edits.remove)
+    return out
+
+
 def _fast_routes(cfg: Config, provider_header: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One route per (path, provider) the fast path can pick: the request goes as the Python path
-    would send it untranslated (path prefix, credentials, Anthropic-only headers), with ext_proc off."""
+    would send it untranslated (`prepare.as_sent_edits`: path prefix, credentials, Anthropic-only
+    headers), with ext_proc off."""
     routes = []
     for path, entry in fast_settings(cfg)["paths"].items():
         targets = dict.fromkeys(t for t in [*(r.get("target") for r in entry["rules"]), entry["default"]] if t)
         for name in targets:
-            p = cfg.providers[name]
+            edits = route_header_edits(as_sent_edits(cfg.providers[name], path, ""), path)
             action: dict[str, Any] = {"cluster": cluster_name(name), **_provider_action(cfg)}
-            if p.path_prefix:
-                action["prefix_rewrite"] = p.upstream_path(path)
-            remove = [*GATE_HEADERS]
-            if not p.uses_client_key:
-                remove += ["x-api-key", "authorization"]  # Envoy injects the provider's own key, or none
+            if "prefix_rewrite" in edits:
+                action["prefix_rewrite"] = edits.pop("prefix_rewrite")
             route: dict[str, Any] = {
                 "name": f"fast/{name}{path}",
                 "match": {"path": path, "headers": [{"name": FAST_HEADER, "string_match": {"exact": name}}]},
                 "route": action, "stat_prefix": "fast",
                 "typed_per_filter_config": _ext_proc_off(),
                 "response_headers_to_add": provider_header,
+                **edits,
             }
-            if p.type == "anthropic":
-                route["request_headers_to_add"] = [{"header": {"key": "anthropic-version", "value": ANTHROPIC_VERSION},
-                                                    "append_action": "ADD_IF_ABSENT"}]
-            else:
-                remove += list(ANTHROPIC_ONLY_HEADERS)
-            route["request_headers_to_remove"] = remove
+            route["request_headers_to_remove"] = [*GATE_HEADERS, *edits["request_headers_to_remove"]]
             routes.append(route)
     return routes
 

@@ -101,14 +101,6 @@ class Decision:
     reason: Reason
     overrides: tuple[str | None, ...]
 
-    @property
-    def provider(self) -> str:
-        return self.chain[0]
-
-    @property
-    def model_override(self) -> str | None:
-        return self.overrides[0]
-
 
 class Observed:
     """Per-provider speed, as exponentially weighted moving averages (recent requests weigh more).

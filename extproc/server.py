@@ -16,12 +16,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from ._proto import ext_proc_pb2 as pb
 from ._proto import ext_proc_pb2_grpc as pb_grpc
-from .actions import Reply
+from .actions import ProcessingStream, Reply
 from .attempts import AttemptExchange
 from .config import Config
 from .envoy_admin import FastPathPoller
 from .envoy_config import ATTEMPT_PROVIDER_METADATA, GATE_METADATA
-from .exchange import Exchange, Gateway
+from .exchange import Exchange
+from .gateway import Gateway
 from .observe import metrics
 from .responses import ResponseTranslation
 
@@ -110,14 +111,19 @@ def exchange_for(gateway: Gateway, metadata) -> Exchange | AttemptExchange:  # n
     return Exchange(gateway, sealed=sealed)
 
 
-def translated_stream(exchange: Exchange | AttemptExchange) -> ResponseTranslation | None:
+# Bodies at least this large are handled in a thread: parsing and translating megabytes must not stall
+# every other stream of the worker (the thread still shares the GIL, but the event loop gets its turns).
+LARGE_BODY_BYTES = 1 << 20
+
+
+def translated_stream(exchange: ProcessingStream) -> ResponseTranslation | None:
     """The translated SSE stream this exchange is in the middle of, if any: its provider's silence is
     watched (only a translated stream can be ended with an error event; Envoy passes the others on)."""
     response = exchange.response
     return response if isinstance(response, ResponseTranslation) and response.streaming else None
 
 
-def handle(exchange: Exchange | AttemptExchange, req: pb.ProcessingRequest) -> tuple[str, Reply]:
+def handle(exchange: ProcessingStream, req: pb.ProcessingRequest) -> tuple[str, Reply]:
     """Dispatch one message to the exchange; any exception becomes an error reply."""
     phase = req.WhichOneof("request")
     try:
@@ -139,7 +145,7 @@ def handle(exchange: Exchange | AttemptExchange, req: pb.ProcessingRequest) -> t
         return phase or "unknown", Reply()
 
 
-def step(exchange: Exchange | AttemptExchange, req: pb.ProcessingRequest) -> pb.ProcessingResponse:
+def step(exchange: ProcessingStream, req: pb.ProcessingRequest) -> pb.ProcessingResponse:
     """One message in, one message out, timed per phase."""
     started = perf_counter()
     phase, reply = handle(exchange, req)
@@ -148,30 +154,46 @@ def step(exchange: Exchange | AttemptExchange, req: pb.ProcessingRequest) -> pb.
     return response
 
 
-async def admitted(exchange: Exchange, response: pb.ProcessingResponse) -> pb.ProcessingResponse:
-    """Reserve the request's budgets before it leaves (in the budgets' threads, awaited at most
-    `budgets.timeout_ms`: a slow store fails open); a spent budget turns the answer into a 429."""
-    res, budgets = exchange.reservation, exchange.gw.budgets
-    if res is None or budgets is None or res.checked:
+async def admitted(exchange: ProcessingStream, response: pb.ProcessingResponse) -> pb.ProcessingResponse:
+    """Budgets before the request leaves, asked of the store in the budgets' threads and awaited at
+    most `budgets.timeout_ms` (a slow store fails open): the request phase reserves its estimate; an
+    attempt of a fallback chain checks that its own provider has not spent a budget. A spent budget
+    turns the answer into a 429."""
+    budgets = exchange.gw.budgets  # type: ignore[attr-defined]
+    if budgets is None:
         return response
-    res.checked = True
+    if isinstance(exchange, Exchange):
+        res = exchange.reservation
+        if res is None or res.checked:
+            return response
+        res.checked = True
+        call, args, phase = budgets.reserve, (res,), "request_body"
+    elif isinstance(exchange, AttemptExchange) and exchange.budget_check is not None:
+        call, args, phase = budgets.check, exchange.budget_check, "request_headers"
+        exchange.budget_check = None
+    else:
+        return response
     loop = asyncio.get_running_loop()
     try:
-        refusal = await asyncio.wait_for(loop.run_in_executor(budgets.executor, budgets.reserve, res),
-                                         budgets.timeout_s)
+        refusal = await asyncio.wait_for(loop.run_in_executor(budgets.executor, call, *args), budgets.timeout_s)
     except TimeoutError:
         metrics.BUDGET_STORE_ERRORS.labels("timeout").inc()
         return response
-    return response if refusal is None else to_proto("request_body", exchange.over_budget(refusal))
+    return response if refusal is None else to_proto(phase, exchange.over_budget(refusal))  # type: ignore[attr-defined]
 
 
-def closed(exchange: Exchange | AttemptExchange) -> None:
+def closed(exchange: ProcessingStream) -> None:
     """The stream is over (finished, cancelled or cut): let the exchange settle what is still open."""
     if isinstance(exchange, Exchange):
         try:
             exchange.close()
         except Exception:  # noqa: BLE001 - closing must never take the worker down
             log.exception("could not close an exchange")
+
+
+def _large(req: pb.ProcessingRequest) -> bool:
+    phase = req.WhichOneof("request")
+    return phase in ("request_body", "response_body") and len(getattr(req, phase).body) >= LARGE_BODY_BYTES
 
 
 class ExternalProcessor(pb_grpc.ExternalProcessorServicer):
@@ -196,31 +218,11 @@ class ExternalProcessor(pb_grpc.ExternalProcessorServicer):
                     # before Envoy's idle timeout would cut the connection (see envoy_config.STALL_GRACE_S).
                     yield to_proto("response_body", stream.stalled(idle_s))
                     return
-                response = step(exchange, req)
-                if isinstance(exchange, Exchange) and exchange.reservation is not None:
-                    response = await admitted(exchange, response)
-                yield response
-        finally:
-            closed(exchange)
-
-
-class ExternalProcessorSync(pb_grpc.ExternalProcessorServicer):
-    """The same servicer for a thread-pool `grpc.server` (and for grpcio-testing, which has no aio)."""
-
-    def __init__(self, gateway: Gateway) -> None:
-        self.gateway = gateway
-
-    def Process(self, request_iterator, context):  # noqa: N802 - gRPC method name
-        exchange = exchange_for(self.gateway, context.invocation_metadata())
-        try:
-            for req in request_iterator:
-                response = step(exchange, req)
-                res, budgets = getattr(exchange, "reservation", None), self.gateway.budgets
-                if res is not None and budgets is not None and not res.checked:
-                    res.checked = True  # a thread-pool server: this thread may wait for the store
-                    refusal = budgets.reserve(res)
-                    if refusal is not None:
-                        response = to_proto("request_body", exchange.over_budget(refusal))
+                if _large(req):
+                    response = await asyncio.get_running_loop().run_in_executor(None, step, exchange, req)
+                else:
+                    response = step(exchange, req)
+                response = await admitted(exchange, response)
                 yield response
         finally:
             closed(exchange)

@@ -18,7 +18,8 @@ import orjson
 import pytest
 
 from extproc import config
-from extproc.exchange import Exchange, Gateway
+from extproc.exchange import Exchange
+from extproc.gateway import Gateway
 from extproc.observe.budgets import Budgets, RedisStore, SqliteStore, open_store, period_bounds
 from extproc.responses import UsageMeter
 from tests.mock_providers import free_port

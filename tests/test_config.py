@@ -52,7 +52,7 @@ def test_config_path_from_env_variable() -> None:
 
 
 @pytest.mark.parametrize(
-    ("base_url", "prefix", "authority", "tls"),
+    ("base_url", "prefix", "host_port", "tls"),
     [
         ("https://api.openai.com/v1", "", "api.openai.com", True),
         ("https://api.openai.com/v1/", "", "api.openai.com", True),
@@ -61,10 +61,10 @@ def test_config_path_from_env_variable() -> None:
         ("http://127.0.0.1:11434/v1", "", "127.0.0.1:11434", False),
     ],
 )
-def test_base_url_trailing_v1_is_never_doubled_and_prefix_is_kept(base_url, prefix, authority, tls) -> None:
+def test_base_url_trailing_v1_is_never_doubled_and_prefix_is_kept(base_url, prefix, host_port, tls) -> None:
     p = config.Provider(type="openai", base_url=base_url)
     assert p.path_prefix == prefix
-    assert p.authority == authority
+    assert f"{p.host}:{p.port}".removesuffix(":443" if tls else ":80") == host_port
     assert p.tls is tls
     assert p.upstream_path("/v1/chat/completions") == prefix + "/v1/chat/completions"
 

@@ -9,7 +9,8 @@ import orjson
 from extproc import config
 from extproc.attempts import AttemptExchange, Chain, decode_chain, encode_chain, usable_chain
 from extproc.envoy_config import ATTEMPTS_HEADER, CHAIN_HEADER, CLUSTER_HEADER, FALLBACK_HEADER
-from extproc.exchange import Exchange, Gateway
+from extproc.exchange import Exchange
+from extproc.gateway import Gateway
 from extproc.observe import metrics
 
 RAW = {

@@ -10,7 +10,8 @@ import pytest
 from extproc.attempts import AttemptExchange, Chain, encode_chain
 from extproc.envoy_config import CHAIN_HEADER
 from extproc.errors import nested_too_deeply
-from extproc.exchange import Exchange, Gateway
+from extproc.exchange import Exchange
+from extproc.gateway import Gateway
 from tests.test_exchange import CFG, MESSAGES
 
 CHAT = {":method": "POST", ":path": "/v1/chat/completions", "authorization": "Bearer sk-user"}

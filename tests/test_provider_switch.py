@@ -19,7 +19,8 @@ from extproc.dialects import DIALECTS, translator_for
 from extproc.dialects.anthropic import TOOL_ID_RE, fit_history, fitted_tool_id, may_need_fit
 from extproc.dialects.base import Target
 from extproc.envoy_config import CHAIN_HEADER
-from extproc.exchange import Exchange, Gateway
+from extproc.exchange import Exchange
+from extproc.gateway import Gateway
 
 CFG = config.parse({
     "providers": {

@@ -10,7 +10,8 @@ import orjson
 import pytest
 
 from extproc import config
-from extproc.exchange import Exchange, Gateway
+from extproc.exchange import Exchange
+from extproc.gateway import Gateway
 from extproc.observe import metrics, sessions
 from extproc.observe.recording import anonymise_ip, session_of
 from extproc.observe.sessions import RecordWriter

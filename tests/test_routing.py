@@ -173,7 +173,7 @@ def test_preferences_override_the_model_unless_the_provider_serves_it() -> None:
     d = decide(r, prefs=Preferences(order=("gpt", "kimi")), model="claude-x")
     assert d.overrides == ("gpt-5.1", "kimi-k2", None)  # anthropic is the natural provider
     d = decide(r, prefs=Preferences(order=("gpt",)), model="gpt-5-mini")
-    assert d.model_override is None
+    assert d.overrides[0] is None
 
 
 def test_observed_is_a_moving_average() -> None:

@@ -2,12 +2,16 @@
 UTC day or month, shared by every worker (a SQLite file) or every replica (Redis).
 
 Reserve, then settle. Before a request leaves, an estimate (its input at about four bytes a token,
-plus its output cap up to `RESERVED_OUTPUT_TOKENS`) is reserved on every counter it draws on, in one
+plus its output cap — `max_tokens` as the provider will get it, `RESERVED_OUTPUT_TOKENS` when the
+request names none) is reserved on every counter it draws on, in one
 atomic step that also checks them: two concurrent requests cannot both take the last of a budget.
 A counter that is spent refuses; so does one the estimate would overrun, unless nothing is spent
 yet (a request larger than a whole budget may run once). When the response has ended — completed,
 cut off or abandoned — the reservation is replaced by what the provider reported (input, output,
-cache writes; cache reads are in the input), or, when nothing was reported, by the input estimate.
+cache writes; cache reads are in the input), or, when nothing was reported, by the input estimate —
+charged to the provider that answered: a fallback chain's reservation was made on its first provider,
+and is moved to the one that served it. A later attempt of a chain checks its own provider's counters
+first (`check`) and is refused when they are spent, so Envoy moves on to the next provider.
 
 Never on the event loop: reserving runs in a thread and is awaited with `budgets.timeout_ms`;
 settling goes to a queue drained by one thread. A store that errs or is slow fails open — the
@@ -74,6 +78,9 @@ class Reservation:
     tokens: int
     usd: float
     input_tokens: int
+    key: str | None = None
+    provider: str = ""
+    session: str | None = None
     checked: bool = False  # the server asked the store
     reserved: bool = False  # the store took it (not failed open)
     settled: bool = False
@@ -244,21 +251,21 @@ class Budgets:
         self.timeout_s = self.cfg.timeout_ms / 1000
         if self.store is None:
             self.store = open_store(self.cfg.store, self.timeout_s)
-        self._settling: queue.Queue[tuple[Reservation, float, float]] = queue.Queue(maxsize=10_000)
+        self._settling: queue.Queue[tuple[Reservation, list[Draw], float, float]] = queue.Queue(maxsize=10_000)
         self._settler: threading.Thread | None = None
         # Reservations are awaited from the event loop in these threads, never in the loop's own.
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lunaroute-budget")
         self._down_until = 0.0  # after an error the store is skipped for a second: fail open at once
 
-    def budgeted(self, provider: str) -> bool:
-        """Whether some limit may concern requests to `provider` (the fast path must not skip them)."""
-        return any(_matches(lim.provider, provider) for lim in self.limits)
+    def concerns(self, key: str | None, provider: str | None = None) -> bool:
+        """Whether some limit may concern requests of this gateway key (and provider, when named)."""
+        return any(_matches(lim.key, key) and (provider is None or _matches(lim.provider, provider))
+                   for lim in self.limits)
 
-    def plan(self, key: str | None, provider: str, session: str | None, tokens: int, usd: float,
-             input_tokens: int, now: float | None = None) -> Reservation | None:
-        """The counters this request draws on and its estimate, or None when no limit concerns it."""
+    def draws(self, key: str | None, provider: str, session: str | None, now: float | None = None) -> list[Draw]:
+        """The counters a request of `key` to `provider` in `session` draws on."""
         now = time.time() if now is None else now
-        draws = []
+        out = []
         for lim in self.limits:
             if not (_matches(lim.key, key) and _matches(lim.provider, provider) and _matches(lim.session, session)):
                 continue
@@ -266,8 +273,38 @@ class Budgets:
                 ("key", lim.key, key), ("provider", lim.provider, provider), ("session", lim.session, session))
                 if glob is not None)
             period, resets = period_bounds(lim.period, now)
-            draws.append(Draw(lim, f"lunaroute:budget:{lim.name}:{scope}:{period}", resets))
-        return Reservation(draws, tokens, usd, input_tokens) if draws else None
+            out.append(Draw(lim, f"lunaroute:budget:{lim.name}:{scope}:{period}", resets))
+        return out
+
+    def plan(self, key: str | None, provider: str, session: str | None, tokens: int, usd: float,
+             input_tokens: int, now: float | None = None) -> Reservation | None:
+        """The counters this request draws on and its estimate, or None when no limit concerns it."""
+        draws = self.draws(key, provider, session, now)
+        return Reservation(draws, tokens, usd, input_tokens, key, provider, session) if draws else None
+
+    def check(self, key: str | None, provider: str, session: str | None, skip: frozenset[str] = frozenset()
+              ) -> Refusal | None:
+        """Read-only: the first spent counter of `provider` for this key and session (not in `skip`:
+        counters the request phase already reserved), or None. Blocking: run it in a thread. Fails
+        open, counted."""
+        if time.monotonic() < self._down_until:
+            metrics.BUDGET_STORE_ERRORS.labels("check").inc()
+            return None
+        for draw in self.draws(key, provider, session):
+            if draw.key in skip:
+                continue
+            try:
+                assert self.store is not None
+                used = self.store.used(draw.key)
+            except Exception as exc:  # noqa: BLE001 - fail open, see the module docstring
+                self._down_until = time.monotonic() + 1.0
+                metrics.BUDGET_STORE_ERRORS.labels("check").inc()
+                log.warning("budget store unreachable (%s); attempt let through (fail open)", type(exc).__name__)
+                return None
+            if used >= draw.cap:
+                metrics.BUDGET_REJECTIONS.labels(draw.limit.name).inc()
+                return Refusal(draw.limit.name, used, draw.cap, draw.unit, draw.limit.period, draw.resets)
+        return None
 
     def reserve(self, res: Reservation) -> Refusal | None:
         """Check and reserve (blocking: run it in a thread). Fails open, counted."""
@@ -294,16 +331,18 @@ class Budgets:
         metrics.BUDGET_REJECTIONS.labels(draw.limit.name).inc()
         return Refusal(draw.limit.name, used, draw.cap, draw.unit, draw.limit.period, draw.resets)
 
-    def settle(self, res: Reservation, tokens: float | None, usd: float | None) -> None:
+    def settle(self, res: Reservation, tokens: float | None, usd: float | None, provider: str | None = None) -> None:
         """Replace the reservation by what was used (None: nothing reported; the input estimate is
-        charged). Never blocks: the settling thread writes it."""
+        charged), on the counters of `provider` — the one that answered — when it is not the one the
+        reservation was made for. Never blocks: the settling thread writes it."""
         if res.settled:
             return
         res.settled = True
         if tokens is None:
             tokens, usd = res.input_tokens, res.usd * res.input_tokens / max(res.tokens, 1)
+        charged = res.draws if not provider or provider == res.provider else self.draws(res.key, provider, res.session)
         try:
-            self._settling.put_nowait((res, float(tokens), float(usd or 0.0)))
+            self._settling.put_nowait((res, charged, float(tokens), float(usd or 0.0)))
         except queue.Full:
             metrics.BUDGET_STORE_ERRORS.labels("settle_queue_full").inc()
             return
@@ -319,13 +358,19 @@ class Budgets:
 
     def _settle_loop(self) -> None:
         while True:
-            res, tokens, usd = self._settling.get()
+            res, charged, tokens, usd = self._settling.get()
             now = time.time()
-            items = [(d.key, res.amount(d, tokens, usd) - (res.amount(d, res.tokens, res.usd) if res.reserved else 0),
-                      int(d.resets - now) + _TTL_GRACE_S) for d in res.draws]
+            # What was reserved comes off the reserved counters, what was used goes on the charged ones
+            # (the same ones, unless a fallback provider answered): one signed amount per counter.
+            amounts: dict[str, tuple[float, int]] = {}
+            for sign, draws, t, u in ((-1, res.draws if res.reserved else [], res.tokens, res.usd),
+                                      (1, charged, tokens, usd)):
+                for d in draws:
+                    before, _ = amounts.get(d.key, (0.0, 0))
+                    amounts[d.key] = (before + sign * res.amount(d, t, u), int(d.resets - now) + _TTL_GRACE_S)
             try:
                 assert self.store is not None
-                self.store.add([i for i in items if i[1]])
+                self.store.add([(k, a, ttl) for k, (a, ttl) in amounts.items() if a])
             except Exception:  # noqa: BLE001 - fail open, see the module docstring
                 metrics.BUDGET_STORE_ERRORS.labels("settle").inc()
                 log.warning("budget store unreachable; usage not settled", exc_info=True)

@@ -1,0 +1,116 @@
+"""The ledger: what each request cost, settled exactly once.
+
+A request that Envoy sends through a fallback chain is seen twice in Python: by the request phase
+(the downstream ext_proc stream, which decided the chain) and by each attempt (the provider cluster's
+upstream ext_proc stream). The two may run in different worker processes, so who settles what is a
+rule, written here, not shared memory:
+
+- **The attempt owns what only it sees**: its provider's response status, and its provider's latency
+  sample for `sort: latency | throughput`. A single-provider request is its own only attempt.
+- **The reader owns the usage**: tokens, cache tokens, cost and the GenAI histograms are settled by
+  whoever read the body that reached the client — the request phase when it meters (a budget or a
+  record needs the usage; `Chain.metered` tells the attempts so), else the last attempt when it
+  translated or sampled the response. Nobody reads a plain passthrough: it has no usage here.
+- **The request phase owns budgets and records**, naming the provider that answered (Envoy's
+  `x-lunaroute-provider` response header) and the model that provider was sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import orjson
+
+from .observe import metrics
+from .observe.budgets import Budgets, Reservation
+from .observe.labels import ModelLabels
+from .observe.pricing import PriceTable
+from .observe.recording import Draft
+from .observe.sessions import RecordWriter
+from .routing import Observed
+
+log = logging.getLogger("lunaroute")
+
+
+@dataclass(slots=True)
+class Settlement:
+    """One finished request (or attempt) as the ledger needs it."""
+
+    provider: str
+    model: str | None  # the model the provider was sent
+    usage: dict[str, int] = field(default_factory=dict)
+    status: int = 0
+    duration_s: float = 0.0
+    ttft_s: float | None = None
+    overhead_s: float = 0.0
+
+
+class Ledger:
+    """Built once per worker (`Gateway.ledger`); every settling goes through it."""
+
+    def __init__(self, prices: PriceTable, labels: ModelLabels, observed: Observed, budgets: Budgets | None,
+                 recorder: RecordWriter | None) -> None:
+        self.prices = prices
+        self.labels = labels
+        self.observed = observed
+        self.budgets = budgets
+        self.recorder = recorder
+
+    # -- the attempt's part ------------------------------------------------------------------------
+
+    @staticmethod
+    def status(route: str, provider: str, status: int) -> None:
+        metrics.RESPONSES.labels(route, provider, str(status)).inc()
+
+    def latency(self, provider: str, ttfb_s: float, output_tokens: int, duration_s: float) -> None:
+        self.observed.observe(provider, ttfb_s, output_tokens, duration_s)
+
+    # -- the reader's part -------------------------------------------------------------------------
+
+    def usage(self, s: Settlement, read: bool = True) -> float | None:
+        """Tokens, cache tokens, cost and the GenAI histograms of the response `s` describes; returns
+        its cost (None when unpriced or nothing was reported). `read`: the body was read (else only
+        the gateway's overhead is known)."""
+        usage = s.usage
+        cost = self.prices.cost(s.model, usage, s.provider) if usage else None
+        if usage:
+            metrics.TOKENS.labels(s.provider, "input").inc(usage.get("input", 0))
+            metrics.TOKENS.labels(s.provider, "output").inc(usage.get("output", 0))
+            metrics.CACHE_TOKENS.labels(s.provider, "read").inc(usage.get("cache_read", 0))
+            metrics.CACHE_TOKENS.labels(s.provider, "write").inc(usage.get("cache_write", 0))
+            log.info("usage lunaroute:%s input=%d output=%d cache_read=%d cache_write=%d", s.provider,
+                     usage.get("input", 0), usage.get("output", 0), usage.get("cache_read", 0),
+                     usage.get("cache_write", 0))
+        metrics.observe_exchange(s.provider, self.labels.label(s.model), usage, cost, s.duration_s, s.ttft_s,
+                                 s.overhead_s, read=read)
+        return cost
+
+    # -- the request phase's part ------------------------------------------------------------------
+
+    def budget(self, reservation: Reservation | None, s: Settlement, cost: float | None) -> None:
+        """Replace the reservation by what the provider that answered reported (cache writes count;
+        cache reads are in the input), charged to that provider's counters; by the input estimate
+        when it reported nothing."""
+        if reservation is None or self.budgets is None:
+            return
+        usage = s.usage
+        tokens = usage.get("input", 0) + usage.get("output", 0) + usage.get("cache_write", 0) if usage else None
+        self.budgets.settle(reservation, tokens, cost or 0.0 if usage else None, provider=s.provider)
+
+    def record(self, draft: Draft | None, s: Settlement, outcome: str, cost: float | None) -> None:
+        if draft is None or self.recorder is None:
+            return
+        draft.meta["provider"] = s.provider
+        draft.meta["sent_model"] = s.model
+        self.recorder.submit(draft.finish(status=s.status, outcome=outcome, usage=s.usage, cost_usd=cost,
+                                          overhead_ms=round(s.overhead_s * 1000, 3)))
+
+    @staticmethod
+    def done_line(s: Settlement, cost: float | None, outcome: str, key: str, client: str, path: str) -> None:
+        log.info("done %s", orjson.dumps({
+            "provider": s.provider, "model": s.model, "key": key or None, "client": client, "path": path,
+            "status": s.status, "outcome": outcome, "usage": s.usage, "cost_usd": cost,
+            "duration_ms": round(s.duration_s * 1000, 3),
+            "ttft_ms": None if s.ttft_s is None else round(s.ttft_s * 1000, 3),
+            "overhead_ms": round(s.overhead_s * 1000, 3)}).decode())
