@@ -91,12 +91,18 @@ class Ledger:
     def budget(self, reservation: Reservation | None, s: Settlement, cost: float | None) -> None:
         """Replace the reservation by what the provider that answered reported (cache writes count;
         cache reads are in the input), charged to that provider's counters; by the input estimate
-        when it reported nothing."""
+        when it reported nothing (an interrupted stream), by nothing when it refused the request."""
         if reservation is None or self.budgets is None:
             return
         usage = s.usage
-        tokens = usage.get("input", 0) + usage.get("output", 0) + usage.get("cache_write", 0) if usage else None
-        self.budgets.settle(reservation, tokens, cost or 0.0 if usage else None, provider=s.provider)
+        if usage:
+            tokens: float | None = usage.get("input", 0) + usage.get("output", 0) + usage.get("cache_write", 0)
+            usd: float | None = cost or 0.0
+        elif s.status >= 400:
+            tokens, usd = 0, 0.0
+        else:
+            tokens = usd = None
+        self.budgets.settle(reservation, tokens, usd, provider=s.provider)
 
     def record(self, draft: Draft | None, s: Settlement, outcome: str, cost: float | None) -> None:
         if draft is None or self.recorder is None:
