@@ -211,5 +211,6 @@ class AttemptExchange:
 
     def internal_error(self, phase: str) -> Reply:
         log.exception("internal error in attempt phase %s", phase)
+        metrics.CLIENT_ERRORS.labels("internal").inc()
         client = self.chain.client if self.chain else "anthropic"
         return error_reply(client, 500, "the gateway failed to prepare this attempt")
