@@ -27,13 +27,23 @@ class SSEEvent:
     data: str
 
 
+# A provider's line longer than this is not an event the gateway will hold in memory: the stream fails
+# (in the client's dialect) instead of growing a worker without bound.
+MAX_LINE_BYTES = 16 << 20
+
+
+class EventTooLarge(ValueError):
+    """A line of the stream exceeded MAX_LINE_BYTES."""
+
+
 class SSEParser:
     """Feed bytes, get complete events. One parser per stream."""
 
-    __slots__ = ("_pending", "_skip_lf", "_event", "_data", "_started")
+    __slots__ = ("_pending", "_pending_bytes", "_skip_lf", "_event", "_data", "_started")
 
     def __init__(self) -> None:
         self._pending: list[bytes] = []  # pieces of the line that has not ended yet
+        self._pending_bytes = 0
         self._skip_lf = False  # the previous chunk ended in "\r": a leading "\n" belongs to it
         self._event: str | None = None
         self._data: list[str] = []
@@ -54,11 +64,14 @@ class SSEParser:
             if self._pending:
                 self._pending.append(piece)
                 piece = b"".join(self._pending)
-                self._pending = []
+                self._pending, self._pending_bytes = [], 0
             self._line(piece, events)
             pos = match.end()
         if pos < len(chunk):
             self._pending.append(chunk[pos:])
+            self._pending_bytes += len(chunk) - pos
+            if self._pending_bytes > MAX_LINE_BYTES:
+                raise EventTooLarge(f"a server-sent event line exceeded {MAX_LINE_BYTES} bytes")
         elif chunk[-1:] == b"\r":
             self._skip_lf = True
         return events
@@ -67,7 +80,7 @@ class SSEParser:
         """End of stream: dispatch a last event that lacked its blank line (lenient, unlike browsers)."""
         events: list[SSEEvent] = []
         if self._pending:
-            line, self._pending = b"".join(self._pending), []
+            line, self._pending, self._pending_bytes = b"".join(self._pending), [], 0
             self._line(line, events)
         self._line(b"", events)
         return events

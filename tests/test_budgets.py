@@ -20,6 +20,7 @@ import pytest
 from extproc import config
 from extproc.exchange import Exchange
 from extproc.gateway import Gateway
+from extproc.observe import metrics
 from extproc.observe.budgets import Budgets, RedisStore, SqliteStore, open_store, period_bounds
 from extproc.responses import UsageMeter
 from tests.mock_providers import free_port
@@ -134,9 +135,19 @@ def test_an_unreachable_store_fails_open_at_once_and_is_counted() -> None:
                                            limits=[config.BudgetLimit(name="t", provider="*", tokens=1)]))
     res = budgets.plan(None, "gpt", None, 10, 0.0, 10)
     assert budgets.reserve(res) is None and not res.reserved
-    started = time.monotonic()
+    asked: list[object] = []
+    real = budgets.store
+
+    class Counting:  # the same unreachable store, counting how often it is asked
+        def __getattr__(self, name: str) -> object:
+            asked.append(name)
+            return getattr(real, name)
+
+    budgets.store = Counting()  # type: ignore[assignment]
+    errors = metrics.BUDGET_STORE_ERRORS.labels("reserve")._value.get()
     assert budgets.reserve(budgets.plan(None, "gpt", None, 10, 0.0, 10)) is None
-    assert time.monotonic() - started < 0.01  # skipped for a second after an error: no waiting per request
+    assert asked == []  # skipped for a second after an error: no waiting per request
+    assert metrics.BUDGET_STORE_ERRORS.labels("reserve")._value.get() == errors + 1
 
 
 def _send(gw: Gateway, path: str, body: dict, **headers: str):
