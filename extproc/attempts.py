@@ -14,23 +14,22 @@ attempt has replaced or removed the client's key, it is gone for good.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from time import perf_counter
 from typing import TYPE_CHECKING
 
 import orjson
 
 from .actions import Reply
+from .answers import error_reply
 from .config import Config
 from .dialects import anthropic
-from .dialects.base import Dialect, TranslationError
-from .envoy_config import CHAIN_HEADER, INTERNAL_PREFIX
+from .dialects.base import TranslationError
 from .errors import TOO_DEEP, nested_too_deeply
 from .forwarding import credentials, dialect_headers, for_provider
-from .local_replies import error_reply
 from .observe import metrics
 from .paths import classify
 from .responses import ResponseTranslation, UsageMeter, count_usage, status_of
+from .wire import CHAIN_HEADER, INTERNAL_PREFIX, Chain, decode_chain
 
 if TYPE_CHECKING:
     from .exchange import Gateway
@@ -38,27 +37,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("lunaroute")
 
 RETRIABLE = frozenset({429, 500, 502, 503, 504, 529})
-
-
-@dataclass(frozen=True, slots=True)
-class Chain:
-    client: Dialect
-    path: str
-    query: str
-    providers: tuple[str, ...]
-    models: dict[str, str] = field(default_factory=dict)  # per-provider model override
-    stash: dict[str, str] = field(default_factory=dict)  # client headers an attempt may need back
-
-
-def encode_chain(chain: Chain) -> str:
-    return orjson.dumps({"c": chain.client, "p": chain.path, "q": chain.query, "n": chain.providers,
-                         "m": chain.models, "s": chain.stash}).decode()
-
-
-def decode_chain(value: str) -> Chain:
-    raw = orjson.loads(value)
-    return Chain(client=raw["c"], path=raw["p"], query=raw["q"], providers=tuple(raw["n"]),
-                 models=raw.get("m") or {}, stash=raw.get("s") or {})
 
 
 def usable_chain(cfg: Config, chain: tuple[str, ...]) -> tuple[str, ...]:

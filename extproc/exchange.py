@@ -19,23 +19,13 @@ import orjson
 
 from . import paths
 from .actions import Reply
-from .attempts import Chain, encode_chain, usable_chain
+from .answers import advertised_models, count_tokens_reply, error_reply, models_body_for, models_reply
+from .attempts import usable_chain
 from .config import Config, Provider
 from .dialects.base import Dialect, TranslationError
 from .encoding import SUPPORTED, CorruptBody, DecodedTooLarge, decode_body
-from .envoy_config import (
-    ATTEMPTS_HEADER,
-    CHAIN_HEADER,
-    CLIENT_HEADER,
-    CLUSTER_HEADER,
-    FALLBACK_HEADER,
-    INTERNAL_PREFIX,
-    SCOPE_HEADER,
-    cluster_name,
-)
 from .errors import TOO_DEEP, ClientError, nested_too_deeply
 from .forwarding import STASHED_HEADERS, credentials, dialect_headers, for_provider
-from .local_replies import advertised_models, count_tokens_reply, error_reply, models_body_for, models_reply
 from .markers import NO_MARKER, PREFIX, take_marker
 from .observe import metrics
 from .observe.budgets import RESERVED_OUTPUT_TOKENS, Budgets, Refusal, Reservation
@@ -46,6 +36,18 @@ from .observe.sessions import RecordWriter
 from .paths import Kind
 from .responses import ModelListMerge, ResponseTranslation, UsageMeter, count_usage, status_of
 from .routing import Observed, Router, pop_preferences, request_model
+from .wire import (
+    ATTEMPTS_HEADER,
+    CHAIN_HEADER,
+    CLIENT_HEADER,
+    CLUSTER_HEADER,
+    FALLBACK_HEADER,
+    INTERNAL_PREFIX,
+    SCOPE_HEADER,
+    Chain,
+    cluster_name,
+    encode_chain,
+)
 
 log = logging.getLogger("lunaroute")
 MARKER_BYTES = PREFIX.encode()

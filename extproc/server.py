@@ -20,10 +20,10 @@ from .actions import Reply
 from .attempts import AttemptExchange
 from .config import Config
 from .envoy_admin import FastPathPoller
-from .envoy_config import ATTEMPT_PROVIDER_METADATA, GATE_METADATA
 from .exchange import Exchange, Gateway
 from .observe import metrics
 from .responses import ResponseTranslation
+from .wire import ATTEMPT_PROVIDER_METADATA, GATE_METADATA
 
 log = logging.getLogger("lunaroute")
 

@@ -14,12 +14,12 @@ from hypothesis import strategies as st
 from lupa import luajit21
 
 from extproc import config
-from extproc.attempts import AttemptExchange, Chain, encode_chain
+from extproc.attempts import AttemptExchange
 from extproc.dialects import DIALECTS, translator_for
 from extproc.dialects.anthropic import TOOL_ID_RE, fit_history, fitted_tool_id, may_need_fit
 from extproc.dialects.base import Target
-from extproc.envoy_config import CHAIN_HEADER
 from extproc.exchange import Exchange, Gateway
+from extproc.wire import CHAIN_HEADER, Chain, encode_chain
 
 CFG = config.parse({
     "providers": {

@@ -12,9 +12,9 @@ from extproc import config
 from extproc._proto import ext_proc_pb2 as pb
 from extproc._proto import ext_proc_pb2_grpc as pb_grpc
 from extproc.actions import Reply
-from extproc.envoy_config import CLUSTER_HEADER, GATE_METADATA
 from extproc.exchange import Gateway
 from extproc.server import ExternalProcessor, ExternalProcessorSync, grpc_options, to_proto
+from extproc.wire import CLUSTER_HEADER, GATE_METADATA
 
 SERVICE = pb.DESCRIPTOR.services_by_name["ExternalProcessor"]
 PROCESS = SERVICE.methods_by_name["Process"]
