@@ -7,10 +7,13 @@
 -- recording), it names that provider in `x-lunaroute-fast` and re-picks the route: the `fast/...`
 -- routes send it there byte for byte with ext_proc off. Everything else goes on to ext_proc as before.
 --
--- FAST (prepended by extproc/envoy_config.py, from the same config and the same router code the
--- Python path uses) holds, per path, the rules in the router's order: a Lua pattern equivalent to the
--- rule's glob and its target ("" = Python decides), or `python = true` for rules only Python can
--- evaluate (regexes, glob character classes); then the default's target.
+-- FAST (prepended by extproc/envoy_config/fast_path.py, from the same config and the same router code
+-- the Python path uses) holds, per path, the rules in the router's order: a Lua pattern equivalent to
+-- the rule's glob and its target ("" = Python decides), or `python = true` for rules only Python can
+-- evaluate (regexes, glob character classes); then the default's target. `FAST.names` holds the header
+-- and metadata names Envoy and Python share (from extproc/wire.py).
+
+local NAMES = FAST.names
 
 local function decide(routes, model)
   for _, rule in ipairs(routes.rules) do
@@ -83,19 +86,19 @@ function envoy_on_request(handle)
   if may_need_fit(bytes) then
     return  -- a conversation that went through other providers: Python fits it for Anthropic
   end
-  local parsed = handle:streamInfo():dynamicMetadata():get("lunaroute.body") or {}
-  local model = parsed.model
-  if parsed.error then
+  local parsed = handle:streamInfo():dynamicMetadata():get(NAMES.body_namespace) or {}
+  local model = parsed[NAMES.model_key]
+  if parsed[NAMES.error_key] then
     return  -- not JSON: Python answers it
   end
   if model ~= nil and (type(model) ~= "string" or model:find("[\128-\255]")) then
     return  -- a model that is not a string, or non-ASCII (glob `?` counts characters)
   end
   local target = decide(routes, model)
-  local gate = handle:streamInfo():dynamicMetadata():get("lunaroute") or {}
-  if target == "" or (gate.providers and not gate.providers:find("," .. target .. ",", 1, true)) then
+  local gate = handle:streamInfo():dynamicMetadata():get(NAMES.namespace) or {}
+  if target == "" or (gate[NAMES.providers_key] and not gate[NAMES.providers_key]:find("," .. target .. ",", 1, true)) then
     return
   end
-  handle:headers():replace("x-lunaroute-fast", target)
+  handle:headers():replace(NAMES.fast, target)
   handle:clearRouteCache()
 end

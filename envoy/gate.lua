@@ -11,9 +11,12 @@
 --      the gate can have written it), its allow-lists in `x-lunaroute-scope`. Probes (GET/HEAD of
 --      /, /healthz, /readyz, /metrics) need no key.
 --
--- CONFIG (prepended by extproc/envoy_config.py from the gateway's config) holds the key digests, the
--- allowed origins and the error replies, pre-rendered in each dialect by the dialect modules. It is
+-- CONFIG (prepended by extproc/envoy_config/gate.py from the gateway's config) holds the key digests,
+-- the allowed origins and the error replies, pre-rendered in each dialect by the dialect modules, and
+-- the header and metadata names Envoy and Python share (`names`, from extproc/wire.py). It is
 -- delivered to Envoy as a file Envoy watches (ECDS), so rotating a key needs no restart.
+
+local NAMES = CONFIG.names
 
 local bit = require("bit")
 local band, bnot, bxor, ror, rshift, tobit = bit.band, bit.bnot, bit.bxor, bit.ror, bit.rshift, bit.tobit
@@ -98,7 +101,7 @@ end
 local function seal(headers)
   local internal = {}
   for name, _ in pairs(headers) do
-    if starts(name, "x-lunaroute-") or starts(name, "x-envoy-") then
+    if starts(name, NAMES.internal_prefix) or starts(name, "x-envoy-") then
       internal[#internal + 1] = name
     end
   end
@@ -106,9 +109,9 @@ local function seal(headers)
 end
 
 local function presented_key(headers)
-  local key = headers:get("x-lunaroute-key")
+  local key = headers:get(NAMES.key)
   if key then
-    return key, "x-lunaroute-key"
+    return key, NAMES.key
   end
   key = headers:get("x-api-key")
   if key then
@@ -166,7 +169,7 @@ local function mark_candidate(headers, bare, method, entry)
   end
   local length = tonumber(headers:get("content-length") or "")
   if length and length <= CONFIG.fast_max_bytes then
-    headers:replace("x-lunaroute-candidate", "1")
+    headers:replace(NAMES.candidate, "1")
   end
 end
 
@@ -199,8 +202,8 @@ function envoy_on_request(handle)
 
   -- Session records keep the client's network (anonymised in Python); bypassed routes never reach
   -- Python, which removes the header, so they never get it.
-  if CONFIG.record_peer and not handle:metadata():get("provider") then
-    headers:replace("x-lunaroute-peer", handle:streamInfo():downstreamRemoteAddress())
+  if CONFIG.record_peer and not handle:metadata():get(NAMES.provider_key) then
+    headers:replace(NAMES.peer, handle:streamInfo():downstreamRemoteAddress())
   end
   if not CONFIG.keys_required then
     return mark_candidate(headers, bare, method, nil)
@@ -223,17 +226,17 @@ function envoy_on_request(handle)
       headers:remove(name)
     end
   end
-  headers:replace("x-lunaroute-client", entry.name)
-  handle:streamInfo():dynamicMetadata():set("lunaroute", "client", entry.name)  -- for the access log
+  headers:replace(NAMES.client, entry.name)
+  handle:streamInfo():dynamicMetadata():set(NAMES.namespace, NAMES.client_key, entry.name)  -- for the access log
   if entry.scope then
-    headers:replace("x-lunaroute-scope", entry.scope)
+    headers:replace(NAMES.scope, entry.scope)
     -- for the fast path (envoy/fast.lua): which providers this key may use
     if entry.provider_list then
-      handle:streamInfo():dynamicMetadata():set("lunaroute", "providers", entry.provider_list)
+      handle:streamInfo():dynamicMetadata():set(NAMES.namespace, NAMES.providers_key, entry.provider_list)
     end
   end
   -- Bypassed routes never reach Python: their provider is checked here (route metadata names it).
-  local bypass_to = handle:metadata():get("provider")
+  local bypass_to = handle:metadata():get(NAMES.provider_key)
   if bypass_to and entry.providers and not entry.providers[bypass_to] then
     return refuse(handle, "provider", path, bypass_to)
   end

@@ -14,25 +14,24 @@ attempt has replaced or removed the client's key, it is gone for good.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from time import perf_counter
 from typing import TYPE_CHECKING
 
 import orjson
 
 from .actions import Reply
+from .answers import error_reply
 from .config import Config
 from .dialects import anthropic
-from .dialects.base import Dialect, TranslationError
-from .envoy_config import CHAIN_HEADER, INTERNAL_PREFIX
+from .dialects.base import TranslationError
 from .errors import TOO_DEEP, nested_too_deeply
 from .ledger import Settlement
-from .local_replies import error_reply
 from .observe import metrics
 from .observe.budgets import Refusal
 from .paths import classify
 from .prepare import prepare
 from .responses import ResponseTranslation, UsageMeter, status_of
+from .wire import ATTEMPT_COUNT_HEADER, CHAIN_HEADER, INTERNAL_PREFIX, Chain, decode_chain
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -40,39 +39,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("lunaroute")
 
 RETRIABLE = frozenset({429, 500, 502, 503, 504, 529})
-
-
-@dataclass(frozen=True, slots=True)
-class Chain:
-    """What the request phase tells every attempt (in a header only it can write: the gate removes a
-    client's). `metered`: the request phase reads the response that reaches the client, so it settles
-    the usage (see `ledger`); `reserved`: the provider its budget reservation was made on."""
-
-    client: Dialect
-    path: str
-    query: str
-    providers: tuple[str, ...]
-    models: dict[str, str] = field(default_factory=dict)  # per-provider model override
-    stash: dict[str, str] = field(default_factory=dict)  # client headers an attempt may need back
-    model: str | None = None  # the model the request names (what an attempt without an override sends)
-    key: str = ""
-    session: str | None = None
-    metered: bool = False
-    reserved: str = ""
-
-
-def encode_chain(chain: Chain) -> str:
-    return orjson.dumps({"c": chain.client, "p": chain.path, "q": chain.query, "n": chain.providers,
-                         "m": chain.models, "s": chain.stash, "k": chain.key, "e": chain.session,
-                         "r": chain.metered, "b": chain.reserved, "o": chain.model}).decode()
-
-
-def decode_chain(value: str) -> Chain:
-    raw = orjson.loads(value)
-    return Chain(client=raw["c"], path=raw["p"], query=raw["q"], providers=tuple(raw["n"]),
-                 models=raw.get("m") or {}, stash=raw.get("s") or {}, key=raw.get("k") or "",
-                 session=raw.get("e"), metered=bool(raw.get("r")), reserved=raw.get("b") or "",
-                 model=raw.get("o"))
 
 
 def usable_chain(cfg: Config, chain: tuple[str, ...]) -> tuple[str, ...]:
@@ -121,7 +87,7 @@ class AttemptExchange:
         if self.name not in chain.providers or not set(chain.providers) <= set(self.cfg.providers):
             raise ValueError(f"attempt on {self.name} outside its chain {chain.providers}")
         try:
-            self.attempt = int(headers.get("x-envoy-attempt-count", "1"))
+            self.attempt = int(headers.get(ATTEMPT_COUNT_HEADER, "1"))
         except ValueError:
             self.attempt = 1
         reply = Reply()

@@ -22,14 +22,12 @@ import orjson
 
 from . import paths
 from .actions import Reply
-from .attempts import Chain, encode_chain
+from .answers import advertised_models, count_tokens_reply, error_reply, models_body_for, models_reply
 from .dialects.base import TranslationError
 from .encoding import SUPPORTED, CorruptBody, DecodedTooLarge, decode_body
-from .envoy_config import ATTEMPTS_HEADER, CHAIN_HEADER, CLUSTER_HEADER, FALLBACK_HEADER, INTERNAL_PREFIX, cluster_name
 from .errors import TOO_DEEP, ClientError, nested_too_deeply
 from .gateway import Gateway
 from .ledger import Settlement
-from .local_replies import advertised_models, count_tokens_reply, error_reply, models_body_for, models_reply
 from .observe import metrics
 from .observe.budgets import RESERVED_OUTPUT_TOKENS, Refusal, Reservation
 from .observe.recording import Draft, anonymise_ip
@@ -37,11 +35,20 @@ from .paths import Kind
 from .plan import Plan, Refused, RequestLine, read_request, refuse_out_of_list, route
 from .prepare import STASHED_HEADERS, prepare, target_for
 from .responses import ModelListMerge, ResponseTranslation, UsageMeter, status_of
+from .wire import (
+    ATTEMPTS_HEADER,
+    CHAIN_HEADER,
+    CLUSTER_HEADER,
+    FALLBACK_HEADER,
+    INTERNAL_PREFIX,
+    PEER_HEADER,
+    PROVIDER_HEADER,
+    Chain,
+    cluster_name,
+    encode_chain,
+)
 
 log = logging.getLogger("lunaroute")
-
-PEER_HEADER = "x-lunaroute-peer"  # the client's address, written by the gate when recording
-PROVIDER_HEADER = "x-lunaroute-provider"  # which provider answered: Envoy's, from the endpoint's metadata
 
 # Answered by the gateway itself, behind its own Envoy only.
 _GATEWAY_ENDPOINTS = frozenset({Kind.HEALTHZ, Kind.READYZ, Kind.METRICS, Kind.ROOT})

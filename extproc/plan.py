@@ -20,7 +20,6 @@ import orjson
 from . import paths
 from .attempts import usable_chain
 from .dialects.base import Dialect
-from .envoy_config import CLIENT_HEADER, SCOPE_HEADER
 from .errors import TOO_DEEP, ClientError
 from .gateway import Gateway
 from .markers import NO_MARKER, PREFIX, take_marker
@@ -28,6 +27,7 @@ from .observe import metrics
 from .observe.recording import session_of
 from .paths import Kind
 from .routing import pop_preferences, request_model
+from .wire import CLIENT_HEADER, SCOPE_HEADER
 
 log = logging.getLogger("lunaroute")
 MARKER_BYTES = PREFIX.encode()

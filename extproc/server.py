@@ -20,11 +20,11 @@ from .actions import ProcessingStream, Reply
 from .attempts import AttemptExchange
 from .config import Config
 from .envoy_admin import FastPathPoller
-from .envoy_config import ATTEMPT_PROVIDER_METADATA, GATE_METADATA
 from .exchange import Exchange
 from .gateway import Gateway
 from .observe import metrics
 from .responses import ResponseTranslation
+from .wire import ATTEMPT_PROVIDER_METADATA, GATE_METADATA
 
 log = logging.getLogger("lunaroute")
 

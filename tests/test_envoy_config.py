@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from extproc import config, envoy_config
+from extproc import config, envoy_config, wire
 from extproc.dialects import anthropic, openai
+from extproc.envoy_config.routes import cluster_matcher
 from extproc.supervisor import find_envoy, validate_bootstrap
 
 CONFIGS = Path(__file__).parent / "fixtures" / "configs"
@@ -54,9 +55,9 @@ def test_bypass_route_skips_ext_proc_and_rewrites_to_the_provider_prefix() -> No
     assert route["route"]["cluster"] == "provider_or"
     assert route["route"]["prefix_rewrite"] == "/api/"
     # the client's own credentials never reach a provider that has its own key, nor the gate's headers
-    assert set(route["request_headers_to_remove"]) == {"x-api-key", "authorization", *envoy_config.GATE_HEADERS}
+    assert set(route["request_headers_to_remove"]) == {"x-api-key", "authorization", *wire.GATE_HEADERS}
     # the gate checks a gateway key's provider allow-list against the bypass provider
-    assert route["metadata"]["filter_metadata"][envoy_config.GATE_FILTER] == {"provider": "or"}
+    assert route["metadata"]["filter_metadata"][wire.GATE_FILTER] == {"provider": "or"}
 
 
 def test_bypass_to_a_versioned_base_path_replaces_the_clients_v1() -> None:
@@ -113,12 +114,12 @@ def test_https_providers_get_tls_with_sni_and_plain_http_does_not() -> None:
 
 def test_each_attempt_picks_its_cluster_from_the_headers_the_ext_proc_server_set() -> None:
     cfg = config.load(CONFIGS / "full.yaml", env={})
-    matcher = envoy_config._cluster_matcher(cfg)
+    matcher = cluster_matcher(cfg)
     assert matcher["matcher_tree"]["input"]["typed_config"]["header_name"] == "x-envoy-attempt-count"
     retry_1 = matcher["matcher_tree"]["exact_match_map"]["map"]["1"]["matcher"]["matcher_tree"]
     assert retry_1["input"]["typed_config"]["header_name"] == "x-lunaroute-fallback-1"
     first = matcher["on_no_match"]["matcher"]["matcher_tree"]
-    assert first["input"]["typed_config"]["header_name"] == envoy_config.CLUSTER_HEADER
+    assert first["input"]["typed_config"]["header_name"] == wire.CLUSTER_HEADER
     assert set(first["exact_match_map"]["map"]) == {"provider_anthropic", "provider_gpt", "provider_local",
                                                      "provider_gemini", "provider_codex"}
 
@@ -135,15 +136,15 @@ def test_provider_clusters_run_the_per_attempt_ext_proc_only_for_chains() -> Non
     assert skip_unless_chain["on_match"]["action"]["name"] == "skip"
     assert "not_matcher" in skip_unless_chain["predicate"]
     metadata = wrapped["extension_config"]["typed_config"]["grpc_service"]["initial_metadata"]
-    assert metadata == [{"key": envoy_config.ATTEMPT_PROVIDER_METADATA, "value": "gpt"},
-                        {"key": envoy_config.GATE_METADATA, "value": "sealed"}]
+    assert metadata == [{"key": wire.ATTEMPT_PROVIDER_METADATA, "value": "gpt"},
+                        {"key": wire.GATE_METADATA, "value": "sealed"}]
 
 
 def test_a_chain_of_n_providers_gets_a_route_with_n_minus_1_retries() -> None:
     boot = envoy_config.render(config.load(CONFIGS / "full.yaml", env={}))
     routes = {r["name"]: r for r in _routes(boot)}
     assert routes["chain3/v1/messages"]["route"]["retry_policy"]["num_retries"] == 2
-    assert routes["chain2/v1/chat/completions"]["match"]["headers"][0]["name"] == envoy_config.ATTEMPTS_HEADER
+    assert routes["chain2/v1/chat/completions"]["match"]["headers"][0]["name"] == wire.ATTEMPTS_HEADER
     names = list(routes)
     assert names.index("chain2/v1/messages") < names.index("intercept/v1/messages")
     assert routes["chain2/v1/responses"]["match"]["path_separated_prefix"] == "/v1/responses"

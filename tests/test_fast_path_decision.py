@@ -18,6 +18,7 @@ from lupa import luajit21
 
 from extproc import config as config_mod
 from extproc import envoy_config
+from extproc.envoy_config.fast_path import FAST_PATHS
 from extproc.markers import NO_MARKER
 from extproc.routing import Router, RoutingError
 
@@ -72,7 +73,7 @@ def _python_fast_target(cfg: config_mod.Config, path: str, model: str | None) ->
     except RoutingError:
         return None
     chain = decision.chain
-    dialect = envoy_config.FAST_PATHS[path]
+    dialect = FAST_PATHS[path]
     if len(chain) != 1 or cfg.recording.enabled or cfg.providers[chain[0]].type != dialect \
             or chain[0] in cfg.budgets.daily_tokens:
         return ""
@@ -80,7 +81,7 @@ def _python_fast_target(cfg: config_mod.Config, path: str, model: str | None) ->
 
 
 @settings(max_examples=300, deadline=None)
-@given(cfg=configs(), path=st.sampled_from(sorted(envoy_config.FAST_PATHS)),
+@given(cfg=configs(), path=st.sampled_from(sorted(FAST_PATHS)),
        model=st.one_of(st.none(), st.text(alphabet=MODEL_CHARS, max_size=10)))
 def test_the_fast_path_picks_what_the_python_router_picks(cfg, path: str, model: str | None) -> None:
     fast = envoy_config.fast_settings(cfg)
@@ -90,7 +91,7 @@ def test_the_fast_path_picks_what_the_python_router_picks(cfg, path: str, model:
         return
     runtime = luajit21.LuaRuntime(unpack_returned_tuples=True)
     decide, paths = runtime.execute(f"local FAST = {envoy_config.lua_literal(fast)}\n"
-                                    f"{envoy_config._envoy_source('fast.lua')}\nreturn decide, FAST.paths")
+                                    f"{envoy_config.envoy_source('fast.lua')}\nreturn decide, FAST.paths")
     got = decide(paths[path], model)
     if got:  # whatever the fast path decides, Python would have decided too
         assert got == expected, (got, expected)
@@ -114,7 +115,9 @@ def test_a_glob_with_a_character_class_is_left_to_python() -> None:
 @settings(max_examples=200, deadline=None)
 @given(key=st.binary(max_size=300))
 def test_the_gates_sha256_is_sha256(key: bytes) -> None:
-    sha = _lua_function(envoy_config.gate_source(), "sha256_hex")
+    cfg = config_mod.parse({}, env={})
+    sha = _lua_function(f"local CONFIG = {envoy_config.lua_literal(envoy_config.gate_settings(cfg, {}))}\n"
+                        + envoy_config.gate_source(), "sha256_hex")
     assert sha(key) == hashlib.sha256(key).hexdigest()
 
 

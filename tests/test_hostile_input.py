@@ -7,11 +7,11 @@ import logging
 import orjson
 import pytest
 
-from extproc.attempts import AttemptExchange, Chain, encode_chain
-from extproc.envoy_config import CHAIN_HEADER
+from extproc.attempts import AttemptExchange
 from extproc.errors import nested_too_deeply
 from extproc.exchange import Exchange
 from extproc.gateway import Gateway
+from extproc.wire import CHAIN_HEADER, Chain, encode_chain
 from tests.test_exchange import CFG, MESSAGES
 
 CHAT = {":method": "POST", ":path": "/v1/chat/completions", "authorization": "Bearer sk-user"}

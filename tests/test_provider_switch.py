@@ -14,13 +14,13 @@ from hypothesis import strategies as st
 from lupa import luajit21
 
 from extproc import config
-from extproc.attempts import AttemptExchange, Chain, encode_chain
+from extproc.attempts import AttemptExchange
 from extproc.dialects import DIALECTS, translator_for
 from extproc.dialects.anthropic import TOOL_ID_RE, fit_history, fitted_tool_id, may_need_fit
 from extproc.dialects.base import Target
-from extproc.envoy_config import CHAIN_HEADER
 from extproc.exchange import Exchange
 from extproc.gateway import Gateway
+from extproc.wire import CHAIN_HEADER, Chain, encode_chain
 
 CFG = config.parse({
     "providers": {
@@ -30,7 +30,7 @@ CFG = config.parse({
 }, env={})
 MESSAGES = {":method": "POST", ":path": "/v1/messages", "x-api-key": "sk-ant-user"}
 FAST_LUA = (Path(__file__).parent.parent / "envoy" / "fast.lua").read_text()
-LUA_MAY_NEED_FIT = luajit21.LuaRuntime().execute(f"{FAST_LUA}\nreturn may_need_fit")
+LUA_MAY_NEED_FIT = luajit21.LuaRuntime().execute(f"FAST = {{names = {{}}}}\n{FAST_LUA}\nreturn may_need_fit")
 
 
 def _after_a_reasoning_provider(tool_id: str = "functions.Bash:0") -> dict:

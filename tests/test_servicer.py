@@ -1,10 +1,14 @@
-"""The ext_proc servicer, message by message: grpcio-testing for the sync servicer, and a real
-grpc.aio server on loopback for the one the workers run."""
+"""The ext_proc servicer the workers run (grpc.aio), message by message, over a real channel on
+loopback: a test sends one message and takes the answer, as Envoy would."""
 
 from __future__ import annotations
 
+import asyncio
+import queue
+import threading
+from collections.abc import Iterator
+
 import grpc
-import grpc_testing
 import orjson
 import pytest
 
@@ -12,12 +16,10 @@ from extproc import config
 from extproc._proto import ext_proc_pb2 as pb
 from extproc._proto import ext_proc_pb2_grpc as pb_grpc
 from extproc.actions import Reply
-from extproc.envoy_config import CLUSTER_HEADER, GATE_METADATA
 from extproc.gateway import Gateway
-from extproc.server import ExternalProcessor, ExternalProcessorSync, grpc_options, to_proto
+from extproc.server import ExternalProcessor, grpc_options, to_proto
+from extproc.wire import CLUSTER_HEADER, GATE_METADATA
 
-SERVICE = pb.DESCRIPTOR.services_by_name["ExternalProcessor"]
-PROCESS = SERVICE.methods_by_name["Process"]
 
 
 def _cfg() -> config.Config:
@@ -38,13 +40,47 @@ def body(doc: dict | bytes) -> pb.ProcessingRequest:
     return pb.ProcessingRequest(request_body=pb.HttpBody(body=raw, end_of_stream=True))
 
 
-def _call(metadata: tuple[tuple[str, str], ...]):
-    server = grpc_testing.server_from_dictionary({SERVICE: ExternalProcessorSync(Gateway(_cfg()))},
-                                                 grpc_testing.strict_real_time())
-    call = server.invoke_stream_stream(PROCESS, metadata, None)
-    yield call
-    call.requests_closed()
-    call.termination()
+class Stream:
+    """One ext_proc stream to a grpc.aio server running in its own thread and event loop."""
+
+    def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+        assert self._started.wait(10), "the server did not start"
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
+        self._requests: queue.Queue[pb.ProcessingRequest | None] = queue.Queue()
+        stub = pb_grpc.ExternalProcessorStub(self.channel)
+        self._responses = stub.Process(iter(self._requests.get, None), metadata=metadata, timeout=30)
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self.server = grpc.aio.server(options=grpc_options(_cfg()))
+        pb_grpc.add_ExternalProcessorServicer_to_server(ExternalProcessor(Gateway(_cfg())), self.server)
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self._loop.run_until_complete(self.server.start())
+        self._started.set()
+        self._loop.run_forever()
+
+    def send_request(self, request: pb.ProcessingRequest) -> None:
+        self._requests.put(request)
+
+    def take_response(self) -> pb.ProcessingResponse:
+        return next(self._responses)
+
+    def close(self) -> None:
+        self._requests.put(None)
+        self.channel.close()
+        asyncio.run_coroutine_threadsafe(self.server.stop(None), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+def _call(metadata: tuple[tuple[str, str], ...]) -> Iterator[Stream]:
+    stream = Stream(metadata)
+    yield stream
+    stream.close()
 
 
 @pytest.fixture

@@ -1,0 +1,117 @@
+"""Envoy's own error replies (no healthy upstream, connect failure, timeout, body too large, a
+failed ext_proc stream) rewritten in the dialect of the path, with the envelopes Python answers with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from ..answers import error_bodies
+from .common import T
+
+# What a client hears when no ext_proc worker can take its request (all down, or the one holding it died).
+PROCESSOR_UNAVAILABLE = ("the gateway's request processor is unavailable (its ext_proc workers are down, "
+                         "restarting or not answering); retry shortly")
+
+
+# Envoy's own error replies (no healthy upstream, connect failure, timeout, body too large) in the
+# dialect of the path: an Anthropic or OpenAI SDK then raises its usual error instead of choking on
+# plain text. Only replies Envoy generated itself (a response flag is set) are rewritten; the gateway's
+# own answers and providers' errors pass untouched. A translated request's path is the provider's, so
+# its reply is written in the provider's dialect and translated back like any provider error. The
+# envelopes come from the dialect modules' tables (`answers.error_bodies`), the ones Python answers
+# with: one shape per status, whoever produced it.
+_ENVOY_STATUSES = (404, 408, 413, 429, 502, 503, 504)
+# The path fragment a local reply is matched by, and the envelope it gets (the Responses API shares
+# Chat's; every other path — bypassed APIs of either vendor — the envelope both SDKs read).
+_REPLY_SHAPES = (("/chat/completions", "openai"), ("/responses", "openai"), ("/messages", "anthropic"), ("/", "both"))
+# Envoy could not connect to the provider (UF) or had no host for it (UH): a 502 that names the provider's
+# cluster, instead of a 503 "no healthy upstream" that reads as if the provider were overloaded.
+UNREACHABLE = "the gateway could not reach the provider behind cluster %UPSTREAM_CLUSTER%: %LOCAL_REPLY_BODY%"
+_UNREACHABLE_FLAGS = ["UF", "UH"]
+
+
+# Statuses on API paths that only Envoy produces (the gateway's own answers there are 400/404/500).
+_ENVOY_ONLY = frozenset({413, 502, 503, 504})
+
+
+def _envelope(status: int, message: str, shape: str) -> dict[str, Any]:
+    return orjson.loads(error_bodies(status, message)[shape])
+
+
+def _path_filter(path_contains: str) -> dict[str, Any]:
+    return {"header_filter": {"header": {"name": ":path", "string_match": {"contains": path_contains}}}}
+
+
+def _local_reply_mapper(status: int | None, path_contains: str, body: dict[str, Any]) -> dict[str, Any]:
+    filters: list[dict[str, Any]] = [
+        {"status_code_filter": {"comparison": {"op": "EQ" if status else "GE", "value": {
+            "default_value": status or 400, "runtime_key": f"lunaroute.local_reply.{status or 'min'}"}}}},
+        _path_filter(path_contains),
+    ]
+    if status not in _ENVOY_ONLY:
+        filters.append({"response_flag_filter": {}})  # any flag: Envoy failed, not the gateway answering
+    return {"filter": {"and_filter": {"filters": filters}}, "body_format_override": {"json_format": body}}
+
+
+def _unreachable_mappers() -> list[dict[str, Any]]:
+    return [{
+        "filter": {"and_filter": {"filters": [{"response_flag_filter": {"flags": _UNREACHABLE_FLAGS}},
+                                              _path_filter(path)]}},
+        "status_code": 502,
+        "body_format_override": {"json_format": _envelope(502, UNREACHABLE, shape)},
+    } for path, shape in _REPLY_SHAPES]
+
+
+def _cel(expression: str) -> dict[str, Any]:
+    """A local-reply filter on a CEL expression (the only filter that reads response code details)."""
+    return {"extension_filter": {"name": "envoy.access_loggers.extension_filters.cel", "typed_config": {
+        "@type": T + "envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter", "expression": expression}}}
+
+
+def _processor_unavailable_mappers() -> list[dict[str, Any]]:
+    """The ext_proc stream failed (no worker reachable, the one holding the request died, or it did not
+    answer within `message_timeout`): a 503 in each path's dialect saying what is down. Told apart from
+    other local replies by Envoy's response code details (`ext_proc_error_gRPC_error_…`,
+    `ext_proc_error_per-message_timeout_exceeded`), which only a CEL filter can read."""
+    failed = _cel("response.code_details.startsWith('ext_proc_error')")
+    openai = {"error": {"message": PROCESSOR_UNAVAILABLE, "type": "server_error", "param": None,
+                        "code": "processor_unavailable"}}
+    anthropic = {"type": "error", "error": {"type": "overloaded_error", "message": PROCESSOR_UNAVAILABLE}}
+    both = {"type": "error", "error": {**anthropic["error"], "param": None, "code": "processor_unavailable"}}
+    return [{
+        "filter": {"and_filter": {"filters": [
+            failed, {"header_filter": {"header": {"name": ":path", "string_match": {"contains": path}}}}]}},
+        "status_code": 503,
+        "body_format_override": {"json_format": body},
+    } for path, body in (("/chat/completions", openai), ("/responses", openai), ("/messages", anthropic),
+                         ("/", both))]
+
+
+def local_reply_config() -> dict[str, Any]:
+    """Chat paths get OpenAI's envelope, Messages paths Anthropic's, every other path (bypassed APIs
+    of either vendor) Anthropic's envelope carrying OpenAI's fields too, which both SDKs read."""
+    mappers: list[dict[str, Any]] = [{
+        # no ext_proc worker answers: not ready (503, what probes and load balancers expect), not a 500
+        "filter": {"and_filter": {"filters": [
+            {"status_code_filter": {"comparison": {"op": "GE", "value": {
+                "default_value": 500, "runtime_key": "lunaroute.local_reply.readyz"}}}},
+            {"header_filter": {"header": {"name": ":path", "string_match": {"exact": "/readyz"}}}},
+        ]}},
+        "status_code": 503,
+        "body_format_override": {"json_format": {"status": "unavailable", "reason": "%LOCAL_REPLY_BODY%"}},
+    }, *_processor_unavailable_mappers(), *_unreachable_mappers()]
+    for path, shape in _REPLY_SHAPES:
+        for status in (*_ENVOY_STATUSES, None):
+            mappers.append(_local_reply_mapper(status, path, _envelope(status or 500, "%LOCAL_REPLY_BODY%", shape)))
+    mappers.append(_codec_error_mapper())
+    return {"mappers": mappers}
+
+
+def _codec_error_mapper() -> dict[str, Any]:
+    """A request Envoy's codec rejected (headers too large, conflicting framing) has no path to pick a
+    dialect by: the envelope both SDKs read."""
+    return {"filter": _cel("response.code_details.startsWith('http1.')"), "body_format_override": {"json_format": {
+        "type": "error", "error": {"type": "invalid_request_error", "message": "%LOCAL_REPLY_BODY%",
+                                   "param": None, "code": "%RESPONSE_CODE%"}}}}
