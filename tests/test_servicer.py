@@ -21,7 +21,6 @@ from extproc.server import ExternalProcessor, grpc_options, to_proto
 from extproc.wire import CLUSTER_HEADER, GATE_METADATA
 
 
-
 def _cfg() -> config.Config:
     return config.parse({"providers": {
         "anthropic": {"type": "anthropic", "base_url": "https://api.anthropic.com"},
