@@ -148,6 +148,45 @@ class ToolSchema(_Model):
         return v
 
 
+_POOL_KEY_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+
+
+class PoolKey(_Model):
+    """One key of a provider's credential pool (see `extproc.pools`): where Envoy reads it, and its
+    share of the pool's conversations. The name labels metrics and records; the key itself is never
+    read here."""
+
+    name: str
+    api_key_env: str | None = None
+    api_key_file: str | None = None
+    weight: int = Field(1, ge=1, le=100)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _POOL_KEY_NAME.match(v):
+            raise ValueError(f"{v!r} is not a key name; use 1-32 lower-case letters, digits, '-' or '_', "
+                             "e.g. team-a (it labels metrics, never the key itself)")
+        return v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PoolKey:
+        if bool(self.api_key_env) == bool(self.api_key_file):
+            raise ValueError(f"key {self.name!r} needs exactly one of api_key_env or api_key_file, "
+                             "e.g. {name: team-a, api_key_env: ANTHROPIC_KEY_A}")
+        return self
+
+
+class Pools(_Model):
+    """Credential pools (extproc.pools). A key that answers 429/529 without saying when to come back
+    cools for `backoff_s`, doubling on each repeat up to `max_cooldown_s`. `state_dir`: where the pool
+    file Envoy watches and Envoy's log of refused attempts live (`lunaroute up` sets its runtime dir)."""
+
+    backoff_s: float = Field(30.0, gt=0, le=3600)
+    max_cooldown_s: float = Field(3600.0, gt=0, le=86_400)
+    state_dir: str | None = None
+
+
 class Provider(_Model):
     type: Dialect
     base_url: str
@@ -157,6 +196,8 @@ class Provider(_Model):
     auth: Literal["passthrough", "none"] | None = None
     api_key_env: str | None = None
     api_key_file: str | None = None
+    # A pool of keys (extproc.pools): each conversation sticks to one, 429s move on to the next.
+    keys: list[PoolKey] = []
     model: str | None = None
     models: list[str] = []
     endpoint_prefixes: list[str] = []
@@ -217,11 +258,16 @@ class Provider(_Model):
 
     @model_validator(mode="after")
     def _one_auth(self) -> Provider:
-        chosen = [k for k in ("auth", "api_key_env", "api_key_file") if getattr(self, k)]
+        chosen = [k for k in ("auth", "api_key_env", "api_key_file", "keys") if getattr(self, k)]
         if len(chosen) > 1:
             raise ValueError(
-                f"sets {' and '.join(chosen)}; choose one: auth: passthrough, api_key_env or api_key_file"
+                f"sets {' and '.join(chosen)}; choose one: auth: passthrough, api_key_env, api_key_file, "
+                "or keys (a pool: [{name, api_key_env | api_key_file, weight}])"
             )
+        names = [k.name for k in self.keys]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"keys: the name {twice[0]!r} is used twice; give every key of the pool its own name")
         return self
 
     @model_validator(mode="after")
@@ -238,7 +284,22 @@ class Provider(_Model):
     @property
     def keyed(self) -> bool:
         """Envoy injects this provider's own key."""
-        return bool(self.api_key_env or self.api_key_file)
+        return bool(self.api_key_env or self.api_key_file or self.keys)
+
+    @property
+    def pool(self) -> list[PoolKey]:
+        """The provider's keys: its `keys`, or its one `api_key_env` / `api_key_file` as a pool of one
+        named `default` (empty without a key of its own)."""
+        if self.keys:
+            return list(self.keys)
+        if self.api_key_env or self.api_key_file:
+            return [PoolKey(name="default", api_key_env=self.api_key_env, api_key_file=self.api_key_file)]
+        return []
+
+    @property
+    def pooled(self) -> bool:
+        """More than one key: Envoy walks the pool (extproc.envoy_config.pools)."""
+        return len(self.keys) > 1
 
     @property
     def uses_client_key(self) -> bool:
@@ -524,6 +585,7 @@ class Config(_Model):
     providers: dict[str, Provider] = Field(default_factory=dict)
     routing: Routing = Routing()
     bypass: Bypass = Bypass()
+    pools: Pools = Pools()
     recording: Recording = Recording()
     pricing: dict[str, ModelPrice] = {}  # model glob → price, before the shipped defaults
     pii: Pii = Pii()
@@ -577,12 +639,14 @@ class Config(_Model):
     def check_secrets(self) -> None:
         """Fail early when a provider's key is not where the config says; never reads the key."""
         for name, p in self.providers.items():
-            if p.api_key_env and not os.environ.get(p.api_key_env):
-                raise ConfigError(f"providers.{name}.api_key_env: environment variable {p.api_key_env} is "
-                                  f"not set; export it, or use api_key_file")
-            if p.api_key_file and not os.access(os.path.expanduser(p.api_key_file), os.R_OK):
-                raise ConfigError(f"providers.{name}.api_key_file: {p.api_key_file!r} is not a readable "
-                                  f"file; create it with the key as its only content")
+            for key in p.pool:
+                where = f"providers.{name}.keys[{key.name}]" if p.keys else f"providers.{name}"
+                if key.api_key_env and not os.environ.get(key.api_key_env):
+                    raise ConfigError(f"{where}.api_key_env: environment variable {key.api_key_env} is "
+                                      f"not set; export it, or use api_key_file")
+                if key.api_key_file and not os.access(os.path.expanduser(key.api_key_file), os.R_OK):
+                    raise ConfigError(f"{where}.api_key_file: {key.api_key_file!r} is not a readable "
+                                      f"file; create it with the key as its only content")
         self.pii.secret(dict(os.environ))
         self.key_digests()
 
@@ -601,7 +665,7 @@ class Config(_Model):
     def secret_env_vars(self) -> frozenset[str]:
         """Environment variables that hold keys: for Envoy (providers) and the renderer (gateway keys)
         only, never for the Python workers."""
-        names = {p.api_key_env for p in self.providers.values() if p.api_key_env}
+        names = {k.api_key_env for p in self.providers.values() for k in p.pool if k.api_key_env}
         names |= {k.key_env for k in self.access.keys if k.key_env}
         return frozenset(names)
 
@@ -655,7 +719,8 @@ def _describe(err: dict[str, Any], model_fields: Any) -> str:
 def _all_field_names() -> list[str]:
     names: set[str] = set()
     for m in (Config, Listen, Admin, ExtProc, Limits, Timeouts, Retries, Provider, Rule, Routing, Bypass,
-              Recording, Pii, Pricing, ModelPrice, BudgetsConfig, BudgetLimit, ToolSchema, Access, GatewayKey):
+              Recording, Pii, Pricing, ModelPrice, BudgetsConfig, BudgetLimit, ToolSchema, Access, GatewayKey,
+              PoolKey, Pools):
         names.update(m.model_fields)
     return sorted(names)
 

@@ -33,6 +33,7 @@ from .observe.budgets import RESERVED_OUTPUT_TOKENS, Refusal, Reservation
 from .observe.recording import Draft, anonymise_ip
 from .paths import Kind
 from .plan import Plan, Refused, RequestLine, read_request, refuse_out_of_list, route
+from .pools.state import AllKeysOut
 from .prepare import STASHED_HEADERS, prepare, target_for
 from .responses import ModelListMerge, ResponseTranslation, UsageMeter, status_of
 from .wire import (
@@ -42,6 +43,7 @@ from .wire import (
     FALLBACK_HEADER,
     INTERNAL_PREFIX,
     PEER_HEADER,
+    POOL_KEY_HEADER,
     PROVIDER_HEADER,
     Chain,
     cluster_name,
@@ -211,6 +213,10 @@ class Exchange:
             chain = (name,)
         else:
             chain = plan.chain
+        try:  # credential pools: the conversation's start key (extproc.pools); chains start on the first
+            cluster = gw.pools.start_cluster(name, req.headers, doc) if len(chain) == 1 else cluster_name(name)
+        except AllKeysOut as exc:
+            return self._all_keys_out(exc)
         if gw.recorder is not None:
             self.draft = Draft(gw.cfg.recording.max_body_bytes, raw, {
                 "session": plan.session or "no-session", "request_id": req.headers.get("x-request-id"),
@@ -231,7 +237,7 @@ class Exchange:
         self.response = out.response
         reply = out.reply
         reply.clear_route_cache = True
-        reply.set_headers[CLUSTER_HEADER] = cluster_name(name)
+        reply.set_headers[CLUSTER_HEADER] = cluster
         self._left()
         if self.response is None and (self.draft is not None or self.reservation is not None):
             # the record needs the response; a budget needs the provider's usage
@@ -281,6 +287,15 @@ class Exchange:
         reply = self._error(429, refusal.message(), kind="budget")
         assert reply.immediate is not None
         reply.immediate.headers["retry-after"] = str(max(int(refusal.resets - time.time()), 1))
+        return reply
+
+    def _all_keys_out(self, exc: AllKeysOut) -> Reply:
+        """Every key of the provider's pool is cooling or revoked: a 429 in the client's dialect, with
+        the soonest time one is back."""
+        reply = self._error(429, f"every key of provider {exc.provider!r} is rate limited; retry in "
+                                 f"{exc.retry_after} s", kind="rate_limited")
+        assert reply.immediate is not None
+        reply.immediate.headers["retry-after"] = str(exc.retry_after)
         return reply
 
     def _with_fallbacks(self, plan: Plan, doc: dict) -> Reply:
@@ -396,7 +411,10 @@ class Exchange:
         reply.clear_route_cache = True
         reply.request_body_mode = "NONE"
         reply.response_header_mode = None if response else "SKIP"
-        reply.set_headers[CLUSTER_HEADER] = cluster_name(name)
+        try:  # credential pools (extproc.pools): no body read, so the session headers pick the key
+            reply.set_headers[CLUSTER_HEADER] = self.gw.pools.start_cluster(name, req.headers, None)
+        except AllKeysOut as exc:
+            return self._all_keys_out(exc)
         return self._scrubbed(reply)
 
     def _error(self, status: int, message: str, param: str | None = None, kind: str = "bad_request") -> Reply:
@@ -420,6 +438,8 @@ class Exchange:
         if self.phase is Phase.SENT:
             self.phase = Phase.RESPONDING
         answered = headers.get(PROVIDER_HEADER)
+        if answered and POOL_KEY_HEADER in headers:  # a pool key's answer teaches its cooldown (extproc.pools)
+            self.gw.pools.observe(answered, headers[POOL_KEY_HEADER], self.status, headers)
         if self.chained and answered in self.gw.provider_names and self.plan is not None:
             self.provider_name = answered  # the chain's member that answered
             self.sent_model = self.plan.models.get(answered)

@@ -16,6 +16,7 @@ from .observe.labels import ModelLabels
 from .observe.pii import Redactor
 from .observe.pricing import DEFAULT_PRICES, Price, PriceTable
 from .observe.sessions import RecordWriter
+from .pools.state import PoolState
 from .routing import Observed, Router
 
 
@@ -46,6 +47,8 @@ class Gateway:
         self.ledger = Ledger(self.prices, model_labels(cfg), self.observed, self.budgets, self.recorder)
         self._healthy = healthy or (lambda: True)
         self._ticks = 0
+        self.pools = PoolState(cfg)  # credential pools: start keys and cooldowns (extproc.pools)
+        self.pools.start()
 
     def sample(self) -> bool:
         self._ticks += 1
@@ -56,6 +59,7 @@ class Gateway:
 
     def close(self) -> None:
         """Flush what is queued for the session store and the budgets (SIGTERM)."""
+        self.pools.stop()
         if self.recorder is not None:
             self.recorder.close()
         if self.budgets is not None:

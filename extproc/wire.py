@@ -43,16 +43,20 @@ PEER_HEADER = "x-lunaroute-peer"
 FAST_HEADER = "x-lunaroute-fast"
 # Set by the gate on requests the fast path may decide: only these have their body parsed for it.
 CANDIDATE_HEADER = "x-lunaroute-candidate"
+# The pool key pools.lua picked for a fast-path request (the `fast/…` routes of a pooled provider read it).
+POOL_HEADER = "x-lunaroute-pool"
 # Envoy's count of a request's attempts (the route's `include_request_attempt_count`).
 ATTEMPT_COUNT_HEADER = "x-envoy-attempt-count"
 
 # Internal headers Envoy sets for its own filters and routes; removed before a request leaves it.
-GATE_HEADERS = [CLUSTER_HEADER, CLIENT_HEADER, SCOPE_HEADER, FAST_HEADER, CANDIDATE_HEADER]
+GATE_HEADERS = [CLUSTER_HEADER, CLIENT_HEADER, SCOPE_HEADER, FAST_HEADER, CANDIDATE_HEADER, POOL_HEADER]
 
 # -- response headers ------------------------------------------------------------------------------
 
 # Which provider answered (from the endpoint's metadata; empty for the gateway's own answers).
 PROVIDER_HEADER = "x-lunaroute-provider"
+# Which key of a pooled provider answered (its name, from the endpoint's metadata; never the key).
+POOL_KEY_HEADER = "x-lunaroute-pool-key"
 
 # -- metadata --------------------------------------------------------------------------------------
 
@@ -62,10 +66,14 @@ METADATA_NAMESPACE = "lunaroute"
 CLIENT_KEY = "client"
 PROVIDERS_KEY = "providers"
 PROVIDER_KEY = "provider"
+POOL_KEY = "pool_key"  # endpoint metadata of a pooled provider's clusters: the key's name
 # json_to_metadata lifts the body's `model` (or `error` for a body that is not JSON) into this namespace.
 BODY_METADATA = "lunaroute.body"
 MODEL_KEY = "model"
 ERROR_KEY = "error"
+# … and, for pools.lua's conversation id, `metadata.user_id` and `prompt_cache_key`.
+USER_ID_KEY = "user_id"
+CACHE_KEY_KEY = "prompt_cache_key"
 
 # gRPC initial metadata of our own bootstrap's ext_proc streams. GATE_METADATA says the gate ran, so
 # internal headers are Envoy's (a mesh's proxies, whose filter chain is not ours, do not send it);
@@ -78,6 +86,7 @@ ATTEMPT_PROVIDER_METADATA = "x-lunaroute-attempt-provider"
 
 GATE_FILTER = "lunaroute.gate"  # also the route-metadata namespace the gate reads (`provider`)
 FAST_FILTER = "lunaroute.fast"
+POOLS_FILTER = "lunaroute.pools"
 ATTEMPT_FILTER = "lunaroute.attempt_ext_proc"
 EXTPROC_FILTER = "envoy.filters.http.ext_proc"
 JSON_TO_METADATA = "envoy.filters.http.json_to_metadata"
@@ -89,13 +98,21 @@ def cluster_name(provider: str) -> str:
     return f"provider_{provider}"
 
 
+def pool_cluster(provider: str, keys: list[str], key: str) -> str:
+    """The cluster a request to a pooled provider starts on when it starts on `key` (of `keys`, in
+    config order): the first key's is the provider's own cluster, so whatever names the provider
+    (bypass, fallback chains) still walks its pool."""
+    return cluster_name(provider) if key == keys[0] else f"{cluster_name(provider)}@{key}"
+
+
 def lua_names() -> dict[str, str]:
     """The names the Lua filters use, rendered into their settings so the Lua holds no copy."""
     return {"internal_prefix": INTERNAL_PREFIX, "key": KEY_HEADER, "client": CLIENT_HEADER,
             "scope": SCOPE_HEADER, "peer": PEER_HEADER, "fast": FAST_HEADER, "candidate": CANDIDATE_HEADER,
             "namespace": METADATA_NAMESPACE, "client_key": CLIENT_KEY, "providers_key": PROVIDERS_KEY,
             "provider_key": PROVIDER_KEY, "body_namespace": BODY_METADATA, "model_key": MODEL_KEY,
-            "error_key": ERROR_KEY}
+            "error_key": ERROR_KEY, "pool": POOL_HEADER, "user_id_key": USER_ID_KEY,
+            "cache_key_key": CACHE_KEY_KEY}
 
 
 # -- the fallback chain, carried in CHAIN_HEADER from the request phase to every attempt -------------

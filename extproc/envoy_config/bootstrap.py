@@ -9,13 +9,14 @@ from typing import Any
 import yaml
 
 from ..config import Config
-from ..wire import CLIENT_KEY, METADATA_NAMESPACE
+from ..wire import CLIENT_KEY, METADATA_NAMESPACE, POOLS_FILTER
 from .clusters import extproc_cluster, find_ca_file, provider_cluster, secret
 from .common import T, duration
 from .ext_proc import ext_proc_enabled, gateway_ext_proc_filter, runtime_layers
 from .fast_path import fast_filters
 from .gate import GATE_FILE, gate_discovery, inline_gate, keyless_gate
 from .local_replies import local_reply_config
+from .pools import attempts_log, internal_listener_extension, pool_clusters, pool_listeners, pool_secrets, pools_filter
 from .routes import route_table, virtual_hosts
 
 
@@ -76,10 +77,12 @@ def render(cfg: Config, ca_file: str | None = None, gate_path: str | None = None
         "http_filters": [
             gate_discovery(gate_path),
             *fast_filters(cfg),
+            *pools_filter(cfg),
             gateway_ext_proc_filter(cfg),
             {"name": "envoy.filters.http.router", "typed_config": {
                 "@type": T + "envoy.extensions.filters.http.router.v3.Router",
                 "suppress_envoy_headers": True,
+                **({"upstream_log": attempts_log(cfg)} if attempts_log(cfg) else {}),
             }},
         ],
         "access_log": [{
@@ -102,9 +105,10 @@ def render(cfg: Config, ca_file: str | None = None, gate_path: str | None = None
         }],
     }
     clusters = [extproc_cluster(cfg)] + [
-        provider_cluster(cfg, name, p, ca) for name, p in cfg.providers.items()
+        c for name, p in cfg.providers.items()
+        for c in (pool_clusters(cfg, name, p, ca) if p.pooled else [provider_cluster(cfg, name, p, ca)])
     ]
-    secrets = [secret(name, p) for name, p in cfg.providers.items() if p.keyed]
+    secrets = [secret(name, p) for name, p in cfg.providers.items() if p.keyed and not p.pooled] + pool_secrets(cfg)
     static: dict[str, Any] = {
         "listeners": [{
             "name": "lunaroute",
@@ -114,13 +118,15 @@ def render(cfg: Config, ca_file: str | None = None, gate_path: str | None = None
             "filter_chains": [{"filters": [{
                 "name": "envoy.filters.network.http_connection_manager", "typed_config": hcm,
             }]}],
-        }],
+        }, *pool_listeners(cfg)],
         "clusters": clusters,
     }
     if secrets:
         static["secrets"] = secrets
+    extensions = {"bootstrap_extensions": [internal_listener_extension()]} if pool_listeners(cfg) else {}
     return {
         "node": {"id": "lunaroute", "cluster": "lunaroute"},
+        **extensions,
         "admin": {"address": _admin_address(cfg)},
         "static_resources": static,
         "layered_runtime": runtime_layers(),
@@ -145,6 +151,7 @@ def for_validation(boot: dict[str, Any], gate: dict[str, Any] | None = None) -> 
     really are there is `Config.check_secrets`' job."""
     if gate is not None or _has_gate_file(boot):
         boot = inline_gate(boot, gate or keyless_gate())
+    boot = inline_pools(boot)
     static = dict(boot["static_resources"])
     static["secrets"] = [
         {**s, "generic_secret": {"secret": {"inline_string": "placeholder"}}} for s in static.get("secrets", [])
@@ -152,6 +159,18 @@ def for_validation(boot: dict[str, Any], gate: dict[str, Any] | None = None) -> 
     if not static["secrets"]:
         del static["secrets"]
     return {**boot, "static_resources": static}
+
+
+def inline_pools(boot: dict[str, Any]) -> dict[str, Any]:
+    """The pools filter's default config in place of its file (see `envoy_config.pools`)."""
+    hcm = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    filters = [{"name": f["name"], "typed_config": f["config_discovery"]["default_config"]}
+               if f["name"] == POOLS_FILTER and "config_discovery" in f else f for f in hcm["http_filters"]]
+    if filters == hcm["http_filters"]:
+        return boot
+    boot = yaml.safe_load(yaml.safe_dump(boot))
+    boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"] = filters
+    return boot
 
 
 def _has_gate_file(boot: dict[str, Any]) -> bool:

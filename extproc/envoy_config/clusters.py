@@ -28,11 +28,12 @@ def find_ca_file() -> str:
         return DEFAULT_CA_FILE
 
 
-def _credential_filter(name: str, p: Provider) -> dict[str, Any]:
+def _credential_filter(name: str, p: Provider, secret_name: str | None = None) -> dict[str, Any]:
+    """Envoy's credential injector for the secret `secret_name` (default: the provider's one key)."""
     header, prefix = p.auth_header()
     generic: dict[str, Any] = {
         "@type": T + "envoy.extensions.http.injected_credentials.generic.v3.Generic",
-        "credential": {"name": f"{name}_key"},
+        "credential": {"name": secret_name or f"{name}_key"},
         "header": header,
     }
     if prefix:
@@ -48,10 +49,11 @@ def _credential_filter(name: str, p: Provider) -> dict[str, Any]:
 
 
 def secret(name: str, p: Provider) -> dict[str, Any]:
-    if p.api_key_env:
-        source = {"environment_variable": p.api_key_env}
+    key = p.pool[0]  # a provider with one key (pools: envoy_config.pools.pool_secrets)
+    if key.api_key_env:
+        source = {"environment_variable": key.api_key_env}
     else:
-        source = {"filename": str(Path(p.api_key_file or "").expanduser())}
+        source = {"filename": str(Path(key.api_key_file or "").expanduser())}
     return {"name": f"{name}_key", "generic_secret": {"secret": source}}
 
 

@@ -8,7 +8,17 @@ from typing import Any
 
 from ..config import Config
 from ..routing import Router
-from ..wire import BODY_METADATA, CANDIDATE_HEADER, ERROR_KEY, FAST_FILTER, JSON_TO_METADATA, MODEL_KEY, lua_names
+from ..wire import (
+    BODY_METADATA,
+    CACHE_KEY_KEY,
+    CANDIDATE_HEADER,
+    ERROR_KEY,
+    FAST_FILTER,
+    JSON_TO_METADATA,
+    MODEL_KEY,
+    USER_ID_KEY,
+    lua_names,
+)
 from .common import T, envoy_source, lua_literal, only_with_header
 
 # Paths the fast path may decide, and the dialect their clients speak.
@@ -86,12 +96,18 @@ def fast_filters(cfg: Config) -> list[dict[str, Any]]:
              "on_present": {"metadata_namespace": BODY_METADATA, "key": MODEL_KEY, "type": "PROTOBUF_VALUE"},
              "on_error": {"metadata_namespace": BODY_METADATA, "key": ERROR_KEY, "value": "1"}}
 
+    rules = [model]
+    if any(p.pooled for p in cfg.providers.values()):  # pools.lua's conversation id (envoy_config.pools)
+        rules += [{"selectors": selectors, "on_present": {"metadata_namespace": BODY_METADATA, "key": key,
+                                                          "type": "PROTOBUF_VALUE"}}
+                  for key, selectors in ((USER_ID_KEY, [{"key": "metadata"}, {"key": "user_id"}]),
+                                         (CACHE_KEY_KEY, [{"key": "prompt_cache_key"}]))]
     code = ("-- Rendered by `lunaroute` from the gateway's config; the code below FAST is envoy/fast.lua.\n"
             f"local FAST = {lua_literal(settings)}\n\n{envoy_source('fast.lua')}")
     return [
         only_with_header(CANDIDATE_HEADER, JSON_TO_METADATA, {
             "@type": T + "envoy.extensions.filters.http.json_to_metadata.v3.JsonToMetadata",
-            "request_rules": {"rules": [model]}}),
+            "request_rules": {"rules": rules}}),
         only_with_header(CANDIDATE_HEADER, FAST_FILTER, {
             "@type": T + "envoy.extensions.filters.http.lua.v3.Lua", "default_source_code": {"inline_string": code}}),
     ]

@@ -23,6 +23,7 @@ from ..wire import (
 )
 from .common import T, duration, ext_proc_off, header_input, json_reply
 from .fast_path import fast_settings
+from .pools import fast_pool_routes, pool_retry_policy, pooled_routes
 
 CHAIN_PREFIXES = ("/v1/messages", "/v1/chat/completions", "/v1/responses")
 
@@ -137,6 +138,7 @@ def route_table(cfg: Config) -> list[dict[str, Any]]:
     # A request the workers routed, whatever its path now: they rewrite `:path` for the provider (a base
     # path such as /v1beta/openai, another dialect's path) and re-pick the route, which must then follow
     # their cluster header (only they can set it: the gate removes a client's), never the path.
+    routes += pooled_routes(cfg, intercepted, provider_header)  # credential pools (envoy_config.pools)
     routes.append({"name": "routed", "match": {"prefix": "/", "headers": [
         {"name": CLUSTER_HEADER, "present_match": True}]}, "route": intercepted,
         "request_headers_to_remove": GATE_HEADERS, "response_headers_to_add": provider_header})
@@ -153,6 +155,8 @@ def route_table(cfg: Config) -> list[dict[str, Any]]:
     if cfg.bypass.enabled:
         bypass = cfg.providers[cfg.bypass_provider]
         action: dict[str, Any] = {"cluster": cluster_name(cfg.bypass_provider), **provider_action(cfg)}
+        if bypass.pooled:  # the first key's start cluster, walking the pool (envoy_config.pools)
+            action["retry_policy"] = pool_retry_policy(cfg, len(bypass.pool))
         if bypass.path_prefix:
             action["prefix_rewrite"] = bypass.path_prefix + "/"
         route: dict[str, Any] = {
@@ -217,7 +221,7 @@ def fast_routes(cfg: Config, provider_header: list[dict[str, Any]]) -> list[dict
                 **edits,
             }
             route["request_headers_to_remove"] = [*GATE_HEADERS, *edits["request_headers_to_remove"]]
-            routes.append(route)
+            routes += fast_pool_routes(cfg, route, name) if cfg.providers[name].pooled else [route]
     return routes
 
 

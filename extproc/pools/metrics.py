@@ -1,0 +1,29 @@
+"""Per-key metrics of the credential pools, labelled by the key's *name* (never the key)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+POOL_STARTS = Counter(
+    "lunaroute_pool_starts_total",
+    "Requests the workers started on a key of a pooled provider (the fast path's are in Envoy's stats: "
+    "lunaroute_pool_key_requests).",
+    ["provider", "key"],
+)
+POOL_REFUSALS = Counter(
+    "lunaroute_pool_refusals_total",
+    "Answers that put a pool key out: 429/529 (cooling) or 401/403 (revoked), by provider, key and status.",
+    ["provider", "key", "status"],
+)
+POOL_KEY_OUT = Gauge(
+    "lunaroute_pool_key_out",
+    "1 while a pool key is cooling or revoked, else 0.",
+    ["provider", "key"],
+    multiprocess_mode="max",
+)
+POOL_KEY_REQUESTS = Gauge(
+    "lunaroute_pool_key_requests",
+    "Requests each pool key served since Envoy started (Envoy's counter of the key's cluster), by status class.",
+    ["provider", "key", "status"],
+    multiprocess_mode="max",
+)

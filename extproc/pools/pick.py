@@ -1,0 +1,77 @@
+"""Which key of a pool a conversation starts on: weighted rendezvous hashing, integers only.
+
+Every worker, every replica and Envoy's pools.lua compute the same pick from the same inputs, without
+asking anyone: the conversation's id and the pool's usable keys. Each key takes part with as many
+virtual names (`name#0`, `name#1`, …) as its weight; the key owning the highest FNV-1a hash of
+`conversation \\0 name#i` wins (ties: the earlier key). Removing a key (cooling, revoked) moves only
+the conversations it held; the others stay where their prompt cache is. Integers only, so LuaJIT's
+doubles and Python's ints cannot disagree (tests/test_pools_pick.py holds the two equal).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import orjson
+
+from ..observe.recording import session_of, valid_session
+
+_FNV_OFFSET = 0x811C9DC5
+_FNV_PRIME = 0x01000193
+_MASK = 0xFFFFFFFF
+
+
+def fnv1a(data: bytes) -> int:
+    """32-bit FNV-1a: simple enough to write identically in Lua."""
+    h = _FNV_OFFSET
+    for b in data:
+        h = ((h ^ b) * _FNV_PRIME) & _MASK
+    return h
+
+
+def start_key(keys: Iterable[tuple[str, int]], conversation: str) -> str | None:
+    """The key (name) `conversation` starts on among `keys` (name, weight) in config order; None
+    when no key is usable."""
+    best: tuple[int, int] | None = None
+    chosen = None
+    prefix = conversation.encode() + b"\0"
+    for index, (name, weight) in enumerate(keys):
+        for i in range(weight):
+            score = (fnv1a(prefix + f"{name}#{i}".encode()), -index)
+            if best is None or score > best:
+                best, chosen = score, name
+    return chosen
+
+
+def first_user_text(doc: Mapping) -> str | None:
+    """The first user turn of a conversation, as sent (a string, or its content blocks serialised):
+    the conversation's identity when the client names none."""
+    items = doc.get("messages")
+    if not isinstance(items, list):
+        items = doc.get("input") if isinstance(doc.get("input"), list) else None
+        if items is None:
+            return doc["input"] if isinstance(doc.get("input"), str) else None
+    for item in items:
+        if isinstance(item, dict) and item.get("role") == "user":
+            content = item.get("content")
+            return content if isinstance(content, str) else orjson.dumps(content).decode()
+    return None
+
+
+def conversation_id(headers: Mapping[str, str], doc: Mapping | None) -> str | None:
+    """Who a request belongs to, for the pick: the client's session (Claude Code's
+    `x-claude-code-session-id`, `metadata.user_id`'s session, `x-session-id`, Codex's `session-id`),
+    else the body's `prompt_cache_key`, else a hash of the first user turn. Never the request id,
+    which changes every turn. pools.lua computes the first three the same way and leaves the rest
+    to Python."""
+    # The one place pools read the session (extproc.session_id will replace recording.session_of).
+    session = session_of({h: v for h, v in headers.items() if h != "x-request-id"}, dict(doc or {}))
+    if session:
+        return session
+    if doc is None:
+        return None
+    cache_key = valid_session(doc.get("prompt_cache_key"))
+    if cache_key:
+        return cache_key
+    text = first_user_text(doc)
+    return f"u{fnv1a(text.encode()):08x}" if text else None

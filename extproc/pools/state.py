@@ -1,0 +1,238 @@
+"""A worker's view of its credential pools: which keys are out, the start cluster of a request, and
+the lessons of refused attempts — kept in the shared store and handed to Envoy in the pool file.
+
+The request path only reads memory (`start_cluster`) and records lessons in memory (`observe`); a
+thread does the rest every `REFRESH_S`: it reads the refused attempts Envoy logged (the ones it
+retried on the next key, which no worker sees, and the fast path's), saves lessons to the store,
+reloads every key's state from it (other workers', other replicas'), and rewrites the pool file when
+the set of unusable keys changed. A store that fails is forgotten until it answers again: every key
+counts as usable, and the pick is the plain hash (fail open).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import orjson
+
+from ..config import Config, PoolKey
+from ..envoy_config.pools import ATTEMPTS_LOG, POOLS_FILE, pooled, write_pools
+from ..wire import cluster_name, pool_cluster
+from . import metrics
+from .cooldown import RATE_HEADERS, learn
+from .pick import conversation_id, start_key
+from .store import KeyState, PoolStore, open_pool_store
+
+log = logging.getLogger("lunaroute")
+
+REFRESH_S = 0.5
+# An env-var key cannot change without a restart; a revoked one is retried after `max_cooldown_s`.
+_ENV_FINGERPRINT = "env"
+# How the pool file says "revoked" to pools.lua: out until 2100.
+REVOKED_UNTIL = 4_102_444_800.0
+
+
+class AllKeysOut(Exception):
+    """Every key of the pool is cooling or revoked; `retry_after`: seconds until the first is back."""
+
+    def __init__(self, provider: str, retry_after: int) -> None:
+        super().__init__(provider)
+        self.provider, self.retry_after = provider, retry_after
+
+
+def fingerprint(key: PoolKey) -> str:
+    """What changes when a key's secret is rewritten (the file's identity, never its content)."""
+    if not key.api_key_file:
+        return _ENV_FINGERPRINT
+    try:
+        st = os.stat(os.path.expanduser(key.api_key_file))
+    except OSError:
+        return "missing"
+    return f"{st.st_ino}:{st.st_mtime_ns}:{st.st_size}"
+
+
+class PoolState:
+    def __init__(self, cfg: Config, store: PoolStore | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.pools = {name: p.pool for name, p in pooled(cfg).items()}
+        self.keys = {(name, k.name): k for name, keys in self.pools.items() for k in keys}
+        self.states: dict[tuple[str, str], KeyState] = {}
+        self._store = store
+        self._pending: queue.SimpleQueue[tuple[str, str, KeyState]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        state_dir = cfg.pools.state_dir
+        self.file = Path(state_dir) / POOLS_FILE if state_dir else None
+        self.attempts = Path(state_dir) / ATTEMPTS_LOG if state_dir else None
+        self._offset: int | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def store(self) -> PoolStore:
+        if self._store is None:
+            self._store = open_pool_store(self.cfg.budgets.store, self.cfg.budgets.timeout_ms / 1000)
+        return self._store
+
+    # -- the request path ------------------------------------------------------------------------
+
+    def usable(self, provider: str, key: PoolKey, now: float) -> bool:
+        state = self.states.get((provider, key.name))
+        if state is None:
+            return True
+        if state.revoked and state.fingerprint != _ENV_FINGERPRINT:
+            return fingerprint(key) != state.fingerprint  # rewritten: back in the pool
+        return state.until <= now
+
+    def start_cluster(self, provider: str, headers: Mapping[str, str], doc: Mapping | None) -> str:
+        """The cluster a request to `provider` goes to: a pooled provider's start cluster for this
+        conversation (the same pick pools.lua makes); raises AllKeysOut when no key is usable."""
+        keys = self.pools.get(provider)
+        if not keys:
+            return cluster_name(provider)
+        now = self.clock()
+        usable = [(k.name, k.weight) for k in keys if self.usable(provider, k, now)]
+        if not usable:
+            soonest = min(self.states[(provider, k.name)].until for k in keys)
+            raise AllKeysOut(provider, max(1, int(min(soonest, now + self.cfg.pools.max_cooldown_s) - now + 0.999)))
+        key = start_key(usable, conversation_id(headers, doc) or "")
+        assert key is not None
+        metrics.POOL_STARTS.labels(provider, key).inc()
+        return pool_cluster(provider, [k.name for k in keys], key)
+
+    def observe(self, provider: str, key: str, status: int, headers: Mapping[str, str]) -> None:
+        """What one answer of `key` taught: a cooldown or a revocation (kept here at once, saved to the
+        store by the thread), or, after refusals, that the key works again."""
+        pool_key = self.keys.get((provider, key))
+        if pool_key is None:
+            return
+        now = self.clock()
+        with self._lock:
+            state = self.states.get((provider, key)) or KeyState()
+            rate = {h: headers[h] for h in RATE_HEADERS if h in headers}
+            if status < 400:
+                if not (state.strikes or state.until):
+                    return
+                new = KeyState(rate=rate or state.rate)
+            else:
+                lesson = learn(status, headers, now, state.strikes, self.cfg.pools.backoff_s,
+                               self.cfg.pools.max_cooldown_s)
+                if lesson is None:
+                    return
+                metrics.POOL_REFUSALS.labels(provider, key, str(status)).inc()
+                known = state.until > now and lesson.until <= state.until + 1 and not lesson.revoked
+                if known:  # the same refusal, seen twice (Envoy's log and the response)
+                    return
+                revoked_env = lesson.revoked and not pool_key.api_key_file
+                until = now + self.cfg.pools.max_cooldown_s if revoked_env else lesson.until
+                new = KeyState(until=min(until, REVOKED_UNTIL), revoked=lesson.revoked and not revoked_env,
+                               fingerprint=fingerprint(pool_key) if lesson.revoked else "",
+                               strikes=state.strikes + 1, last_status=status, last_at=now, rate=rate or state.rate)
+                log.warning("pool %s: key %s answered %d; out %s", provider, key, status,
+                            "until its secret changes" if new.revoked else f"for {int(new.until - now)}s")
+            self.states[(provider, key)] = new
+        self._pending.put((provider, key, new))
+
+    def observe_attempt(self, entry: Mapping[str, object]) -> None:
+        """One refused attempt from Envoy's upstream log (`envoy_config.pools.attempts_log`), or an
+        entry of the gRPC access-log receiver carrying the same fields."""
+        provider, key = entry.get("provider"), entry.get("key")
+        try:
+            status = int(str(entry.get("status")))
+        except ValueError:
+            return
+        if isinstance(provider, str) and isinstance(key, str):
+            headers = {h: str(v) for h in RATE_HEADERS if (v := entry.get(h)) not in (None, "", "-")}
+            self.observe(provider, key, status, headers)
+
+    # -- the thread ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if not self.pools or self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="lunaroute-pools", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self.tick()
+            except Exception:  # noqa: BLE001 - the pools' upkeep must never stop; the next tick retries
+                log.exception("pool upkeep failed")
+            if self._stop.wait(REFRESH_S):
+                return
+
+    def tick(self) -> None:
+        """One round of upkeep (the thread's; tests call it directly)."""
+        self._read_attempts()
+        try:
+            while True:
+                provider, key, state = self._pending.get_nowait()
+                self.store.save(provider, key, state)
+        except queue.Empty:
+            pass
+        except Exception as exc:  # noqa: BLE001 - redis/sqlite errors of any kind: fail open
+            log.warning("pool store unavailable (%s): every key counts as usable", type(exc).__name__)
+            with self._lock:
+                self.states = {}
+            self._write_file()
+            return
+        try:
+            loaded = self.store.load(list(self.keys))
+        except Exception as exc:  # noqa: BLE001
+            log.warning("pool store unavailable (%s): every key counts as usable", type(exc).__name__)
+            loaded = {}
+        with self._lock:
+            self.states = loaded
+        now = self.clock()
+        for (provider, key), pool_key in self.keys.items():
+            metrics.POOL_KEY_OUT.labels(provider, key).set(0 if self.usable(provider, pool_key, now) else 1)
+        self._write_file()
+
+    def unusable(self) -> dict[str, dict[str, float]]:
+        now = self.clock()
+        out: dict[str, dict[str, float]] = {}
+        for (provider, key), pool_key in self.keys.items():
+            if not self.usable(provider, pool_key, now):
+                state = self.states[(provider, key)]
+                out.setdefault(provider, {})[key] = REVOKED_UNTIL if state.revoked else float(int(state.until) + 1)
+        return out
+
+    def _write_file(self) -> None:
+        if self.file is not None:
+            write_pools(self.cfg, self.file, self.unusable())
+
+    def _read_attempts(self) -> None:
+        """New lines of Envoy's log of refused attempts (from where this worker started reading)."""
+        if self.attempts is None:
+            return
+        try:
+            with self.attempts.open("rb") as f:
+                size = f.seek(0, os.SEEK_END)
+                if self._offset is None or size < self._offset:
+                    self._offset = size if self._offset is None else 0  # start at the end; a new file: its start
+                f.seek(self._offset)
+                data = f.read()
+        except FileNotFoundError:
+            self._offset = self._offset or 0
+            return
+        complete = data.rfind(b"\n") + 1
+        self._offset += complete
+        for line in data[:complete].splitlines():
+            try:
+                entry = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(entry, dict):
+                self.observe_attempt(entry)

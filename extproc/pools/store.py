@@ -1,0 +1,97 @@
+"""Where the pools' knowledge is shared: the store the budgets use (`budgets.store`): a SQLite file
+for one gateway (every worker), Redis for several replicas. One row per key: until when it is out,
+whether it is revoked (and the secret file's fingerprint then), how many refusals in a row, the last
+refusal, and the provider's last rate-limit headers. Calls are bounded by the budgets' timeout and
+made off the request path (`state.PoolState`); a failing store is the caller's to survive.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import orjson
+
+
+@dataclass(slots=True)
+class KeyState:
+    until: float = 0.0  # out until then (epoch seconds); 0: usable
+    revoked: bool = False
+    fingerprint: str = ""  # of the secret file when it was revoked
+    strikes: int = 0  # refusals in a row
+    last_status: int = 0
+    last_at: float = 0.0
+    rate: dict[str, str] = field(default_factory=dict)  # the provider's rate-limit headers, last seen
+
+    def encode(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> KeyState:
+        data = orjson.loads(raw)
+        return cls(**{k: data[k] for k in cls.__slots__ if k in data})  # type: ignore[attr-defined]
+
+
+class PoolStore(Protocol):
+    def load(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], KeyState]: ...
+
+    def save(self, provider: str, key: str, state: KeyState) -> None: ...
+
+
+class SqlitePoolStore:
+    """Beside the budgets, in their SQLite file (a table of its own)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = str(Path(path).expanduser())
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=2, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("CREATE TABLE IF NOT EXISTS pool_keys (provider TEXT, key TEXT, state BLOB, "
+                       "PRIMARY KEY (provider, key))")
+            self._local.db = db
+        return db
+
+    def load(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], KeyState]:
+        rows = self._db().execute("SELECT provider, key, state FROM pool_keys").fetchall()
+        wanted = set(keys)
+        return {(p, k): KeyState.decode(s) for p, k, s in rows if (p, k) in wanted}
+
+    def save(self, provider: str, key: str, state: KeyState) -> None:
+        self._db().execute("INSERT OR REPLACE INTO pool_keys VALUES (?, ?, ?)", (provider, key, state.encode()))
+
+
+class RedisPoolStore:
+    """One string per key (`lunaroute:pool:<provider>:<key>`), shared by every replica."""
+
+    def __init__(self, url: str, timeout_s: float = 0.25) -> None:
+        import redis
+
+        self._redis = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+
+    @staticmethod
+    def _name(provider: str, key: str) -> str:
+        return f"lunaroute:pool:{provider}:{key}"
+
+    def load(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], KeyState]:
+        if not keys:
+            return {}
+        values = self._redis.mget([self._name(p, k) for p, k in keys])
+        return {pk: KeyState.decode(v) for pk, v in zip(keys, values, strict=True) if v is not None}
+
+    def save(self, provider: str, key: str, state: KeyState) -> None:
+        self._redis.set(self._name(provider, key), state.encode(), ex=7 * 86_400)
+
+
+def open_pool_store(url: str, timeout_s: float = 0.25) -> PoolStore:
+    """The budgets' store URL: `redis://…` (or rediss://, unix://), else a SQLite path."""
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return RedisPoolStore(url, timeout_s)
+    return SqlitePoolStore(url.removeprefix("sqlite://"))
