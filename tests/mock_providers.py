@@ -18,6 +18,7 @@ import os
 import re
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -65,6 +66,63 @@ class Scripted:
     chunks: list[bytes] | None = None  # sent one by one (SSE), instead of body
     pause_s: float = 0.002  # between chunks
     stall: bool = False  # after the chunks, send nothing more and never finish (until the client leaves)
+
+
+def presented_key(request: web.Request) -> str:
+    """The provider key a request carries (x-api-key, else a Bearer token)."""
+    auth = request.headers.get("authorization", "")
+    return request.headers.get("x-api-key") or (auth[7:] if auth[:7].lower() == "bearer " else "")
+
+
+class KeyQuotas:
+    """Per-key request quotas, like a provider's per-minute limits: each key in `limits` may make that
+    many requests per `window_s`, then gets a 429 with `retry-after`; a key in `revoked` gets a 401.
+    Keys without a limit are not limited. Every answer to a limited key carries Anthropic's
+    `anthropic-ratelimit-requests-*` headers."""
+
+    def __init__(self) -> None:
+        self.limits: dict[str, int] = {}
+        self.used: dict[str, int] = {}
+        self.revoked: set[str] = set()
+        self.window_s = 60.0
+        self.retry_after = 30
+        self.started = time.time()
+        self.served: list[str] = []  # the key of every request that was answered (not refused)
+        self.refused: list[tuple[str, int]] = []
+
+    def limit(self, limits: dict[str, int], window_s: float = 60.0, retry_after: int = 30) -> None:
+        self.limits.update(limits)
+        self.window_s, self.retry_after = window_s, retry_after
+
+    def _roll(self) -> None:
+        if time.time() - self.started >= self.window_s:
+            self.used.clear()
+            self.started = time.time()
+
+    def admit(self, request: web.Request) -> web.Response | None:
+        key = presented_key(request)
+        self._roll()
+        if key in self.revoked:
+            self.refused.append((key, 401))
+            return web.json_response({"type": "error", "error": {"type": "authentication_error",
+                                                                  "message": "invalid x-api-key"}}, status=401)
+        if key in self.limits and self.used.get(key, 0) >= self.limits[key]:
+            self.refused.append((key, 429))
+            return web.json_response({"type": "error", "error": {"type": "rate_limit_error",
+                                                                  "message": "rate limited (mock quota)"}},
+                                     status=429, headers={"retry-after": str(self.retry_after)})
+        self.used[key] = self.used.get(key, 0) + 1
+        self.served.append(key)
+        return None
+
+    def headers(self, request: web.Request) -> dict[str, str]:
+        key = presented_key(request)
+        if key not in self.limits:
+            return {}
+        reset = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started + self.window_s))
+        return {"anthropic-ratelimit-requests-limit": str(self.limits[key]),
+                "anthropic-ratelimit-requests-remaining": str(max(self.limits[key] - self.used.get(key, 0), 0)),
+                "anthropic-ratelimit-requests-reset": reset}
 
 
 def _sse(event: str | None, data: dict | str) -> bytes:
@@ -206,6 +264,7 @@ class MockProvider:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._started = threading.Event()
         self._runner: web.AppRunner | None = None
+        self.quotas = KeyQuotas()
 
     @property
     def base_url(self) -> str:
@@ -224,6 +283,7 @@ class MockProvider:
     def reset(self) -> None:
         self.requests.clear()
         self.script.clear()
+        self.quotas = KeyQuotas()
 
     def start(self) -> MockProvider:
         self._thread.start()
@@ -244,6 +304,7 @@ class MockProvider:
         asyncio.set_event_loop(self._loop)
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
+        app.on_response_prepare.append(self._rate_headers)
         self._runner = web.AppRunner(app, access_log=None)
         self._loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, "127.0.0.1", self.port)
@@ -255,6 +316,9 @@ class MockProvider:
         body = await request.read()
         self.requests.append(Recorded(request.method, request.path, request.query_string,
                                       {k.lower(): v for k, v in request.headers.items()}, body))
+        refused = self.quotas.admit(request)
+        if refused is not None:
+            return refused
         if self.script:
             s = self.script.pop(0)
             if s.chunks is None:
@@ -267,6 +331,10 @@ class MockProvider:
             return web.json_response({"type": "error", "error": {"type": "invalid_request_error",
                                                                   "message": "the mock cannot read this request"}},
                                      status=400)
+
+    async def _rate_headers(self, request: web.Request, response: web.StreamResponse) -> None:
+        """Anthropic's rate-limit headers on every answer to a key under a quota."""
+        response.headers.update(self.quotas.headers(request))
 
     async def _send_chunks(self, request: web.Request, status: int, chunks: list[bytes],
                            ctype: str = "text/event-stream", pause_s: float = 0.002,
