@@ -2,7 +2,7 @@
 --
 -- Runs after envoy/fast.lua. When the fast path sent a request to a pooled provider
 -- (`x-lunaroute-fast`), this picks the start key exactly as extproc/pools/pick.py does for the Python
--- path: weighted rendezvous hashing (FNV-1a, integers only) of the conversation id over the keys that
+-- path: weighted rendezvous hashing (FNV-1a and MurmurHash3's finalizer, integers only) of the conversation id over the keys that
 -- are not out (cooling or revoked), and names it in `x-lunaroute-pool`; the provider's `fast/…@key`
 -- route sends the request to that key's start cluster, which walks the rest of the pool on a 429.
 -- The conversation id is the client's session (Claude Code's header, `metadata.user_id`'s
@@ -17,7 +17,7 @@
 local NAMES = POOLS.names
 
 local bit = require("bit")
-local band, bxor, lshift, tobit = bit.band, bit.bxor, bit.lshift, bit.tobit
+local band, bxor, lshift, rshift, tobit = bit.band, bit.bxor, bit.lshift, bit.rshift, bit.tobit
 local byte = string.byte
 
 -- 32-bit FNV-1a; h * 16777619 as (h << 24) + h * 403, which a double holds exactly.
@@ -33,6 +33,25 @@ local function fnv1a(s)
   return h
 end
 
+-- a * c mod 2^32 for a 32-bit constant c, in halves a double holds exactly
+local function mul32(a, c)
+  return tobit(a * band(c, 0xFFFF) + lshift(tobit(a * rshift(c, 16)), 16))
+end
+
+-- MurmurHash3's finalizer (extproc.pools.pick.mix32)
+local function mix32(h)
+  h = tobit(h)
+  h = bxor(h, rshift(h, 16))
+  h = mul32(h, 0x85EBCA6B)
+  h = bxor(h, rshift(h, 13))
+  h = mul32(h, 0xC2B2AE35)
+  h = bxor(h, rshift(h, 16))
+  if h < 0 then
+    return h + 4294967296
+  end
+  return h
+end
+
 local function pick(pool, conversation, now)
   local best, chosen = nil, nil
   local prefix = conversation .. "\0"
@@ -40,7 +59,7 @@ local function pick(pool, conversation, now)
     local out = pool.out[key.name]
     if out == nil or out <= now then
       for i = 0, key.weight - 1 do
-        local score = fnv1a(prefix .. key.name .. "#" .. i)
+        local score = mix32(fnv1a(prefix .. key.name .. "#" .. i))
         if best == nil or score > best then
           best, chosen = score, key.name
         end

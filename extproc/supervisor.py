@@ -26,7 +26,7 @@ import yaml
 from .config import Config, ConfigError
 from .envoy_admin import admin_request, stats
 from .envoy_config import GATE_FILE, for_validation, render_yaml, write_gate
-from .envoy_config.pools import POOLS_FILE, write_pools
+from .envoy_config.pools import POOLS_FILE, write_pools, write_secret_sources
 from .observe.metrics import MULTIPROC_ENV
 from .restarts import RestartPolicy
 
@@ -129,6 +129,7 @@ class Supervisor:
         write_gate(self.cfg, self.gate_path)
         if self.cfg.pools.state_dir is not None:  # credential pools: nothing cooling yet (envoy_config.pools)
             write_pools(self.cfg, Path(self.cfg.pools.state_dir) / POOLS_FILE)
+            write_secret_sources(self.cfg)
         self._key_files = self._key_file_mtimes(self.cfg)
         bootstrap.write_text(render_yaml(self.cfg, gate_path=str(self.gate_path)), encoding="utf-8")
         # access log lines reach the log within a second (Envoy buffers them for 10 s by default)

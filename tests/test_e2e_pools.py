@@ -4,8 +4,8 @@ per-key quotas. Three keys, weights 2:1:1; the third lives in a file (revocation
 from __future__ import annotations
 
 import json
+import re
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -13,8 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import yaml
 
-from extproc.config import parse
+from extproc.envoy_config.pools import POOLS_FILE
 from extproc.pools.pick import start_key
 from tests.conftest import Gateway
 from tests.mock_providers import MockAnthropic
@@ -32,7 +33,6 @@ def pool_config(mock_url: str, key_file: Path, **extra: object) -> dict:
             {"name": "b", "api_key_env": "LR_POOL_B"},
             {"name": "c", "api_key_file": str(key_file)}]}},
         "bypass": {"enabled": False},
-        "pools": {"backoff_s": 30},
         **extra,
     }
 
@@ -50,7 +50,9 @@ def pooled(tmp_path: Path, pool_mock: MockAnthropic) -> Iterator[Gateway]:
     pool_mock.reset()
     key_file = tmp_path / "key-c"
     key_file.write_text(KEYS["c"])
-    cfg = pool_config(pool_mock.base_url, key_file, budgets={"store": str(tmp_path / "store.sqlite")})
+    (tmp_path / "state").mkdir()
+    cfg = pool_config(pool_mock.base_url, key_file, budgets={"store": str(tmp_path / "store.sqlite")},
+                      pools={"state_dir": str(tmp_path / "state")})
     gw = Gateway(tmp_path, cfg, workers=2).start(env=ENV)
     yield gw
     gw.stop()
@@ -103,3 +105,38 @@ def test_a_429_is_absorbed_by_the_next_key(pooled: Gateway, pool_mock: MockAnthr
 
 def went_through_python(gw: Gateway) -> bool:
     return "route POST /v1/messages" in gw.log()
+
+
+def test_a_revoked_key_is_skipped_until_its_file_changes(pooled: Gateway, pool_mock: MockAnthropic,
+                                                         tmp_path: Path) -> None:
+    sid = session_on("c")
+    pool_mock.quotas.revoked.add(KEYS["c"])
+    status, headers, _ = message(pooled, sid)
+    assert status == 200 and headers["x-lunaroute-pool-key"] == "a"  # c answered 401; the ring goes on to a
+    wait_for(lambda: out_keys(pooled) == {"c"})
+    for _ in range(5):
+        assert message(pooled, sid)[0] == 200
+    assert "c" not in served_keys(pool_mock) and pool_mock.quotas.refused == [(KEYS["c"], 401)]
+    # rotation: a new key, written atomically; Envoy re-reads it and the pool takes the key back
+    rotated = "sk-ant-pool-key-cccc-rotated"
+    new = tmp_path / "key-c.new"
+    new.write_text(rotated)
+    new.replace(tmp_path / "key-c")
+    wait_for(lambda: out_keys(pooled) == set())
+    wait_for(lambda: message(pooled, sid)[1].get("x-lunaroute-pool-key") == "c")
+    assert pool_mock.requests[-1].headers["x-api-key"] == rotated
+
+
+def out_keys(gw: Gateway) -> set[str]:
+    """The keys the pool file tells Envoy are out."""
+    doc = yaml.safe_load((Path(gw.config["pools"]["state_dir"]) / POOLS_FILE).read_text())
+    code = doc["resources"][0]["typed_config"]["default_source_code"]["inline_string"]
+    return set(re.findall(r'\["([a-z0-9_-]+)"\] = \d', code.split('["out"] = ')[1].split("}")[0]))
+
+
+def wait_for(condition, attempts: int = 100) -> None:
+    for _ in range(attempts):
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition never held")

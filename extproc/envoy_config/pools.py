@@ -87,10 +87,48 @@ def _source(key: PoolKey) -> dict[str, Any]:
     return {"filename": str(Path(key.api_key_file or "").expanduser())}
 
 
+def _rotated(cfg: Config, key: PoolKey) -> bool:
+    """A key file Envoy re-reads when it is replaced (needs the state dir for its SDS file)."""
+    return bool(key.api_key_file) and cfg.pools.state_dir is not None
+
+
+def _sds_path(cfg: Config, provider: str, key: str) -> Path:
+    return Path(cfg.pools.state_dir or ".") / f"lunaroute-secret-{provider}-{key}.yaml"
+
+
 def pool_secrets(cfg: Config) -> list[dict[str, Any]]:
-    """One secret per key of every pooled provider: where Envoy reads it (never the key itself)."""
+    """One secret per key of every pooled provider: where Envoy reads it (never the key itself).
+    Keys in files are served by file SDS instead (`write_secret_sources`), so rotation needs no restart."""
     return [{"name": secret_name(name, k.name), "generic_secret": {"secret": _source(k)}}
-            for name, p in pooled(cfg).items() for k in p.pool]
+            for name, p in pooled(cfg).items() for k in p.pool if not _rotated(cfg, k)]
+
+
+def _sds_credential(cfg: Config, provider: str, key: PoolKey) -> dict[str, Any] | None:
+    """The credential injector's secret for a key file: SDS from a file naming the key file (never
+    its content), reloaded when the key file's directory sees a file moved in (an atomic rewrite)."""
+    if not _rotated(cfg, key):
+        return None
+    folder = str(Path(key.api_key_file or "").expanduser().resolve().parent)
+    return {"name": secret_name(provider, key.name), "sds_config": {"path_config_source": {
+        "path": str(_sds_path(cfg, provider, key.name)), "watched_directory": {"path": folder}}}}
+
+
+def write_secret_sources(cfg: Config) -> None:
+    """The SDS files of pooled keys kept in files: each names its key file (Envoy reads the key)."""
+    for name, p in pooled(cfg).items():
+        for k in p.pool:
+            if _rotated(cfg, k):
+                doc = {"resources": [{"@type": T + "envoy.extensions.transport_sockets.tls.v3.Secret",
+                                      "name": secret_name(name, k.name), "generic_secret": {"secret": _source(k)}}]}
+                _sds_path(cfg, name, k.name).write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+
+
+def _key_filter(cfg: Config, provider: str, p: Provider, key: PoolKey) -> dict[str, Any]:
+    flt = _credential_filter(provider, p, secret_name(provider, key.name))
+    sds = _sds_credential(cfg, provider, key)
+    if sds is not None:
+        flt["typed_config"]["credential"]["typed_config"]["credential"] = sds
+    return flt
 
 
 def _key_metadata(provider: str, key: str) -> dict[str, Any]:
@@ -132,8 +170,7 @@ def pool_clusters(cfg: Config, name: str, p: Provider, ca_file: str) -> list[dic
             "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
                 "@type": T + "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
                 "explicit_http_config": {"http_protocol_options": {}},
-                "http_filters": [attempt_ext_proc(cfg, name), _credential_filter(name, p, secret_name(name, key)),
-                                 _CODEC]}},
+                "http_filters": [attempt_ext_proc(cfg, name), _key_filter(cfg, name, p, p.pool[i]), _CODEC]}},
         })
     return out
 
@@ -142,7 +179,8 @@ def pool_listeners(cfg: Config) -> list[dict[str, Any]]:
     """Per key of every pooled provider, the internal listener that puts that key on a request."""
     out = []
     for name, p in pooled(cfg).items():
-        for key in key_names(p):
+        for pool_key in p.pool:
+            key = pool_key.name
             hcm = {
                 "@type": T + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                 "stat_prefix": _listener(name, key),
@@ -155,7 +193,7 @@ def pool_listeners(cfg: Config) -> list[dict[str, Any]]:
                         "cluster": _direct(name, key), "timeout": "0s",
                         "idle_timeout": duration(cfg.timeouts.stream_idle_s), "auto_host_rewrite": True}}]}]},
                 "http_filters": [
-                    _credential_filter(name, p, secret_name(name, key)),
+                    _key_filter(cfg, name, p, pool_key),
                     {"name": "envoy.filters.http.router", "typed_config": {
                         "@type": T + "envoy.extensions.filters.http.router.v3.Router", "suppress_envoy_headers": True}},
                 ],

@@ -2,10 +2,10 @@
 
 Every worker, every replica and Envoy's pools.lua compute the same pick from the same inputs, without
 asking anyone: the conversation's id and the pool's usable keys. Each key takes part with as many
-virtual names (`name#0`, `name#1`, …) as its weight; the key owning the highest FNV-1a hash of
-`conversation \\0 name#i` wins (ties: the earlier key). Removing a key (cooling, revoked) moves only
-the conversations it held; the others stay where their prompt cache is. Integers only, so LuaJIT's
-doubles and Python's ints cannot disagree (tests/test_pools_pick.py holds the two equal).
+virtual names (`name#0`, `name#1`, …) as its weight; the key owning the highest hash (FNV-1a, then
+MurmurHash3's finalizer) of `conversation \\0 name#i` wins (ties: the earlier key). Removing a key
+(cooling, revoked) moves only the conversations it held; the others stay where their prompt cache is.
+Integers only, so LuaJIT's doubles and Python's ints cannot disagree (tests/test_pools_pick.py holds the two equal).
 """
 
 from __future__ import annotations
@@ -29,6 +29,16 @@ def fnv1a(data: bytes) -> int:
     return h
 
 
+def mix32(h: int) -> int:
+    """MurmurHash3's finalizer: FNV-1a alone barely stirs the high bits for the last bytes of a
+    string, and the virtual names differ only there."""
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & _MASK
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & _MASK
+    return h ^ (h >> 16)
+
+
 def start_key(keys: Iterable[tuple[str, int]], conversation: str) -> str | None:
     """The key (name) `conversation` starts on among `keys` (name, weight) in config order; None
     when no key is usable."""
@@ -37,7 +47,7 @@ def start_key(keys: Iterable[tuple[str, int]], conversation: str) -> str | None:
     prefix = conversation.encode() + b"\0"
     for index, (name, weight) in enumerate(keys):
         for i in range(weight):
-            score = (fnv1a(prefix + f"{name}#{i}".encode()), -index)
+            score = (mix32(fnv1a(prefix + f"{name}#{i}".encode())), -index)
             if best is None or score > best:
                 best, chosen = score, name
     return chosen
