@@ -134,9 +134,115 @@ def out_keys(gw: Gateway) -> set[str]:
     return set(re.findall(r'\["([a-z0-9_-]+)"\] = \d', code.split('["out"] = ')[1].split("}")[0]))
 
 
+def workers_see_out(gw: Gateway) -> set[str]:
+    """The keys every worker counts as out (/metrics: the lowest value over the workers)."""
+    text = gw.get("/metrics")[2].decode()
+    return set(re.findall(r'lunaroute_pool_key_out\{key="([^"]+)",provider="claude"\} 1\.0', text))
+
+
 def wait_for(condition, attempts: int = 100) -> None:
     for _ in range(attempts):
         if condition():
             return
         time.sleep(0.1)
     raise AssertionError("condition never held")
+
+
+SESSIONS = [str(uuid.uuid5(uuid.NAMESPACE_URL, f"pool-session-{i}")) for i in range(30)]
+
+
+def run_sessions(gw: Gateway, turns: range) -> dict[str, list[tuple[int, str]]]:
+    """30 Claude Code-like sessions at once, each taking `turns` one after another (streamed, with
+    its session header); per session: (status, key that answered) per turn."""
+    def one(sid: str) -> list[tuple[int, str]]:
+        out = []
+        for turn in turns:
+            status, headers, body = message(gw, sid, text=f"turn {turn} of {sid}", stream=True)
+            out.append((status, headers.get("x-lunaroute-pool-key", "")))
+        return out
+
+    with ThreadPoolExecutor(len(SESSIONS)) as pool:
+        return dict(zip(SESSIONS, pool.map(one, SESSIONS), strict=True))
+
+
+def test_thirty_sessions_stay_on_their_keys_and_move_only_when_theirs_is_exhausted(
+        pooled: Gateway, pool_mock: MockAnthropic) -> None:
+    first = run_sessions(pooled, range(5))
+    assert all(status == 200 for turns in first.values() for status, _ in turns)
+    home = {}
+    for sid, turns in first.items():
+        keys = Counter(key for _, key in turns)
+        home[sid], count = keys.most_common(1)[0]
+        assert count / len(turns) >= 0.95  # sticky while no key cools
+        assert home[sid] == start_key(WEIGHTS, sid)  # the pick Python and Envoy share
+    share = Counter(home.values())
+    for name, weight in WEIGHTS:  # 30 sessions: the share by weight, within 15 points
+        assert abs(share[name] / len(SESSIONS) - weight / 4) <= 0.15
+    assert not went_through_python(pooled)  # every turn took the fast path
+
+    pool_mock.quotas.limit({KEYS["a"]: pool_mock.quotas.used[KEYS["a"]]})  # key a is spent from now on
+    second = run_sessions(pooled, range(5, 10))
+    assert all(status == 200 for turns in second.values() for status, _ in turns)  # no client saw an error
+    for sid, turns in second.items():
+        keys = {key for _, key in turns}
+        if home[sid] == "a":
+            assert "a" not in keys  # moved
+        else:
+            assert keys == {home[sid]}  # untouched
+    # the cooldown reached Envoy: key a is out, and no turn starts on it any more
+    wait_for(lambda: out_keys(pooled) == {"a"})
+    moved = next(sid for sid in SESSIONS if home[sid] == "a")
+
+    def starts_elsewhere() -> bool:
+        refused = len(pool_mock.quotas.refused)
+        return message(pooled, moved)[0] == 200 and len(pool_mock.quotas.refused) == refused
+
+    wait_for(starts_elsewhere)  # Envoy reloads the pool file on its own time
+    refused = len(pool_mock.quotas.refused)
+    run_sessions(pooled, range(10, 11))
+    assert len(pool_mock.quotas.refused) == refused
+
+
+def test_every_key_out_is_a_429_in_the_clients_dialect_with_the_soonest_retry_after(
+        pooled: Gateway, pool_mock: MockAnthropic) -> None:
+    pool_mock.quotas.limit({KEYS["a"]: 0, KEYS["b"]: 0, KEYS["c"]: 0}, retry_after=40)
+    status, headers, body = message(pooled, session_on("b"))
+    assert status == 429 and json.loads(body)["error"]["type"] == "rate_limit_error"
+    assert len(pool_mock.quotas.refused) == 3  # each key tried once, within the one request
+    wait_for(lambda: out_keys(pooled) == {"a", "b", "c"} and workers_see_out(pooled) == {"a", "b", "c"})
+    refused = len(pool_mock.quotas.refused)
+    status, headers, body = message(pooled, session_on("b"))  # now the gateway answers itself
+    assert status == 429 and json.loads(body)["type"] == "error"
+    assert 30 <= int(headers["retry-after"]) <= 40
+    chat = {"model": "claude-mock", "messages": [{"role": "user", "content": "hi"}]}
+    status, headers, body = pooled.get("/v1/chat/completions", "POST", {"content-type": "application/json"},
+                                       json.dumps(chat).encode())
+    assert status == 429 and "error" in json.loads(body) and "type" not in json.loads(body)
+    assert 30 <= int(headers["retry-after"]) <= 40
+    assert len(pool_mock.quotas.refused) == refused  # nothing more reached the provider
+
+
+@pytest.mark.parametrize("python", [False, True], ids=["fast_path", "python_path"])
+def test_upstream_rate_limit_headers_reach_the_client(pooled: Gateway, pool_mock: MockAnthropic,
+                                                      python: bool) -> None:
+    pool_mock.quotas.limit({KEYS["a"]: 50, KEYS["b"]: 50, KEYS["c"]: 50})
+    status, headers, _ = message(pooled, session_on("a"), python=python)
+    assert status == 200
+    assert headers["anthropic-ratelimit-requests-limit"] == "50"
+    assert headers["anthropic-ratelimit-requests-remaining"] == "49"
+    assert "anthropic-ratelimit-requests-reset" in headers
+    assert went_through_python(pooled) == python
+
+
+def test_key_values_never_leave_envoy(pooled: Gateway, pool_mock: MockAnthropic) -> None:
+    pool_mock.quotas.limit({KEYS["a"]: 0})
+    assert message(pooled, session_on("a"))[0] == 200
+    assert message(pooled, session_on("a"), python=True)[0] == 200
+    wait_for(lambda: out_keys(pooled) == {"a"})
+    metrics = pooled.get("/metrics")[2].decode()
+    assert 'lunaroute_pool_refusals_total{key="a",provider="claude",status="429"}' in metrics
+    files = [p for p in pooled.workdir.rglob("*") if p.is_file() and p.name != "key-c"]
+    texts = [pooled.log(), metrics] + [p.read_bytes().decode(errors="replace") for p in files]
+    for text in texts:
+        for value in KEYS.values():
+            assert value not in text

@@ -17,9 +17,9 @@ POOL_REFUSALS = Counter(
 )
 POOL_KEY_OUT = Gauge(
     "lunaroute_pool_key_out",
-    "1 while a pool key is cooling or revoked, else 0.",
+    "1 while a pool key is cooling or revoked (as every worker sees it), else 0.",
     ["provider", "key"],
-    multiprocess_mode="max",
+    multiprocess_mode="livemin",
 )
 POOL_KEY_REQUESTS = Gauge(
     "lunaroute_pool_key_requests",
