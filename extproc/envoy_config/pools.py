@@ -318,7 +318,8 @@ def attempts_log(cfg: Config) -> list[dict[str, Any]]:
     if not pooled(cfg) or cfg.pools.state_dir is None:
         return []
     fields = {"provider": f"%UPSTREAM_METADATA({METADATA_NAMESPACE}:{PROVIDER_KEY})%",
-              "key": f"%UPSTREAM_METADATA({METADATA_NAMESPACE}:{POOL_KEY})%", "status": "%RESPONSE_CODE%"}
+              "key": f"%UPSTREAM_METADATA({METADATA_NAMESPACE}:{POOL_KEY})%", "status": "%RESPONSE_CODE%",
+              "at": "%START_TIME(%s.%3f)%"}
     fields.update({h: f"%RESP({h})%" for h in RATE_HEADERS})
     return [{"name": "envoy.access_loggers.file",
              "filter": {"status_code_filter": {"comparison": {"op": "GE", "value": {

@@ -57,6 +57,15 @@ def fingerprint(key: PoolKey) -> str:
     return f"{st.st_ino}:{st.st_mtime_ns}:{st.st_size}"
 
 
+def _changed_since(key: PoolKey, at: float) -> bool:
+    if not key.api_key_file:
+        return False
+    try:
+        return os.stat(os.path.expanduser(key.api_key_file)).st_mtime > at
+    except OSError:
+        return False
+
+
 class PoolState:
     def __init__(self, cfg: Config, store: PoolStore | None = None, clock: Callable[[], float] = time.time) -> None:
         self.cfg = cfg
@@ -106,13 +115,17 @@ class PoolState:
         metrics.POOL_STARTS.labels(provider, key).inc()
         return pool_cluster(provider, [k.name for k in keys], key)
 
-    def observe(self, provider: str, key: str, status: int, headers: Mapping[str, str]) -> None:
-        """What one answer of `key` taught: a cooldown or a revocation (kept here at once, saved to the
-        store by the thread), or, after refusals, that the key works again."""
+    def observe(self, provider: str, key: str, status: int, headers: Mapping[str, str],
+                at: float | None = None) -> None:
+        """What one answer of `key` (given at `at`, default now) taught: a cooldown or a revocation
+        (kept here at once, saved to the store by the thread), or, after refusals, that the key works
+        again. A refusal older than the key file's last change was for the key it replaced."""
         pool_key = self.keys.get((provider, key))
         if pool_key is None:
             return
-        now = self.clock()
+        now = at or self.clock()
+        if at is not None and status >= 400 and _changed_since(pool_key, at):
+            return
         with self._lock:
             state = self.states.get((provider, key)) or KeyState()
             rate = {h: headers[h] for h in RATE_HEADERS if h in headers}
@@ -147,9 +160,13 @@ class PoolState:
             status = int(str(entry.get("status")))
         except ValueError:
             return
+        try:
+            at: float | None = float(str(entry.get("at")))
+        except ValueError:
+            at = None
         if isinstance(provider, str) and isinstance(key, str):
             headers = {h: str(v) for h in RATE_HEADERS if (v := entry.get(h)) not in (None, "", "-")}
-            self.observe(provider, key, status, headers)
+            self.observe(provider, key, status, headers, at)
 
     # -- the thread ------------------------------------------------------------------------------
 
