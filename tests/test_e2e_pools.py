@@ -19,6 +19,9 @@ from extproc.envoy_config.pools import POOLS_FILE
 from extproc.pools.pick import start_key
 from tests.conftest import Gateway
 from tests.mock_providers import MockAnthropic
+from tests.test_e2e_budgets import RedisServer
+
+pytestmark = pytest.mark.e2e
 
 KEYS = {"a": "sk-ant-pool-key-aaaa-0001", "b": "sk-ant-pool-key-bbbb-0002", "c": "sk-ant-pool-key-cccc-0003"}
 WEIGHTS = [("a", 2), ("b", 1), ("c", 1)]
@@ -246,3 +249,38 @@ def test_key_values_never_leave_envoy(pooled: Gateway, pool_mock: MockAnthropic)
     for text in texts:
         for value in KEYS.values():
             assert value not in text
+
+
+def test_two_gateways_on_one_redis_agree_on_cooldowns_and_serve_without_it(tmp_path: Path,
+                                                                           pool_mock: MockAnthropic) -> None:
+    pool_mock.reset()
+    key_file = tmp_path / "key-c"
+    key_file.write_text(KEYS["c"])
+    redis_server = RedisServer()
+    gateways = []
+    try:
+        for name in ("one", "two"):
+            (tmp_path / name / "state").mkdir(parents=True)
+            cfg = pool_config(pool_mock.base_url, key_file, budgets={"store": redis_server.url},
+                              pools={"state_dir": str(tmp_path / name / "state")})
+            gateways.append(Gateway(tmp_path / name, cfg, workers=1).start(env=ENV))
+        one, two = gateways
+        sid = session_on("a")
+        pool_mock.quotas.limit({KEYS["a"]: 0})
+        assert message(one, sid)[0] == 200  # absorbed by b; gateway one learns that a is out
+        wait_for(lambda: out_keys(two) == {"a"})  # gateway two learns it from Redis
+        refused = len(pool_mock.quotas.refused)
+        status, headers, _ = message(two, sid)
+        assert status == 200 and headers["x-lunaroute-pool-key"] != "a"
+        assert len(pool_mock.quotas.refused) == refused  # two never tried a
+
+        redis_server.stop()  # the store is gone: both fail open to the plain pick, and still serve
+        for gw in gateways:
+            wait_for(lambda gw=gw: out_keys(gw) == set())
+            for python in (False, True):
+                status, headers, _ = message(gw, sid, python=python)
+                assert status == 200 and headers["x-lunaroute-pool-key"] == "b"  # a refused, b absorbed it
+    finally:
+        for gw in gateways:
+            gw.stop()
+        redis_server.stop()

@@ -80,6 +80,7 @@ class PoolState:
         self.file = Path(state_dir) / POOLS_FILE if state_dir else None
         self.attempts = Path(state_dir) / ATTEMPTS_LOG if state_dir else None
         self._offset: int | None = None
+        self._store_ok = True
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -200,21 +201,31 @@ class PoolState:
         except queue.Empty:
             pass
         except Exception as exc:  # noqa: BLE001 - redis/sqlite errors of any kind: fail open
-            log.warning("pool store unavailable (%s): every key counts as usable", type(exc).__name__)
-            with self._lock:
-                self.states = {}
-            self._write_file()
+            self._store_failed(exc)
             return
         try:
             loaded = self.store.load(list(self.keys))
         except Exception as exc:  # noqa: BLE001
-            log.warning("pool store unavailable (%s): every key counts as usable", type(exc).__name__)
-            loaded = {}
+            self._store_failed(exc)
+            return
+        if not self._store_ok:
+            log.warning("pool store answers again: cooldowns are shared again")
+            self._store_ok = True
         with self._lock:
             self.states = loaded
         now = self.clock()
         for (provider, key), pool_key in self.keys.items():
             metrics.POOL_KEY_OUT.labels(provider, key).set(0 if self.usable(provider, pool_key, now) else 1)
+        self._write_file()
+
+    def _store_failed(self, exc: Exception) -> None:
+        """Forget every cooldown until the store answers (fail open: the plain hash pick)."""
+        if self._store_ok:
+            log.warning("pool store unavailable (%s): every key counts as usable until it answers",
+                        type(exc).__name__)
+            self._store_ok = False
+        with self._lock:
+            self.states = {}
         self._write_file()
 
     def unusable(self) -> dict[str, dict[str, float]]:
