@@ -18,6 +18,7 @@ from . import config as config_mod
 from .config import Config, ConfigError, is_loopback
 from .envoy_config import GATE_FILE, inline_gate, render, render_gate, render_yaml, write_gate
 from .observe import sessions_cli
+from .pools import cli as pools_cli
 from .supervisor import Supervisor, SupervisorError, find_envoy, validate_bootstrap
 
 
@@ -205,6 +206,7 @@ def parser() -> argparse.ArgumentParser:
     new.set_defaults(func=cmd_keys_new)
 
     sessions_cli.add_parser(sub, with_config).set_defaults(func=cmd_sessions)
+    pools_cli.add_parser(sub, with_config).set_defaults(func=lambda a: pools_cli.cmd_pools(a, config_mod.load))
 
     worker = sub.add_parser("worker", help=argparse.SUPPRESS)
     worker.add_argument("--config-json", required=True)

@@ -88,6 +88,7 @@ class Exchange:
         self.draft: Draft | None = None  # this request's session record, when recording
         self.reservation: Reservation | None = None  # budgets this request draws on; the server reserves
         self.redacted = False  # PII was taken out of the request before it went on (pii.redact_requests)
+        self.pool_key = ""  # the name of the credential-pool key that answered (extproc.pools)
 
     # -- request headers -----------------------------------------------------------------------------
 
@@ -439,7 +440,10 @@ class Exchange:
             self.phase = Phase.RESPONDING
         answered = headers.get(PROVIDER_HEADER)
         if answered and POOL_KEY_HEADER in headers:  # a pool key's answer teaches its cooldown (extproc.pools)
-            self.gw.pools.observe(answered, headers[POOL_KEY_HEADER], self.status, headers)
+            self.pool_key = headers[POOL_KEY_HEADER]
+            self.gw.pools.observe(answered, self.pool_key, self.status, headers)
+            if self.draft is not None:
+                self.draft.meta["pool_key"] = self.pool_key
         if self.chained and answered in self.gw.provider_names and self.plan is not None:
             self.provider_name = answered  # the chain's member that answered
             self.sent_model = self.plan.models.get(answered)
@@ -490,6 +494,8 @@ class Exchange:
         if read:
             ledger.done_line(s, cost, outcome, self.req.key, self.req.client, self.req.path)
         ledger.budget(self.reservation, s, cost)
+        if self.pool_key and s.usage:  # today's tokens per pool key (extproc.pools)
+            self.gw.pools.used(s.provider, self.pool_key, sum(s.usage.get(k, 0) for k in ("input", "output")))
 
     def internal_error(self, phase: str) -> Reply:
         """Something in the pipeline broke: answer in the client's dialect, keep serving."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
@@ -237,15 +239,26 @@ def test_upstream_rate_limit_headers_reach_the_client(pooled: Gateway, pool_mock
     assert went_through_python(pooled) == python
 
 
-def test_key_values_never_leave_envoy(pooled: Gateway, pool_mock: MockAnthropic) -> None:
-    pool_mock.quotas.limit({KEYS["a"]: 0})
+def test_per_key_state_in_metrics_and_lunaroute_pools_and_key_values_never_leave_envoy(
+        pooled: Gateway, pool_mock: MockAnthropic) -> None:
+    pool_mock.quotas.limit({KEYS["a"]: 0, KEYS["b"]: 100})
     assert message(pooled, session_on("a"))[0] == 200
     assert message(pooled, session_on("a"), python=True)[0] == 200
     wait_for(lambda: out_keys(pooled) == {"a"})
+    wait_for(lambda: 'lunaroute_pool_key_requests{key="b",provider="claude"} 2.0'
+             in pooled.get("/metrics")[2].decode())  # Envoy's count of key b's requests, fast path included
     metrics = pooled.get("/metrics")[2].decode()
     assert 'lunaroute_pool_refusals_total{key="a",provider="claude",status="429"}' in metrics
+    assert 'lunaroute_pool_key_out{key="a",provider="claude"} 1.0' in metrics
+    table = subprocess.run([sys.executable, "-m", "extproc.cli", "pools", "--config", str(pooled.config_path)],
+                           capture_output=True, text=True, timeout=60, env={"COLUMNS": "250", "PATH": "/usr/bin"},
+                           check=True).stdout
+    row_a = next(line for line in table.splitlines() if "│ a " in line)
+    row_b = next(line for line in table.splitlines() if "│ b " in line)
+    assert "cooling" in row_a and "429 at" in row_a
+    assert "ok" in row_b and "requests 99/100 left" in row_b or "requests 98/100 left" in row_b
     files = [p for p in pooled.workdir.rglob("*") if p.is_file() and p.name != "key-c"]
-    texts = [pooled.log(), metrics] + [p.read_bytes().decode(errors="replace") for p in files]
+    texts = [pooled.log(), metrics, table] + [p.read_bytes().decode(errors="replace") for p in files]
     for text in texts:
         for value in KEYS.values():
             assert value not in text

@@ -69,7 +69,8 @@ def secret_name(provider: str, key: str) -> str:
     return f"{provider}_key_{key}"
 
 
-def _direct(provider: str, key: str) -> str:
+def direct_cluster(provider: str, key: str) -> str:
+    """The cluster that reaches the provider with `key` (its Envoy stats count the key's requests)."""
     return f"{cluster_name(provider)}#{key}"
 
 
@@ -142,7 +143,7 @@ def pool_clusters(cfg: Config, name: str, p: Provider, ca_file: str) -> list[dic
     out: list[dict[str, Any]] = []
     for key in keys:
         direct = copy.deepcopy(bare)
-        direct["name"] = direct["load_assignment"]["cluster_name"] = _direct(name, key)
+        direct["name"] = direct["load_assignment"]["cluster_name"] = direct_cluster(name, key)
         direct["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"][
             "http_filters"] = [_CODEC]
         direct["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["metadata"] = _key_metadata(name, key)
@@ -164,7 +165,7 @@ def pool_clusters(cfg: Config, name: str, p: Provider, ca_file: str) -> list[dic
             "lb_policy": "CLUSTER_PROVIDED",
             "cluster_type": {"name": "envoy.clusters.composite", "typed_config": {
                 "@type": T + "envoy.extensions.clusters.composite.v3.ClusterConfig",
-                "clusters": [{"name": _direct(name, key)}] + [{"name": _via(name, k)} for k in ring[1:]]}},
+                "clusters": [{"name": direct_cluster(name, key)}] + [{"name": _via(name, k)} for k in ring[1:]]}},
             "per_connection_buffer_limit_bytes": cfg.limits.max_request_bytes,
             "circuit_breakers": bare["circuit_breakers"],
             "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
@@ -190,7 +191,7 @@ def pool_listeners(cfg: Config) -> list[dict[str, Any]]:
                 "generate_request_id": False,
                 "route_config": {"name": _listener(name, key), "virtual_hosts": [{
                     "name": "pool", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "route": {
-                        "cluster": _direct(name, key), "timeout": "0s",
+                        "cluster": direct_cluster(name, key), "timeout": "0s",
                         "idle_timeout": duration(cfg.timeouts.stream_idle_s), "auto_host_rewrite": True}}]}]},
                 "http_filters": [
                     _key_filter(cfg, name, p, pool_key),

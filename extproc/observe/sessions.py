@@ -32,7 +32,8 @@ log = logging.getLogger("lunaroute")
 DB_NAME = "sessions.sqlite"
 _COLUMNS = ("ts", "session", "request_id", "key", "client", "path", "provider", "model", "sent_model",
             "reason", "status", "outcome", "stream", "input", "output", "cache_read", "cache_write",
-            "reasoning", "cost_usd", "duration_ms", "ttft_ms", "overhead_ms", "client_ip", "truncated")
+            "reasoning", "cost_usd", "duration_ms", "ttft_ms", "overhead_ms", "client_ip", "truncated",
+            "pool_key")  # the name of the credential-pool key that answered (extproc.pools), never the key
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS records (id INTEGER PRIMARY KEY, {", ".join(_COLUMNS)}, body_bytes INTEGER, bodies BLOB);
 CREATE INDEX IF NOT EXISTS records_session ON records (session, ts);
@@ -57,6 +58,8 @@ def open_db(directory: str, create: bool = True) -> sqlite3.Connection:
         raise FileNotFoundError(f"no session store in {root} (is recording.enabled on, with this dir?)")
     db = _connect(root / DB_NAME)
     db.executescript(_SCHEMA)
+    if "pool_key" not in {row[1] for row in db.execute("PRAGMA table_info(records)")}:  # a store from before pools
+        db.execute("ALTER TABLE records ADD COLUMN pool_key")
     return db
 
 

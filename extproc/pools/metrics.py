@@ -6,8 +6,8 @@ from prometheus_client import Counter, Gauge
 
 POOL_STARTS = Counter(
     "lunaroute_pool_starts_total",
-    "Requests the workers started on a key of a pooled provider (the fast path's are in Envoy's stats: "
-    "lunaroute_pool_key_requests).",
+    "Requests the workers started on a key of a pooled provider (every request per key, the fast path's "
+    "too: lunaroute_pool_key_requests).",
     ["provider", "key"],
 )
 POOL_REFUSALS = Counter(
@@ -23,7 +23,8 @@ POOL_KEY_OUT = Gauge(
 )
 POOL_KEY_REQUESTS = Gauge(
     "lunaroute_pool_key_requests",
-    "Requests each pool key served since Envoy started (Envoy's counter of the key's cluster), by status class.",
-    ["provider", "key", "status"],
+    "Requests sent with each pool key since Envoy started, refused attempts included (Envoy's counter of the "
+    "key's cluster; the fast path's requests too).",
+    ["provider", "key"],
     multiprocess_mode="max",
 )

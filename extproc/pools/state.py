@@ -11,6 +11,7 @@ counts as usable, and the pick is the plain hash (fail open).
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import queue
@@ -18,11 +19,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import IO
 
 import orjson
 
 from ..config import Config, PoolKey
-from ..envoy_config.pools import ATTEMPTS_LOG, POOLS_FILE, pooled, write_pools
+from ..envoy_admin import stats
+from ..envoy_config.pools import ATTEMPTS_LOG, POOLS_FILE, direct_cluster, pooled, write_pools
 from ..wire import cluster_name, pool_cluster
 from . import metrics
 from .cooldown import RATE_HEADERS, learn
@@ -32,6 +35,8 @@ from .store import KeyState, PoolStore, open_pool_store
 log = logging.getLogger("lunaroute")
 
 REFRESH_S = 0.5
+STATS_EVERY_S = 5.0
+_KEY_STATS = r"^cluster\.provider_.*\.upstream_rq_total$"  # no "#" in a URL: the names are looked up below
 # An env-var key cannot change without a restart; a revoked one is retried after `max_cooldown_s`.
 _ENV_FINGERPRINT = "env"
 # How the pool file says "revoked" to pools.lua: out until 2100.
@@ -74,13 +79,16 @@ class PoolState:
         self.keys = {(name, k.name): k for name, keys in self.pools.items() for k in keys}
         self.states: dict[tuple[str, str], KeyState] = {}
         self._store = store
-        self._pending: queue.SimpleQueue[tuple[str, str, KeyState]] = queue.SimpleQueue()
+        self._pending: queue.SimpleQueue[Callable[[PoolStore], None]] = queue.SimpleQueue()  # store writes
         self._lock = threading.Lock()
         state_dir = cfg.pools.state_dir
         self.file = Path(state_dir) / POOLS_FILE if state_dir else None
         self.attempts = Path(state_dir) / ATTEMPTS_LOG if state_dir else None
         self._offset: int | None = None
         self._store_ok = True
+        self._stats_due = 0.0
+        self._seen: dict[tuple[str, str], int] = {}
+        self._lock_file: IO[str] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -151,7 +159,13 @@ class PoolState:
                 log.warning("pool %s: key %s answered %d; out %s", provider, key, status,
                             "until its secret changes" if new.revoked else f"for {int(new.until - now)}s")
             self.states[(provider, key)] = new
-        self._pending.put((provider, key, new))
+        self._pending.put(lambda store: store.save(provider, key, new))
+
+    def used(self, provider: str, key: str, tokens: int) -> None:
+        """Tokens a pool key's answer used (where a worker read the answer), for today's count."""
+        if (provider, key) in self.keys:
+            day = time.strftime("%Y-%m-%d", time.gmtime(self.clock()))
+            self._pending.put(lambda store: store.add_usage(day, provider, key, 0, tokens))
 
     def observe_attempt(self, entry: Mapping[str, object]) -> None:
         """One refused attempt from Envoy's upstream log (`envoy_config.pools.attempts_log`), or an
@@ -194,10 +208,10 @@ class PoolState:
     def tick(self) -> None:
         """One round of upkeep (the thread's; tests call it directly)."""
         self._read_attempts()
+        self._count_requests()
         try:
             while True:
-                provider, key, state = self._pending.get_nowait()
-                self.store.save(provider, key, state)
+                self._pending.get_nowait()(self.store)
         except queue.Empty:
             pass
         except Exception as exc:  # noqa: BLE001 - redis/sqlite errors of any kind: fail open
@@ -217,6 +231,39 @@ class PoolState:
         for (provider, key), pool_key in self.keys.items():
             metrics.POOL_KEY_OUT.labels(provider, key).set(0 if self.usable(provider, pool_key, now) else 1)
         self._write_file()
+
+    def _count_requests(self) -> None:
+        """Every `STATS_EVERY_S`, one worker (the holder of a lock in the state dir) reads Envoy's
+        count of the requests sent with each key (its cluster's, refused attempts included): /metrics,
+        and today's requests per key (the fast path's too, which no worker sees)."""
+        now = self.clock()
+        socket_path = self.cfg.admin.socket
+        if now < self._stats_due or not socket_path or not self._stats_leader():
+            return
+        found = stats(_KEY_STATS, socket_path)
+        if found is None:
+            return  # Envoy is not up yet: ask again next tick
+        self._stats_due = now + STATS_EVERY_S
+        day = time.strftime("%Y-%m-%d", time.gmtime(now))
+        for (provider, key) in self.keys:
+            total = found.get(f"cluster.{direct_cluster(provider, key)}.upstream_rq_total", 0)
+            metrics.POOL_KEY_REQUESTS.labels(provider, key).set(total)
+            delta = total - self._seen.get((provider, key), 0) if total >= self._seen.get((provider, key), 0) \
+                else total  # Envoy restarted: its counters did too
+            self._seen[(provider, key)] = total
+            if delta:
+                self._pending.put(lambda store, p=provider, k=key, d=delta: store.add_usage(day, p, k, d, 0))
+
+    def _stats_leader(self) -> bool:
+        if self._lock_file is None and self.cfg.pools.state_dir is not None:
+            f = open(Path(self.cfg.pools.state_dir) / "lunaroute-pool-stats.lock", "a+")  # noqa: SIM115 - held
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                f.close()
+                return False
+            self._lock_file = f
+        return self._lock_file is not None
 
     def _store_failed(self, exc: Exception) -> None:
         """Forget every cooldown until the store answers (fail open: the plain hash pick)."""

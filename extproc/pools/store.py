@@ -40,6 +40,10 @@ class PoolStore(Protocol):
 
     def save(self, provider: str, key: str, state: KeyState) -> None: ...
 
+    def add_usage(self, day: str, provider: str, key: str, requests: int, tokens: int) -> None: ...
+
+    def usage(self, day: str, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, int]]: ...
+
 
 class SqlitePoolStore:
     """Beside the budgets, in their SQLite file (a table of its own)."""
@@ -56,6 +60,8 @@ class SqlitePoolStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("CREATE TABLE IF NOT EXISTS pool_keys (provider TEXT, key TEXT, state BLOB, "
                        "PRIMARY KEY (provider, key))")
+            db.execute("CREATE TABLE IF NOT EXISTS pool_usage (day TEXT, provider TEXT, key TEXT, requests INTEGER, "
+                       "tokens INTEGER, PRIMARY KEY (day, provider, key))")
             self._local.db = db
         return db
 
@@ -66,6 +72,17 @@ class SqlitePoolStore:
 
     def save(self, provider: str, key: str, state: KeyState) -> None:
         self._db().execute("INSERT OR REPLACE INTO pool_keys VALUES (?, ?, ?)", (provider, key, state.encode()))
+
+    def add_usage(self, day: str, provider: str, key: str, requests: int, tokens: int) -> None:
+        self._db().execute("INSERT INTO pool_usage VALUES (?, ?, ?, ?, ?) ON CONFLICT (day, provider, key) DO UPDATE "
+                           "SET requests = requests + excluded.requests, tokens = tokens + excluded.tokens",
+                           (day, provider, key, requests, tokens))
+
+    def usage(self, day: str, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, int]]:
+        rows = self._db().execute("SELECT provider, key, requests, tokens FROM pool_usage WHERE day = ?",
+                                  (day,)).fetchall()
+        wanted = set(keys)
+        return {(p, k): (r, t) for p, k, r, t in rows if (p, k) in wanted}
 
 
 class RedisPoolStore:
@@ -88,6 +105,24 @@ class RedisPoolStore:
 
     def save(self, provider: str, key: str, state: KeyState) -> None:
         self._redis.set(self._name(provider, key), state.encode(), ex=7 * 86_400)
+
+    @staticmethod
+    def _usage_name(day: str, provider: str, key: str) -> str:
+        return f"lunaroute:pool-usage:{day}:{provider}:{key}"
+
+    def add_usage(self, day: str, provider: str, key: str, requests: int, tokens: int) -> None:
+        name = self._usage_name(day, provider, key)
+        with self._redis.pipeline() as pipe:
+            pipe.hincrby(name, "requests", requests).hincrby(name, "tokens", tokens).expire(name, 3 * 86_400)
+            pipe.execute()
+
+    def usage(self, day: str, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, int]]:
+        with self._redis.pipeline() as pipe:
+            for p, k in keys:
+                pipe.hgetall(self._usage_name(day, p, k))
+            found = pipe.execute()
+        return {pk: (int(v.get(b"requests", 0)), int(v.get(b"tokens", 0))) for pk, v in zip(keys, found, strict=True)
+                if v}
 
 
 def open_pool_store(url: str, timeout_s: float = 0.25) -> PoolStore:
