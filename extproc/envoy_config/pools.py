@@ -314,8 +314,9 @@ def pools_filter(cfg: Config) -> list[dict[str, Any]]:
 
 
 def attempts_log(cfg: Config) -> list[dict[str, Any]]:
-    """The router's upstream log of refused attempts on pool keys (also the ones Envoy retried on the
-    next key, which no worker sees): key name, status and the provider's rate-limit headers."""
+    """The router's upstream log of every attempt (also the ones Envoy retried on the next key, and the
+    fast path's, which no worker sees): the key's name, the status and the provider's rate-limit
+    headers — refusals teach cooldowns, the rest the provider's utilisation (`lunaroute pools`)."""
     if not pooled(cfg) or cfg.pools.state_dir is None:
         return []
     fields = {"provider": f"%UPSTREAM_METADATA({METADATA_NAMESPACE}:{PROVIDER_KEY})%",
@@ -323,8 +324,6 @@ def attempts_log(cfg: Config) -> list[dict[str, Any]]:
               "at": "%START_TIME(%s.%3f)%"}
     fields.update({h: f"%RESP({h})%" for h in RATE_HEADERS})
     return [{"name": "envoy.access_loggers.file",
-             "filter": {"status_code_filter": {"comparison": {"op": "GE", "value": {
-                 "default_value": 401, "runtime_key": "lunaroute.pools.attempt_log_status"}}}},
              "typed_config": {"@type": T + "envoy.extensions.access_loggers.file.v3.FileAccessLog",
                               "path": str(Path(cfg.pools.state_dir) / ATTEMPTS_LOG),
                               "log_format": {"json_format": fields}}}]

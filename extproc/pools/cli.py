@@ -44,6 +44,7 @@ def pools_table(cfg: Config, store: PoolStore, now: float) -> Table:
     keys = [(name, k) for name, p in cfg.providers.items() if p.pooled for k in p.pool]
     states = store.load([(n, k.name) for n, k in keys])
     usage = store.usage(time.strftime("%Y-%m-%d", time.gmtime(now)), [(n, k.name) for n, k in keys])
+    rates = store.rates([(n, k.name) for n, k in keys])
     table = Table(title="credential pools", title_justify="left")
     for column in ("provider", "key", "weight", "state", "out until", "last refusal", "requests today",
                    "tokens today", "provider's limits (last seen)"):
@@ -56,7 +57,7 @@ def pools_table(cfg: Config, store: PoolStore, now: float) -> Table:
         last = f"{st.last_status} at {_when(st.last_at, now)}" if st and st.last_status else "-"
         requests, tokens = usage.get((name, key.name), (0, 0))
         table.add_row(name, key.name, str(key.weight), state_of(st, changed, now), out, last, str(requests),
-                      str(tokens), utilisation(st.rate if st else {}))
+                      str(tokens), utilisation(rates.get((name, key.name)) or (st.rate if st else {})))
     return table
 
 

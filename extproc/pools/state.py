@@ -36,6 +36,7 @@ log = logging.getLogger("lunaroute")
 
 REFRESH_S = 0.5
 STATS_EVERY_S = 5.0
+ATTEMPTS_LOG_MAX_BYTES = 16 << 20  # then the stats leader empties Envoy's attempt log
 _KEY_STATS = r"^cluster\.provider_.*\.upstream_rq_total$"  # no "#" in a URL: the names are looked up below
 # An env-var key cannot change without a restart; a revoked one is retried after `max_cooldown_s`.
 _ENV_FINGERPRINT = "env"
@@ -89,6 +90,7 @@ class PoolState:
         self._stats_due = 0.0
         self._seen: dict[tuple[str, str], int] = {}
         self._lock_file: IO[str] | None = None
+        self._rates: dict[tuple[str, str], dict[str, str]] = {}  # the providers' last rate-limit headers
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -179,9 +181,12 @@ class PoolState:
             at: float | None = float(str(entry.get("at")))
         except ValueError:
             at = None
-        if isinstance(provider, str) and isinstance(key, str):
+        if isinstance(provider, str) and isinstance(key, str) and (provider, key) in self.keys:
             headers = {h: str(v) for h in RATE_HEADERS if (v := entry.get(h)) not in (None, "", "-")}
-            self.observe(provider, key, status, headers, at)
+            if status >= 400 or self._lock_file is not None:  # successes: the stats leader's to keep
+                self.observe(provider, key, status, headers, at)
+            if headers and self._lock_file is not None:
+                self._rates[(provider, key)] = headers
 
     # -- the thread ------------------------------------------------------------------------------
 
@@ -253,6 +258,9 @@ class PoolState:
             self._seen[(provider, key)] = total
             if delta:
                 self._pending.put(lambda store, p=provider, k=key, d=delta: store.add_usage(day, p, k, d, 0))
+        rates, self._rates = self._rates, {}
+        for (provider, key), rate in rates.items():
+            self._pending.put(lambda store, p=provider, k=key, r=rate: store.set_rate(p, k, r))
 
     def _stats_leader(self) -> bool:
         if self._lock_file is None and self.cfg.pools.state_dir is not None:
@@ -304,6 +312,9 @@ class PoolState:
             return
         complete = data.rfind(b"\n") + 1
         self._offset += complete
+        if self._offset > ATTEMPTS_LOG_MAX_BYTES and self._stats_leader():
+            os.truncate(self.attempts, 0)  # Envoy appends (O_APPEND): it goes on at the new end
+            self._offset = 0
         for line in data[:complete].splitlines():
             try:
                 entry = orjson.loads(line)

@@ -44,6 +44,10 @@ class PoolStore(Protocol):
 
     def usage(self, day: str, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, int]]: ...
 
+    def set_rate(self, provider: str, key: str, rate: dict[str, str]) -> None: ...
+
+    def rates(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, str]]: ...
+
 
 class SqlitePoolStore:
     """Beside the budgets, in their SQLite file (a table of its own)."""
@@ -62,6 +66,8 @@ class SqlitePoolStore:
                        "PRIMARY KEY (provider, key))")
             db.execute("CREATE TABLE IF NOT EXISTS pool_usage (day TEXT, provider TEXT, key TEXT, requests INTEGER, "
                        "tokens INTEGER, PRIMARY KEY (day, provider, key))")
+            db.execute("CREATE TABLE IF NOT EXISTS pool_rates (provider TEXT, key TEXT, rate BLOB, "
+                       "PRIMARY KEY (provider, key))")
             self._local.db = db
         return db
 
@@ -83,6 +89,14 @@ class SqlitePoolStore:
                                   (day,)).fetchall()
         wanted = set(keys)
         return {(p, k): (r, t) for p, k, r, t in rows if (p, k) in wanted}
+
+    def set_rate(self, provider: str, key: str, rate: dict[str, str]) -> None:
+        self._db().execute("INSERT OR REPLACE INTO pool_rates VALUES (?, ?, ?)", (provider, key, orjson.dumps(rate)))
+
+    def rates(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, str]]:
+        wanted = set(keys)
+        return {(p, k): orjson.loads(r) for p, k, r in self._db().execute("SELECT provider, key, rate FROM pool_rates")
+                if (p, k) in wanted}
 
 
 class RedisPoolStore:
@@ -123,6 +137,15 @@ class RedisPoolStore:
             found = pipe.execute()
         return {pk: (int(v.get(b"requests", 0)), int(v.get(b"tokens", 0))) for pk, v in zip(keys, found, strict=True)
                 if v}
+
+    def set_rate(self, provider: str, key: str, rate: dict[str, str]) -> None:
+        self._redis.set(f"lunaroute:pool-rate:{provider}:{key}", orjson.dumps(rate), ex=86_400)
+
+    def rates(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, str]]:
+        if not keys:
+            return {}
+        found = self._redis.mget([f"lunaroute:pool-rate:{p}:{k}" for p, k in keys])
+        return {pk: orjson.loads(v) for pk, v in zip(keys, found, strict=True) if v is not None}
 
 
 def open_pool_store(url: str, timeout_s: float = 0.25) -> PoolStore:
