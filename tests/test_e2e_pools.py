@@ -21,6 +21,8 @@ from extproc.envoy_config.pools import POOLS_FILE
 from extproc.pools.pick import start_key
 from tests.conftest import Gateway
 from tests.mock_providers import MockAnthropic
+from tests.test_claude_code import claude as claude  # noqa: PLC0414 - the CLI's fixture, used by name
+from tests.test_claude_code import run_claude
 from tests.test_e2e_budgets import RedisServer
 
 pytestmark = pytest.mark.e2e
@@ -297,3 +299,22 @@ def test_two_gateways_on_one_redis_agree_on_cooldowns_and_serve_without_it(tmp_p
         for gw in gateways:
             gw.stop()
         redis_server.stop()
+
+
+def test_claude_code_through_a_pooled_provider(claude: str, pooled: Gateway, pool_mock: MockAnthropic,
+                                               tmp_path: Path) -> None:
+    """The real Claude Code CLI: its own key never reaches the provider, its turns stay on one key, and
+    with two keys spent it still gets its answer through the third."""
+    proc = run_claude(claude, pooled, "say hi", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "Hello from mock Anthropic"
+    turns = [r for r in pool_mock.requests if r.path == "/v1/messages"]
+    session = turns[-1].headers["x-claude-code-session-id"]
+    assert {key_name(r.headers["x-api-key"]) for r in turns} == {start_key(WEIGHTS, session)}
+
+    pool_mock.quotas.limit({KEYS["a"]: 0, KEYS["b"]: 0})
+    proc = run_claude(claude, pooled, "say hi", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "Hello from mock Anthropic"
+    assert served_keys(pool_mock)[-1] == "c"
+    assert all("sk-ant-claude-code-user" not in r.headers.get("x-api-key", "") for r in pool_mock.requests)
