@@ -41,6 +41,8 @@ from tests.processes import envoy_pid, worker_pids  # noqa: E402
 _T = "type.googleapis.com/"
 SMALL = {"model": "claude-x", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}
 JSON_HEADERS = ["content-type: application/json", "x-api-key: bench-user", "anthropic-version: 2023-06-01"]
+BENCH_KEYS = {"BENCH_OPENAI_KEY": "sk-bench", "BENCH_POOL_A": "sk-ant-bench-a", "BENCH_POOL_B": "sk-ant-bench-b",
+              "BENCH_POOL_C": "sk-ant-bench-c"}
 STREAM = "x-bench-stream: 1"  # tells the mock to answer with SSE (it cannot read the body)
 
 
@@ -186,8 +188,13 @@ def gateway_config(port: int, extproc_port: int, workers: int, mock: str) -> dic
             "anthropic": {"type": "anthropic", "base_url": mock, "auth": "passthrough"},
             "claude2": {"type": "anthropic", "base_url": mock, "auth": "passthrough"},
             "gpt": {"type": "openai", "base_url": mock + "/v1", "api_key_env": "BENCH_OPENAI_KEY", "model": "gpt-x"},
+            # a credential pool of three keys (extproc.pools): the start key is picked in Envoy
+            "pooled": {"type": "anthropic", "base_url": mock, "keys": [
+                {"name": "a", "api_key_env": "BENCH_POOL_A", "weight": 2}, {"name": "b", "api_key_env": "BENCH_POOL_B"},
+                {"name": "c", "api_key_env": "BENCH_POOL_C"}]},
         },
-        "routing": {"rules": [{"model": "chain-*", "provider": "anthropic", "fallbacks": ["gpt"]}]},
+        "routing": {"rules": [{"model": "chain-*", "provider": "anthropic", "fallbacks": ["gpt"]},
+                              {"model": "pool-*", "provider": "pooled"}]},
         "bypass": {"enabled": True, "provider": "gpt"},
     }
 
@@ -225,6 +232,8 @@ def scenarios(smoke: bool) -> list[Scenario]:
     out = [
         Scenario("bypass (/v1/embeddings)", "/v1/embeddings", j({"model": "e", "input": "hi"}), chat_h),
         Scenario("passthrough (fast path)", "/v1/messages", j(SMALL)),
+        Scenario("pooled passthrough, 3 keys (fast path)", "/v1/messages", j({**SMALL, "model": "pool-x"}),
+                 [*JSON_HEADERS, "x-claude-code-session-id: bench-session-1"]),
         Scenario("Claude Code 115 KB, no marker (fast path)", "/v1/messages", j(cc)),
         Scenario("marker-routed, same dialect", "/v1/messages", j(marked(SMALL, "claude2"))),
         Scenario("Claude Code 115 KB, marker", "/v1/messages", j(marked(cc, "claude2"))),
@@ -237,7 +246,7 @@ def scenarios(smoke: bool) -> list[Scenario]:
         Scenario("fallback-chain route", "/v1/messages", j({**SMALL, "model": "chain-x"})),
     ]
     if smoke:
-        return [out[1], out[5]]
+        return [out[1], out[6]]
     return out
 
 
@@ -320,7 +329,7 @@ def measure(args: argparse.Namespace) -> dict:
         cfg = gateway_config(gw_port, free_port(args.workers), args.workers, f"http://127.0.0.1:{mock_port}")
         (tmp / "gw.yaml").write_text(yaml.safe_dump(cfg))
         gw_proc = start([sys.executable, "-m", "extproc.cli", "up", "--config", str(tmp / "gw.yaml")],
-                        tmp / "gateway.log", ready="ANTHROPIC_BASE_URL", env={"BENCH_OPENAI_KEY": "sk-bench"})
+                        tmp / "gateway.log", ready="ANTHROPIC_BASE_URL", env=BENCH_KEYS)
         procs.append(gw_proc)
         gw = Gateway(gw_proc)
         time.sleep(1.0)
