@@ -344,6 +344,8 @@ def measure(args: argparse.Namespace) -> dict:
         n1 = max(50, n // 10)
         results = []
         for sc in scenarios(args.smoke):
+            if args.only and args.only not in sc.name:
+                continue
             body = tmp / "body.json"
             body.write_bytes(sc.body)
             row: dict = {"scenario": sc.name, "sse": sc.sse}
@@ -450,6 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--smoke", action="store_true", help="a few hundred requests, two scenarios (CI)")
+    ap.add_argument("--only", help="run only the scenarios whose name contains this text")
     ap.add_argument("--peer", choices=["litellm"], help="also drive LiteLLM's proxy (own venv) for the same table")
     args = ap.parse_args(argv)
     if args.smoke:

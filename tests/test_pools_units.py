@@ -118,3 +118,11 @@ def test_a_broken_store_fails_open(tmp_path: Path) -> None:
     state.observe("p", "b", 429, {"retry-after": "20"})
     state.tick()
     assert state.start_cluster("p", {"x-claude-code-session-id": "s"}, None)  # every key counts as usable
+
+
+def test_an_access_log_entry_names_its_key_by_cluster(tmp_path: Path) -> None:
+    cfg = parse(provider(keys=[{"name": "a", "api_key_env": "A"}, {"name": "b-2", "api_key_env": "B"}]))
+    state = PoolState(cfg, SqlitePoolStore(str(tmp_path / "s.sqlite")), clock=lambda: NOW)
+    state.observe_upstream("provider_p~b-2", 429, {"retry-after": "5"}, NOW)
+    state.observe_upstream("provider_p@a", 429, {}, NOW)  # a start cluster names no key: ignored
+    assert set(state.unusable()["p"]) == {"b-2"}

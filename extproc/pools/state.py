@@ -15,6 +15,7 @@ import fcntl
 import logging
 import os
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -36,6 +37,8 @@ log = logging.getLogger("lunaroute")
 
 REFRESH_S = 0.5
 STATS_EVERY_S = 5.0
+RATES_PER_TICK = 8
+_SUCCESS = re.compile(rb'"status":[123]\d\d[,}]')
 ATTEMPTS_LOG_MAX_BYTES = 16 << 20  # then the stats leader empties Envoy's attempt log
 _KEY_STATS = r"^cluster\.provider_.*\.upstream_rq_total$"  # no "#" in a URL: the names are looked up below
 # An env-var key cannot change without a restart; a revoked one is retried after `max_cooldown_s`.
@@ -188,6 +191,15 @@ class PoolState:
             if headers and self._lock_file is not None:
                 self._rates[(provider, key)] = headers
 
+    def observe_upstream(self, cluster: str, status: int, headers: Mapping[str, str], at: float | None = None) -> None:
+        """One upstream attempt as an access-log receiver reports it, by the cluster that reached the
+        provider: a key's own cluster (`provider_X#key`) or its internal listener's (`provider_X~key`)."""
+        for sep in ("#", "~"):
+            head, found, key = cluster.partition(sep)
+            if found and head.startswith("provider_"):
+                self.observe(head.removeprefix("provider_"), key, status, headers, at)
+                return
+
     # -- the thread ------------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -315,7 +327,12 @@ class PoolState:
         if self._offset > ATTEMPTS_LOG_MAX_BYTES and self._stats_leader():
             os.truncate(self.attempts, 0)  # Envoy appends (O_APPEND): it goes on at the new end
             self._offset = 0
-        for line in data[:complete].splitlines():
+        lines = data[:complete].splitlines()
+        # Refusals teach every worker; of the successes (most lines) only the stats leader reads a few,
+        # the latest, for the providers' rate-limit figures: the workers' CPU stays off the fast path.
+        refused = [line for line in lines if not _SUCCESS.search(line)]
+        succeeded = [line for line in lines if _SUCCESS.search(line)][-RATES_PER_TICK:] if self._lock_file else []
+        for line in refused + succeeded:
             try:
                 entry = orjson.loads(line)
             except orjson.JSONDecodeError:
