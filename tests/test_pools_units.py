@@ -126,3 +126,23 @@ def test_an_access_log_entry_names_its_key_by_cluster(tmp_path: Path) -> None:
     state.observe_upstream("provider_p~b-2", 429, {"retry-after": "5"}, NOW)
     state.observe_upstream("provider_p@a", 429, {}, NOW)  # a start cluster names no key: ignored
     assert set(state.unusable()["p"]) == {"b-2"}
+
+
+@pytest.mark.parametrize("state_dir", [False, True], ids=["inline", "files"])
+def test_envoy_accepts_a_pooled_bootstrap(tmp_path: Path, state_dir: bool) -> None:
+    from extproc.envoy_config import render_yaml
+    from extproc.supervisor import find_envoy, validate_bootstrap
+
+    envoy = find_envoy()
+    if envoy is None:
+        pytest.skip("no Envoy binary")
+    key_file = tmp_path / "k"
+    key_file.write_text("sk-ant-file")
+    raw = provider(keys=[{"name": "a", "api_key_env": "A", "weight": 3}, {"name": "b", "api_key_file": str(key_file)},
+                         {"name": "c", "api_key_env": "C"}])
+    if state_dir:
+        raw["pools"] = {"state_dir": str(tmp_path)}
+    boot = tmp_path / "envoy.yaml"
+    boot.write_text(render_yaml(parse(raw), gate_path=str(tmp_path / "gate.yaml")))
+    ok, last = validate_bootstrap(envoy, boot)
+    assert ok, last

@@ -16,7 +16,15 @@ from .ext_proc import ext_proc_enabled, gateway_ext_proc_filter, runtime_layers
 from .fast_path import fast_filters
 from .gate import GATE_FILE, gate_discovery, inline_gate, keyless_gate
 from .local_replies import local_reply_config
-from .pools import attempts_log, internal_listener_extension, pool_clusters, pool_listeners, pool_secrets, pools_filter
+from .pools import (
+    attempts_log,
+    internal_listener_extension,
+    pool_clusters,
+    pool_listeners,
+    pool_secrets,
+    pools_filter,
+    without_file_sds,
+)
 from .routes import route_table, virtual_hosts
 
 
@@ -151,7 +159,7 @@ def for_validation(boot: dict[str, Any], gate: dict[str, Any] | None = None) -> 
     really are there is `Config.check_secrets`' job."""
     if gate is not None or _has_gate_file(boot):
         boot = inline_gate(boot, gate or keyless_gate())
-    boot = inline_pools(boot)
+    boot = without_file_sds(inline_pools(boot))
     static = dict(boot["static_resources"])
     static["secrets"] = [
         {**s, "generic_secret": {"secret": {"inline_string": "placeholder"}}} for s in static.get("secrets", [])

@@ -327,3 +327,26 @@ def attempts_log(cfg: Config) -> list[dict[str, Any]]:
              "typed_config": {"@type": T + "envoy.extensions.access_loggers.file.v3.FileAccessLog",
                               "path": str(Path(cfg.pools.state_dir) / ATTEMPTS_LOG),
                               "log_format": {"json_format": fields}}}]
+
+
+def without_file_sds(boot: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a bootstrap whose file-SDS key secrets are static placeholders, for `envoy --mode
+    validate` on a machine without the SDS files (they are written when the gateway starts)."""
+    names: list[str] = []
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "sds_config" in node and "name" in node and set(node) == {"name", "sds_config"}:
+                names.append(node["name"])
+                return {"name": node["name"]}
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    boot = walk(boot)
+    if names:
+        static = boot["static_resources"]
+        static["secrets"] = static.get("secrets", []) + [
+            {"name": n, "generic_secret": {"secret": {"inline_string": "placeholder"}}} for n in dict.fromkeys(names)]
+    return boot
