@@ -32,7 +32,7 @@ from .observe import metrics
 from .observe.budgets import RESERVED_OUTPUT_TOKENS, Refusal, Reservation
 from .observe.recording import Draft, anonymise_ip
 from .paths import Kind
-from .plan import Plan, Refused, RequestLine, read_request, refuse_out_of_list, route
+from .plan import Plan, Refused, RequestLine, read_request, refuse_duplicates, refuse_out_of_list, route
 from .prepare import STASHED_HEADERS, prepare, target_for
 from .responses import ModelListMerge, ResponseTranslation, UsageMeter, status_of
 from .wire import (
@@ -196,6 +196,8 @@ class Exchange:
         """Act on the plan: answer token counts locally where the provider cannot, open the record and
         the reservation, then hand the request to one provider or to Envoy's fallback chain."""
         req, gw = self.req, self.gw
+        if not plan.changed:  # the provider may get these very bytes: they must say one thing
+            refuse_duplicates(raw)
         name = plan.provider
         provider = gw.provider(name)
         self.provider_name, self.sent_model = name, plan.model
