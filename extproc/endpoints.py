@@ -24,6 +24,8 @@ from .dialects.base import Dialect
 Shape = Literal["anthropic", "openai", "both"]
 ENVELOPE: dict[str, Shape] = {"anthropic": "anthropic", "openai": "openai", "openai-responses": "openai"}
 READ = frozenset({"GET", "HEAD"})
+# Where either vendor's SDK may call (/v1/models), a request with one of these headers is Anthropic's.
+ANTHROPIC_SIGNS = ("anthropic-version", "x-api-key")
 
 
 class Kind(Enum):

@@ -11,7 +11,7 @@ headers phase lets through untouched, skipping the bodies.
 from __future__ import annotations
 
 from .dialects.base import Dialect
-from .endpoints import ENDPOINTS, Kind, endpoint
+from .endpoints import ANTHROPIC_SIGNS, ENDPOINTS, Kind, endpoint
 
 # Only these kinds carry a request body the gateway must read.
 BODY_KINDS = frozenset(e.kind for e in ENDPOINTS if e.routed)
@@ -50,6 +50,5 @@ def client_dialect(kind: Kind, headers: dict[str, str]) -> Dialect:
     if dialect is not None:
         return dialect
     if kind is Kind.MODELS or kind is Kind.NOT_SERVED:
-        anthropic = "anthropic-version" in headers or "x-api-key" in headers
-        return "anthropic" if anthropic else "openai"
+        return "anthropic" if any(sign in headers for sign in ANTHROPIC_SIGNS) else "openai"
     return "anthropic"

@@ -8,9 +8,10 @@ from typing import Any
 
 from ..answers import error_bodies
 from ..config import Config
-from ..endpoints import CHAIN_PREFIXES, ENDPOINTS, INTERCEPTED_EXACT, INTERCEPTED_PREFIXES, refusal
+from ..endpoints import ANTHROPIC_SIGNS, CHAIN_PREFIXES, ENDPOINTS, INTERCEPTED_EXACT, INTERCEPTED_PREFIXES, refusal
 from ..forwarding import ANTHROPIC_ONLY_HEADERS, ANTHROPIC_VERSION
 from ..wire import (
+    ATTEMPT_COUNT_HEADER,
     ATTEMPTS_HEADER,
     CLUSTER_HEADER,
     DROP_ANTHROPIC_CREDENTIALS_KEY,
@@ -85,7 +86,7 @@ def cluster_matcher(cfg: Config) -> dict[str, Any]:
     }
     if not retries:
         return first
-    return {"matcher_tree": {"input": header_input("x-envoy-attempt-count"),
+    return {"matcher_tree": {"input": header_input(ATTEMPT_COUNT_HEADER),
                              "exact_match_map": {"map": retries}},
             "on_no_match": {"matcher": first}}
 
@@ -196,17 +197,13 @@ def _not_found(message: str) -> dict[str, Any]:
     return {"name": "not_found", "match": {"prefix": "/"}, **json_reply(404, body)}
 
 
-# Where either vendor's SDK may call, the client's dialect is told by its headers (as `paths.client_dialect`).
-_ANTHROPIC_SIGNS = ("anthropic-version", "x-api-key")
-
-
 def _in_clients_dialect(name: str, match: dict[str, Any], status: int, message: str,
                         headers: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """Direct answers for `match`: Anthropic's envelope when the request carries one of Anthropic's
-    headers, else OpenAI's."""
+    """Direct answers for `match` where either vendor's SDK may call: Anthropic's envelope when the
+    request carries one of Anthropic's headers (as `paths.client_dialect` decides), else OpenAI's."""
     bodies = error_bodies(status, message)
     out = []
-    for sign in _ANTHROPIC_SIGNS:
+    for sign in ANTHROPIC_SIGNS:
         signed = {**match, "headers": [*match.get("headers", []), {"name": sign, "present_match": True}]}
         out.append({"name": f"{name}/{sign}", "match": signed,
                     **json_reply(status, bodies["anthropic"].decode(), headers)})
