@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from . import paths
 from .actions import Reply
 from .answers import advertised_models, models_body_for, models_reply
+from .endpoints import READ, refusal
 from .gateway import Gateway
 from .observe import metrics
 from .paths import Kind
@@ -21,7 +22,6 @@ from .responses import ModelListMerge
 
 # Answered by the gateway itself, behind its own Envoy only.
 GATEWAY_ENDPOINTS = frozenset({Kind.HEALTHZ, Kind.READYZ, Kind.METRICS, Kind.ROOT})
-READ_ONLY = frozenset({"GET", "HEAD"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +64,9 @@ def admit(gw: Gateway, line: RequestLine, sealed: bool) -> Admission:
     if kind is Kind.METRICS:
         body, ctype = metrics.exposition()
         return Reply.reply_now(200, body, content_type=ctype)
+    if kind is Kind.NOT_SERVED:  # Envoy's routes answer these; a mesh's proxies send them here
+        status, message = refusal(line.method, line.path) or (404, f"{line.path} is not served")
+        raise Refused(message, None, status, "not_found")
     if kind is Kind.MODELS:
         return models(gw, line)
     if kind in paths.NATIVE_KINDS:
@@ -75,15 +78,10 @@ def admit(gw: Gateway, line: RequestLine, sealed: bool) -> Admission:
 
 def models(gw: Gateway, line: RequestLine) -> Reply | Forward:
     """/v1/models: when the default provider speaks the client's dialect, its own list with the other
-    providers' configured models added; otherwise the configured models, answered here. Only reads:
-    `GET`/`HEAD` of the list or of one model."""
+    providers' configured models added; otherwise the configured models, answered here. (Only reads of
+    the list or of one model get here: the endpoint table makes the rest `NOT_SERVED`.)"""
     cfg = gw.cfg
-    if line.method not in READ_ONLY:
-        raise Refused(f"{line.method} {line.path} is not served; the models API is read-only here", None, 405,
-                      "not_found")
     one = line.path.removeprefix("/v1/models/") if line.path.startswith("/v1/models/") else None
-    if one is not None and (not one or "/" in one):
-        raise Refused(f"{line.path} is not a models API path", None, 404, "not_found")
     ids = advertised_models(cfg)
     allow = line.allow
     if allow is not None:
@@ -96,10 +94,11 @@ def models(gw: Gateway, line: RequestLine) -> Reply | Forward:
 
 
 def native_only(gw: Gateway, line: RequestLine) -> Forward:
-    """An API only a provider of the client's own dialect has: the first such provider, as sent."""
+    """An API only a provider of the client's own dialect has: the first such provider that serves the
+    path (its `endpoint_prefixes`), as sent."""
     cfg = gw.cfg
     for name in [cfg.default_provider, *cfg.providers]:
-        if cfg.providers[name].type == line.client:
+        if cfg.providers[name].type == line.client and gw.router.eligible(name, line.path):
             return forward(gw, line, name)
     raise Refused(f"{line.path} is an API of the {line.client} dialect and no provider of type {line.client} is "
                   "configured", None, 404, "not_found")
@@ -111,7 +110,7 @@ def stored_completions(gw: Gateway, line: RequestLine) -> Forward:
     provider the config did not open to every path."""
     cfg = gw.cfg
     for name in (cfg.default_provider, cfg.bypass_provider if cfg.bypass.enabled else None):
-        if name is not None and cfg.providers[name].type == "openai":
+        if name is not None and cfg.providers[name].type == "openai" and gw.router.eligible(name, line.path):
             return forward(gw, line, name)
     raise Refused(f"{line.path} is served only when the default or the bypass provider is OpenAI-type", None, 404,
                   "not_found")
@@ -133,7 +132,7 @@ def forward(gw: Gateway, line: RequestLine, name: str, merge: ModelListMerge | N
         raise Refused(f"the gateway key {line.key!r} is limited to some models; {line.path} is not a model API it "
                       "may use", None, 403, "forbidden")
     budgets = gw.budgets
-    if line.method not in READ_ONLY and budgets is not None and budgets.concerns(line.key or None, name):
+    if line.method not in READ and budgets is not None and budgets.concerns(line.key or None, name):
         raise Refused(f"{line.method} {line.path} goes to provider {name!r} unmetered, and a budget applies to this "
                       "request; use the Messages, Chat Completions or Responses API, or remove the budget",
                       None, 403, "budget")

@@ -99,6 +99,14 @@ class Timeouts(_Model):
     stream_idle_s: float = Field(600.0, gt=0)
     # On SIGTERM, how long in-flight requests (streams) may take to finish before everything stops.
     drain_s: float = Field(30.0, ge=0)
+    # A client must have sent its whole request (headers and body) within this: a body that trickles
+    # or stalls would otherwise hold an ext_proc slot (`limits.max_concurrent_requests`) for good.
+    # 120 s carries a 32 MiB body (`limits.max_request_bytes`) at 2.3 Mbit/s, a 5 MB Claude Code
+    # request at 0.35 Mbit/s; the response (a stream of minutes) is not part of it. 408 when it passes.
+    request_s: float = Field(120.0, gt=0)
+    # A client connection with no request in flight is closed after this (it holds a place under
+    # `limits.max_connections` otherwise).
+    idle_connection_s: float = Field(300.0, gt=0)
 
 
 class Retries(_Model):

@@ -24,7 +24,7 @@ from .exchange import Exchange
 from .gateway import Gateway
 from .observe import metrics
 from .responses import ResponseTranslation
-from .wire import ATTEMPT_PROVIDER_METADATA, GATE_METADATA
+from .wire import ATTEMPT_PROVIDER_METADATA, GATE_METADATA, GATE_SEALED
 
 log = logging.getLogger("lunaroute")
 
@@ -105,7 +105,7 @@ def exchange_for(gateway: Gateway, metadata) -> Exchange | AttemptExchange:  # n
         if key == ATTEMPT_PROVIDER_METADATA and value in gateway.cfg.providers:
             attempt = value
         elif key == GATE_METADATA:
-            sealed = value == "sealed"
+            sealed = value == GATE_SEALED
     if attempt is not None:
         return AttemptExchange(gateway, attempt)
     return Exchange(gateway, sealed=sealed)

@@ -61,12 +61,13 @@ def render(cfg: Config, ca_file: str | None = None, gate_path: str | None = None
         "stat_prefix": "lunaroute",
         "codec_type": "AUTO",
         "stream_idle_timeout": duration(cfg.timeouts.stream_idle_s),
-        "request_timeout": "0s",
+        # the whole request, headers and body, must arrive within this (408); the response may take longer
+        "request_timeout": duration(cfg.timeouts.request_s),
         "request_headers_timeout": "10s",  # a client that never finishes its headers holds nothing long
-        "common_http_protocol_options": {"idle_timeout": "3600s"},
+        "common_http_protocol_options": {"idle_timeout": duration(cfg.timeouts.idle_connection_s)},
         "http2_protocol_options": {"max_concurrent_streams": cfg.limits.max_streams_per_connection},
         "normalize_path": True,
-        "local_reply_config": local_reply_config(),
+        "local_reply_config": local_reply_config(cfg),
         "merge_slashes": True,
         "route_config": {
             "name": "lunaroute",
