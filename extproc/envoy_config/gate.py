@@ -14,7 +14,7 @@ import yaml
 from ..answers import error_bodies
 from ..config import Config, GatewayKey, parse
 from ..endpoints import JSON_PATHS, OPEN_PATHS, REPLY_SHAPES
-from ..forwarding import ANTHROPIC_KEY_PREFIX
+from ..prepare import ANTHROPIC_KEY_PREFIX
 from ..wire import GATE_FILTER, KEY_HEADER, lua_names
 from .common import T, envoy_source, lua_literal
 from .fast_path import fast_settings
