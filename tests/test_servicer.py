@@ -38,9 +38,11 @@ def body(doc: dict | bytes) -> pb.ProcessingRequest:
     return pb.ProcessingRequest(request_body=pb.HttpBody(body=raw, end_of_stream=True))
 
 
-def _call(metadata: tuple[tuple[str, str], ...]):
-    server = grpc_testing.server_from_dictionary({SERVICE: ExternalProcessorSync(Gateway(_cfg()))},
-                                                 grpc_testing.strict_real_time())
+def _call(metadata: tuple[tuple[str, str], ...], authenticated: bool):
+    """A stream on grpcio-testing's in-process server, which has no transport: `authenticated` says
+    whether it stands for our Envoy's (a Unix socket or mutual TLS, `server.stream_authenticated`)."""
+    servicer = ExternalProcessorSync(Gateway(_cfg()), authenticated=lambda _context: authenticated)
+    server = grpc_testing.server_from_dictionary({SERVICE: servicer}, grpc_testing.strict_real_time())
     call = server.invoke_stream_stream(PROCESS, metadata, None)
     yield call
     call.requests_closed()
@@ -50,13 +52,13 @@ def _call(metadata: tuple[tuple[str, str], ...]):
 @pytest.fixture
 def rpc():
     """A stream from the gateway's own Envoy (behind the gate)."""
-    yield from _call(((GATE_METADATA, "sealed"),))
+    yield from _call(((GATE_METADATA, "sealed"),), authenticated=True)
 
 
 @pytest.fixture
 def mesh_rpc():
     """A stream from a mesh's proxy: no gate ran before the filter."""
-    yield from _call(())
+    yield from _call((), authenticated=True)
 
 
 def _set(resp_headers: pb.HeaderMutation) -> dict[str, str]:
