@@ -164,3 +164,27 @@ def test_serve_options_set_the_workers_socket_and_mutual_tls(tmp_path: Path) -> 
     assert ep.tls == config.ExtProcTLS(cert_file="/c/tls.crt", key_file="/c/tls.key", client_ca_file="/c/ca.crt")
     with pytest.raises(config.ConfigError, match="--tls-client-ca go together"):
         _with_overrides(_cfg(), parser().parse_args(["serve", "--tls-cert", "/c/tls.crt"]))
+
+
+async def test_the_probe_reads_a_unix_socket_workers_health(tmp_path: Path) -> None:
+    """What the chart's exec probes run (kubelet's gRPC probe cannot reach a Unix socket)."""
+    import asyncio
+
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+    from extproc.probe import serving
+
+    server = grpc.aio.server()
+    checks = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(checks, server)
+    address = f"unix:{tmp_path}/worker-0.sock"
+    server.add_insecure_port(address)
+    await server.start()
+    try:
+        await checks.set("", health_pb2.HealthCheckResponse.SERVING)
+        assert await asyncio.to_thread(serving, address)
+        await checks.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+        assert not await asyncio.to_thread(serving, address)
+    finally:
+        await server.stop(None)
+    assert not await asyncio.to_thread(serving, address, 0.5)
