@@ -20,9 +20,20 @@ import yaml
 from cryptography import x509
 
 from extproc import envoy_config
-from tests.test_deploy import (CHART, NS, RELEASE, VARIANTS, by_kind, chart_config, container, manifests, one,
-                               pod_spec, validate_with_envoy)
-from tests.test_extproc_auth import Worker, _cfg, _first_reply, _headers, _metrics_answered
+from tests.test_deploy import (
+    CHART,
+    NS,
+    RELEASE,
+    VARIANTS,
+    by_kind,
+    chart_config,
+    container,
+    manifests,
+    one,
+    pod_spec,
+    validate_with_envoy,
+)
+from tests.test_extproc_auth import Worker, first_reply, metrics_answered, request_headers, worker_config
 
 MIB = 1024 * 1024
 
@@ -98,23 +109,19 @@ async def test_the_charts_certificates_make_a_working_mutual_tls_pair(tmp_path: 
     assert host in cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
         x509.DNSName)
 
-    local = _cfg(tls=tls, socket_dir=str(tmp_path))
+    local = worker_config(tls=tls, socket_dir=str(tmp_path))
     options = (("grpc.ssl_target_name_override", host),)
     async with Worker(local):
         target = f"127.0.0.1:{local.extproc.port}"
         creds = grpc.ssl_channel_credentials(client["ca.crt"], client["tls.key"], client["tls.crt"])
         async with grpc.aio.secure_channel(target, creds, options=options) as channel:
-            assert _metrics_answered(await _first_reply(channel, _headers("/metrics")))
-        other = _secret(manifests_fresh("mesh-istio"), rule["spec"]["trafficPolicy"]["tls"]["credentialName"])
+            assert metrics_answered(await first_reply(channel, request_headers("/metrics")))
+        # a second install of the same values: a CA of its own
+        other = _secret(render(VARIANTS["mesh-istio"]), rule["spec"]["trafficPolicy"]["tls"]["credentialName"])
         creds = grpc.ssl_channel_credentials(client["ca.crt"], other["tls.key"], other["tls.crt"])
         async with grpc.aio.secure_channel(target, creds, options=options) as channel:
             with pytest.raises(grpc.aio.AioRpcError):
-                await _first_reply(channel, _headers("/metrics"))
-
-
-def manifests_fresh(variant: str) -> list[dict[str, Any]]:
-    """A second install of the same values: a CA of its own."""
-    return render(VARIANTS[variant])
+                await first_reply(channel, request_headers("/metrics"))
 
 
 def test_each_mesh_gets_its_client_certificate_where_its_proxies_run() -> None:
