@@ -587,9 +587,16 @@ def test_compose_gateway_config_renders_a_bootstrap_envoy_accepts(compose: dict[
     assert {p.api_key_env for p in cfg.providers.values() if p.api_key_env} <= env_names
     assert set(_env_example()) <= env_names
 
-    # the workers are reached by service name and listen on all interfaces of their container
-    assert cfg.extproc.host == "extproc" and cfg.extproc.listen_host == "0.0.0.0"
-    assert f"{cfg.extproc.port}-{cfg.extproc.port + cfg.extproc.workers - 1}" in services["extproc"]["expose"]
+    # the workers listen on Unix sockets in a volume only extproc and envoy mount, as Envoy's user: no
+    # gRPC port on the compose network, and only Envoy speaks for the gate (issue 23)
+    assert cfg.extproc.tls is None and "expose" not in services["extproc"]
+    sockets = [{v["source"] for v in services[name]["volumes"] if v.get("target") == cfg.extproc.socket_dir}
+               for name in ("extproc", "envoy")]
+    assert sockets[0] == sockets[1] and len(sockets[0]) == 1
+    assert not any(v.get("target") == cfg.extproc.socket_dir for v in render["volumes"])
+    assert services["envoy"]["user"].split(":")[0] == "10001"  # the sockets' owner, the image's user
+    assert services["extproc"]["healthcheck"]["test"][1:] == ["python", "-m", "extproc.probe",
+                                                                f"unix:{cfg.extproc.socket_dir}/worker-0.sock"]
     assert (cfg.listen.host, cfg.listen.port) == ("0.0.0.0", services["envoy"]["ports"][0]["target"])
     envoy_cmd = services["envoy"]["command"]
     assert envoy_cmd[envoy_cmd.index("-c") + 1] == args.output
@@ -597,8 +604,8 @@ def test_compose_gateway_config_renders_a_bootstrap_envoy_accepts(compose: dict[
     assert shared & {v["source"] for v in services["envoy"]["volumes"]}
 
     boot = envoy_config.render(cfg, ca_file=args.ca_file)
-    # a service name is resolved by DNS, every address it has
-    assert envoy_config.extproc_cluster(cfg)["type"] == "STRICT_DNS"
+    assert envoy_config.extproc_cluster(cfg)["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"][
+        "address"] == {"pipe": {"path": f"{cfg.extproc.socket_dir}/worker-0.sock"}}
     ok, last = validate_with_envoy(boot, tmp_path)
     assert ok, last
 
@@ -614,5 +621,7 @@ def test_dockerfile_matches_what_compose_and_the_chart_expect(compose: dict[str,
     assert "LUNAROUTE_CONFIG=/etc/lunaroute/config.yaml" in text
     cfg = config.load(COMPOSE_DIR / "config.yaml", env={})
     assert int(last["EXPOSE"]) == cfg.extproc.port
+    chown = next(line for line in text.splitlines() if "chown 10001:10001" in line)
+    assert cfg.extproc.socket_dir in chown.split()  # the image's user may put the workers' sockets there
     with helm.Chart.load(CHART) as chart:
         assert chart.values["podSecurityContext"]["runAsUser"] == 10001
