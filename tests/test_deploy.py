@@ -300,7 +300,8 @@ def test_values_schema_rejects_settings_the_gateway_would_reject() -> None:
         chart.validate_schema({})
         for bad in ({"extProc": {"messageTimeoutMs": 50}}, {"extProc": {"maxMessageBytes": 1024}},
                     {"extProc": {"processingMode": {"request_body_mode": "buffered"}}},
-                    {"mesh": {"envoyGateway": {"requestTimeout": "1.5s"}}}):
+                    {"mesh": {"envoyGateway": {"requestTimeout": "1.5s"}}},
+                    {"extProc": {"mtls": {"enable": False}}}, {"mesh": {"istio": {"listenerPorts": ["443"]}}}):
             with pytest.raises(helm.HelmError):
                 chart.validate_schema(bad)
 
