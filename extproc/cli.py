@@ -27,10 +27,27 @@ def _with_overrides(cfg: Config, args: argparse.Namespace) -> Config:
     update: dict = {}
     if listen:
         update["listen"] = cfg.listen.model_copy(update=listen)
-    workers = getattr(args, "workers", None)
-    if workers is not None:
-        update["extproc"] = cfg.extproc.model_copy(update={"workers": workers})
+    extproc = _extproc_overrides(cfg, args)
+    if extproc:
+        update["extproc"] = cfg.extproc.model_copy(update=extproc)
     return cfg.model_copy(update=update) if update else cfg
+
+
+def _extproc_overrides(cfg: Config, args: argparse.Namespace) -> dict:
+    """`serve`'s --workers, --socket-dir and --tls-* over the config's `extproc` (the files are named,
+    never read, here: a worker reads them when it starts)."""
+    out: dict = {}
+    if getattr(args, "workers", None) is not None:
+        out["workers"] = args.workers
+    if getattr(args, "socket_dir", None):
+        out["socket_dir"] = args.socket_dir
+    tls = {field: getattr(args, f"tls_{field}", None) for field in ("cert_file", "key_file", "client_ca_file")}
+    if any(tls.values()):
+        if not all(tls.values()):
+            raise ConfigError("serve: --tls-cert, --tls-key and --tls-client-ca go together (mutual TLS needs the "
+                              "worker's certificate, its key and the CA that signs Envoy's client certificate)")
+        out["tls"] = config_mod.ExtProcTLS(**tls)
+    return out
 
 
 def _load(args: argparse.Namespace, secrets: bool) -> Config:
@@ -92,8 +109,13 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     cfg = _load(args, secrets=False)
     ep = cfg.extproc
-    return _supervise(Supervisor(cfg, with_envoy=False),
-                      [f"ext_proc listening on {ep.listen_host}:{ep.port}..{ep.port + ep.workers - 1}"])
+    where = []
+    if ep.tls is not None or not ep.socket_dir:
+        tcp = f"{ep.listen_host}:{ep.port}..{ep.port + ep.workers - 1}"
+        where.append(f"{tcp} (mutual TLS)" if ep.tls is not None else f"{tcp} (plain TCP: no stream is trusted)")
+    if ep.socket_dir:
+        where.append(f"{ep.socket_dir}/worker-*.sock")
+    return _supervise(Supervisor(cfg, with_envoy=False), ["ext_proc listening on " + " and ".join(where)])
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -185,6 +207,11 @@ def parser() -> argparse.ArgumentParser:
 
     serve = with_config(sub.add_parser("serve", help="run only the ext_proc workers (sidecar entry point)"))
     serve.add_argument("--workers", type=int, help="ext_proc worker processes (default 2)")
+    serve.add_argument("--socket-dir", help="listen on Unix sockets <dir>/worker-<i>.sock (Envoy in the same pod)")
+    serve.add_argument("--tls-cert", dest="tls_cert_file", help="PEM certificate: listen on TCP with mutual TLS")
+    serve.add_argument("--tls-key", dest="tls_key_file", help="PEM private key of --tls-cert")
+    serve.add_argument("--tls-client-ca", dest="tls_client_ca_file",
+                       help="PEM CA that signed Envoy's client certificate (others are refused)")
     serve.set_defaults(func=cmd_serve)
 
     render = with_config(sub.add_parser("render-envoy", help="write the Envoy bootstrap for a config"))

@@ -49,6 +49,16 @@ class Admin(_Model):
     socket: str | None = None
 
 
+class ExtProcTLS(_Model):
+    """Mutual TLS for workers that Envoy reaches over a network (the Helm chart's mesh mode): only a
+    client holding a certificate signed by `client_ca_file` completes the handshake, so no other pod
+    can open a stream (README: Security). PEM files, read when a worker starts."""
+
+    cert_file: str
+    key_file: str
+    client_ca_file: str
+
+
 class ExtProc(_Model):
     """Where the Python workers listen. Worker *i* listens on `port + i`; Envoy balances across them."""
 
@@ -63,6 +73,8 @@ class ExtProc(_Model):
     # Workers listen on Unix sockets `<socket_dir>/worker-<i>.sock` instead of TCP: cheaper per message
     # and out of reach of anything but this user. `lunaroute up` uses its private runtime directory.
     socket_dir: str | None = None
+    # TCP with mutual TLS (as well as `socket_dir`'s sockets, which then serve local health probes only).
+    tls: ExtProcTLS | None = None
 
     @property
     def listen_host(self) -> str:
