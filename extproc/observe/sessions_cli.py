@@ -127,8 +127,8 @@ def cmd_show(args: argparse.Namespace, directory: str) -> int:
                       + f"  status {r['status']} {r['outcome']}")
         ttft = "—" if r["ttft_ms"] is None else f"{r['ttft_ms']:.0f} ms"
         facts = (f"tokens in {r['input']} out {r['output']} cache r/w {r['cache_read']}/{r['cache_write']}  "
-                 f"cost {_usd(r['cost_usd'])}  {r['duration_ms']:.0f} ms, ttft {ttft}, "
-                 f"overhead {r['overhead_ms']:.2f} ms")
+                 f"cost {_usd(r['cost_usd'])}  {r['duration_ms'] or 0:.0f} ms, ttft {ttft}, "
+                 f"overhead {r['overhead_ms'] or 0:.2f} ms")
         body = Text.assemble(_plain("user", "bold"), ": ", _plain(_text_of(r.get("request"))), "\n",
                              _plain("answer", "bold"), ": ", _plain(_text_of(r.get("response"))))
         console.print(Panel(body, title=head, subtitle=Text(facts), title_align="left", subtitle_align="left"),
