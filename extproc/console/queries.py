@@ -100,8 +100,8 @@ def list_sessions(db: sqlite3.Connection, f: SessionFilter) -> tuple[list[dict[s
     where, args = ["last_ts >= ?"], [f.since]
     if f.cursor:
         ts, session = _decode_cursor(f.cursor)
-        where.append("(last_ts < ? OR (last_ts = ? AND session < ?))")
-        args += [ts, ts, session]
+        where.append("(last_ts, session) < (?, ?)")  # a row value: one index range, no OR, no sort
+        args += [ts, session]
     if f.status == "ok":
         where.append("errors = 0")
     elif f.status == "error":
@@ -164,58 +164,63 @@ def facets(db: sqlite3.Connection, key: str | None = None) -> dict[str, list[str
     return out
 
 
-def _bucket_rows(db: sqlite3.Connection, window: str, now: float, key: str | None) -> tuple[list[dict], int, int]:
-    """(bucket, provider, model, key, sums…) rows of a window, its bucket size and first bucket."""
+# The last hour is counted from the records (minutes), with the aggregate tables' column names.
+_MINUTES = ("(SELECT CAST(ts / 60 AS INTEGER) * 60 AS bucket, COALESCE(provider, '') AS provider, "
+            "COALESCE(sent_model, model, '') AS model, COALESCE(key, '') AS key, 1 AS requests, "
+            "(status >= 400 OR outcome != 'ok') AS errors, input, output, cache_read, cache_write, reasoning, "
+            "cost_usd, duration_ms, COALESCE(ttft_ms, 0) AS ttft_ms, (ttft_ms IS NOT NULL) AS ttft_count "
+            "FROM records WHERE ts >= ?)")
+
+
+def _source(window: str, now: float) -> tuple[str, list[Any], int, int]:
+    """(the table or subquery a window reads, its arguments, bucket size, first bucket)."""
     if window not in WINDOWS:
         raise BadQuery(f"window={window!r}: give hour, day or 30d")
     span, size = WINDOWS[window]
     first = int((now - span) // size + 1) * size
-    key_sql, args = ("AND key = ?", [key]) if key is not None else ("", [])
     if window == "hour":
-        # minutes: counted from the records of the last hour, through the ts index
-        sql = (f"SELECT CAST(ts / 60 AS INTEGER) * 60 AS b, COALESCE(provider, ''), COALESCE(sent_model, model, ''), "
-               "COALESCE(key, '') AS key, COUNT(*), SUM(status >= 400 OR outcome != 'ok'), SUM(input), SUM(output), "
-               "SUM(cache_read), SUM(cache_write), SUM(reasoning), SUM(cost_usd), SUM(duration_ms), "
-               f"SUM(COALESCE(ttft_ms, 0)), COUNT(ttft_ms) FROM records WHERE ts >= ? {key_sql} GROUP BY b, 2, 3, 4")
-    else:
-        table = "agg_hour" if window == "day" else "agg_day"
-        sql = f"SELECT bucket, provider, model, key, {', '.join(_SUMS)} FROM {table} WHERE bucket >= ? {key_sql}"
-    rows = [dict(zip(("bucket", "provider", "model", "key", *_SUMS), r, strict=True))
-            for r in db.execute(sql, [first, *args])]
-    return rows, size, first
+        return _MINUTES, [first], size, first
+    return ("agg_hour" if window == "day" else "agg_day"), [], size, first
 
 
-def _totals(rows: list[dict]) -> dict[str, Any]:
-    out = {s: 0.0 for s in _SUMS}
-    for r in rows:
-        for s in _SUMS:
-            out[s] += r[s] or 0
-    result: dict[str, Any] = {s: int(out[s]) for s in _SUMS if s not in ("cost_usd", "duration_ms", "ttft_ms")}
-    result["cost_usd"] = round(out["cost_usd"], 6)
-    result["avg_duration_ms"] = round(out["duration_ms"] / out["requests"], 1) if out["requests"] else None
-    result["avg_ttft_ms"] = round(out["ttft_ms"] / out["ttft_count"], 1) if out["ttft_count"] else None
-    result["cache_read_share"] = _share(out["cache_read"], out["input"])
-    result.pop("ttft_count")
-    return result
+def _group(db: sqlite3.Connection, source: str, args: list[Any], first: int, key: str | None,
+           by: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The sums of `source` from bucket `first` on, grouped by the columns `by` — in SQLite, so a
+    30-day window of thousands of aggregate rows costs milliseconds."""
+    cols = ", ".join(by)
+    where = "bucket >= ?" + (" AND key = ?" if key is not None else "")
+    sql = (f"SELECT {cols + ', ' if by else ''}{', '.join(f'SUM({c})' for c in _SUMS)} FROM {source} "
+           f"WHERE {where}" + (f" GROUP BY {cols}" if by else ""))
+    rows = db.execute(sql, [*args, first, *([key] if key is not None else [])]).fetchall()
+    return [dict(zip((*by, *_SUMS), r, strict=True)) for r in rows if r[len(by)]]
 
 
-def _grouped(rows: list[dict], by: str) -> list[dict[str, Any]]:
-    groups: dict[str, list[dict]] = defaultdict(list)
-    for r in rows:
-        groups[r[by]].append(r)
-    out = [{by: name, **_totals(members)} for name, members in groups.items()]
+def _totals(row: dict[str, Any] | None) -> dict[str, Any]:
+    row = row or {}
+    sums = {s: float(row.get(s) or 0) for s in _SUMS}
+    out: dict[str, Any] = {s: int(sums[s]) for s in ("requests", "errors", "input", "output", "cache_read",
+                                                     "cache_write", "reasoning")}
+    out["cost_usd"] = round(sums["cost_usd"], 6)
+    out["avg_duration_ms"] = round(sums["duration_ms"] / sums["requests"], 1) if sums["requests"] else None
+    out["avg_ttft_ms"] = round(sums["ttft_ms"] / sums["ttft_count"], 1) if sums["ttft_count"] else None
+    out["cache_read_share"] = _share(sums["cache_read"], sums["input"])
+    return out
+
+
+def _table(rows: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
+    out = [{by: r[by], **_totals(r)} for r in rows]
     return sorted(out, key=lambda item: (-item["cost_usd"], -item["requests"], str(item[by])))
 
 
 def _series(rows: list[dict], first: int, size: int, count: int, by: str, metric: str) -> dict[str, Any]:
     """`metric` per bucket and per `by` value: what a stacked bar chart draws."""
     buckets = [first + i * size for i in range(count)]
-    index = {b: i for i, b in enumerate(buckets)}
     values: dict[str, list[float]] = defaultdict(lambda: [0.0] * count)
     for r in rows:
-        i = index.get(int(r["bucket"]))
-        if i is not None:
-            values[r[by] or "—"][i] += r[metric] or 0
+        i = (int(r["bucket"]) - first) // size
+        if 0 <= i < count:
+            value = (r["input"] or 0) + (r["output"] or 0) if metric == "tokens" else r[metric] or 0
+            values[r[by] or "—"][i] += value
     return {"buckets": buckets, "size": size, "series": dict(sorted(values.items()))}
 
 
@@ -223,39 +228,42 @@ def overview(db: sqlite3.Connection, window: str, now: float | None = None, key:
     """Totals, the series the charts draw (requests, tokens, cost, errors per bucket and provider)
     and the tables by provider and by key over the last hour, day or 30 days."""
     now = time.time() if now is None else now
-    rows, size, first = _bucket_rows(db, window, now, key)
-    for r in rows:
-        r["tokens"] = (r["input"] or 0) + (r["output"] or 0)
+    source, args, size, first = _source(window, now)
+    per_bucket = _group(db, source, args, first, key, ("bucket", "provider"))
+    total = _group(db, source, args, first, key, ())
     count = WINDOWS[window][0] // size
     return {
-        "window": window, "since": first, "totals": _totals(rows),
-        "charts": {metric: _series(rows, first, size, count, "provider", metric)
+        "window": window, "since": first, "totals": _totals(total[0] if total else None),
+        "charts": {metric: _series(per_bucket, first, size, count, "provider", metric)
                    for metric in ("requests", "tokens", "cost_usd", "errors")},
-        "by_provider": _grouped(rows, "provider"), "by_key": _grouped(rows, "key"),
+        "by_provider": _table(_group(db, source, args, first, key, ("provider",)), "provider"),
+        "by_key": _table(_group(db, source, args, first, key, ("key",)), "key"),
     }
 
 
 def spend(db: sqlite3.Connection, group_by: str, since: float, now: float | None = None,
           key: str | None = None) -> dict[str, Any]:
     """Cost and tokens since `since` (whole UTC days, from `agg_day`) grouped by key, provider, model
-    or day, with the daily series per group for the chart."""
+    or day, with the daily series per group for the chart (per provider when grouped by day)."""
     if group_by not in GROUPS:
         raise BadQuery(f"group_by={group_by!r}: give one of {', '.join(GROUPS)}")
     now = time.time() if now is None else now
     first = int(max(since, now - 400 * 86400) // 86400) * 86400
-    key_sql, args = ("AND key = ?", [key]) if key is not None else ("", [])
-    rows = [dict(zip(("bucket", "provider", "model", "key", *_SUMS), r, strict=True)) for r in db.execute(
-        f"SELECT bucket, provider, model, key, {', '.join(_SUMS)} FROM agg_day WHERE bucket >= ? {key_sql}",
-        [first, *args])]
-    for r in rows:
-        r["day"] = time.strftime("%Y-%m-%d", time.gmtime(r["bucket"]))
-    table = _grouped(rows, group_by)
+    column = "bucket" if group_by == "day" else group_by
+    rows = _group(db, "agg_day", [], first, key, (column,))
+    if group_by == "day":
+        for r in rows:
+            r["day"] = time.strftime("%Y-%m-%d", time.gmtime(r.pop("bucket")))
+    table = _table(rows, group_by)
     if group_by == "day":
         table.sort(key=lambda item: item["day"])
     days = int((now - first) // 86400) + 1
     chart_by = "provider" if group_by == "day" else group_by
-    return {"group_by": group_by, "since": first, "rows": table,
-            "chart": _series(rows, first, 86400, days, chart_by, "cost_usd"), "totals": _totals(rows)}
+    chart = _series(_group(db, "agg_day", [], first, key, ("bucket", chart_by)), first, 86400, days, chart_by,
+                    "cost_usd")
+    total = _group(db, "agg_day", [], first, key, ())
+    return {"group_by": group_by, "since": first, "rows": table, "chart": chart,
+            "totals": _totals(total[0] if total else None)}
 
 
 SPEND_CSV_COLUMNS = ("requests", "errors", "input", "output", "cache_read", "cache_write", "reasoning", "cost_usd")
@@ -292,5 +300,5 @@ def recent_decisions(db: sqlite3.Connection, limit: int = 50, key: str | None = 
 def key_usage(db: sqlite3.Connection, now: float | None = None) -> dict[str, dict[str, Any]]:
     """Per gateway key name: requests, errors and cost over the last 24 hours (from `agg_hour`)."""
     now = time.time() if now is None else now
-    rows, _size, _first = _bucket_rows(db, "day", now, None)
-    return {item["key"]: item for item in _grouped(rows, "key")}
+    source, args, _size, first = _source("day", now)
+    return {item["key"]: item for item in _table(_group(db, source, args, first, None, ("key",)), "key")}
