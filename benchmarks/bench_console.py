@@ -40,12 +40,12 @@ def _bodies() -> list[bytes]:
     """A few small recorded bodies (request, answer with thinking and a tool call), zstd-compressed."""
     out = []
     for i in range(16):
+        call = {"type": "tool_use", "id": f"t{i}", "name": "Bash", "input": {"cmd": "pytest"}}
+        result = {"type": "tool_result", "tool_use_id": f"t{i}", "content": "1 failed, 41 passed"}
         doc = {"request": {"model": "claude-sonnet-4-5", "max_tokens": 1024, "system": "You are a coding agent.",
                            "messages": [{"role": "user", "content": f"fix the failing test number {i}"},
-                                        {"role": "assistant", "content": [{"type": "tool_use", "id": f"t{i}",
-                                                                           "name": "Bash", "input": {"cmd": "pytest"}}]},
-                                        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": f"t{i}",
-                                                                      "content": "1 failed, 41 passed"}]}]},
+                                        {"role": "assistant", "content": [call]},
+                                        {"role": "user", "content": [result]}]},
                "provider_request": None, "events": None,
                "response": {"role": "assistant", "content": [{"type": "thinking", "thinking": "look at the test"},
                                                              {"type": "text", "text": f"The fix for {i} is ready."}]}}

@@ -190,9 +190,8 @@ def test_the_session_page_shows_the_turns_the_providers_received(served: dict) -
         for label in ("tokens in / out", "cache read", "TTFT", "duration", "cost"):
             assert label in second.locator(".facts").inner_text()
 
-        page.goto(served["url"] + "/sessions/browser-fallback")
-        assert "fallback" in page.locator(".reason").first.inner_text() or "gpt" in page.locator(
-            "article.turn header").inner_text()
+        page.goto(served["url"] + "/sessions/browser-fallback")  # Anthropic was overloaded: gpt answered
+        assert page.locator(".reason").inner_text() == "rule, fallback from anthropic"
         assert "this one falls back" in page.locator(".asked").inner_text()
 
     _browse(served["url"], visit)

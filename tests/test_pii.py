@@ -58,8 +58,8 @@ def test_tokenize_needs_a_secret_in_the_environment() -> None:
 MISSED = {
     "e164_phone": ("call now: +14155552671", "[PHONE]"),
     "e164_phone_de": ("ruf an: +4930901820", "[PHONE]"),
-    "jwt": ("token eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
-            "[SECRET]"),
+    "jwt": ("token eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0."
+            "dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U", "[SECRET]"),
     "aws_secret": ("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "[SECRET]"),
     "github_pat": ("github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUV", "[SECRET]"),
     "stripe_live": ("sk_live_51Habcdefghijklmnopqrstuv", "[SECRET]"),

@@ -148,7 +148,13 @@ class Console:
         found = queries.session_detail(self.db(), request.path_params["session"], key=viewer.key)
         if found is None:
             raise _NotFound
+        self._explain(found["turns"])
         return found
+
+    def _explain(self, records: list[dict[str, Any]]) -> None:
+        """Each record's `route`: its reason, and the fallback when a later provider answered."""
+        for r in records:
+            r["route"] = gateway_state.route_label(self.cfg, r.get("reason"), r.get("model"), r.get("provider"))
 
     # -- pages -----------------------------------------------------------------------------------
 
@@ -215,8 +221,9 @@ class Console:
 
     def routing_page(self, request: Request) -> Response:
         viewer = self._viewer(request)
-        return self._page("routing.html", request, viewer, routing=gateway_state.routing(self.cfg),
-                          decisions=queries.recent_decisions(self.db(), 50, key=viewer.key))
+        decisions = queries.recent_decisions(self.db(), 50, key=viewer.key)
+        self._explain(decisions)
+        return self._page("routing.html", request, viewer, routing=gateway_state.routing(self.cfg), decisions=decisions)
 
     # -- login -----------------------------------------------------------------------------------
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sqlite3
 import time
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -137,3 +139,28 @@ def routing(cfg: Config) -> dict[str, Any]:
     return {"rules": rules, "default_provider": cfg.default_provider,
             "markers": [f"[LUNAROUTE:{name}]" for name in cfg.providers] + ["[LUNAROUTE:clear]"],
             "bypass": {"enabled": cfg.bypass.enabled, "provider": cfg.bypass_provider}}
+
+
+def first_choice(cfg: Config, reason: str | None, model: str | None) -> str | None:
+    """The provider a rule or the default would have tried first for `model`; None for markers and
+    preferences (explicit choices) or when nothing says."""
+    if reason == "default":
+        return cfg.default_provider
+    if reason != "rule" or not model:
+        return None
+    for _i, rule in sorted(enumerate(cfg.routing.rules), key=lambda item: (-item[1].priority, item[0])):
+        if rule.model is not None and fnmatchcase(model, rule.model):
+            return rule.provider
+        if rule.model_regex is not None and re.fullmatch(rule.model_regex, model):
+            return rule.provider
+    return None
+
+
+def route_label(cfg: Config, reason: str | None, model: str | None, provider: str | None) -> str:
+    """How a record's provider was chosen, as the console says it: `marker`, `rule`, `default`,
+    `preferences`, or `rule, fallback from anthropic` when a later provider of the chain answered
+    (records name the provider that answered; the config says which one was first)."""
+    first = first_choice(cfg, reason, model)
+    if first is not None and provider and provider != first:
+        return f"{reason}, fallback from {first}"
+    return reason or "—"
