@@ -283,3 +283,22 @@ def test_chart_labels_are_escaped_and_small_series_are_summed_as_others() -> Non
     svg = str(charts.stacked_bars({"buckets": [0, 60], "size": 60, "series": series}, "t<i>tle"))
     assert "<k" not in svg.replace("&lt;k", "") and "t&lt;i&gt;tle" in svg
     assert svg.count('<li>') == len(charts.PALETTE) and "others" in svg
+
+
+def test_a_long_session_is_shown_fifty_turns_a_page(tmp_path: Path) -> None:
+    with sessions.open_db(str(tmp_path)) as db:
+        history: list[dict] = []
+        for i in range(120):
+            history = [*history, {"role": "user", "content": f"prompt {i}"}]
+            sessions.insert(db, {"ts": NOW - 1000 + i, "session": "long", "provider": "anthropic", "status": 200,
+                                 "outcome": "ok", "usage": {}, "client": "anthropic",
+                                 "request": orjson.dumps({"messages": history})}, None)
+            history.append({"role": "assistant", "content": f"answer {i}"})
+    client = TestClient(create_app(_config(tmp_path)), base_url=BASE)
+    pages = [client.get(f"/api/sessions/long?offset={o}").json() for o in (0, 50, 100)]
+    assert [len(p["turns"]) for p in pages] == [50, 50, 20] and [p["more"] for p in pages] == [True, True, False]
+    assert pages[1]["turns"][0]["request"]["messages"][-1]["content"] == "prompt 50"
+    html = client.get("/sessions/long?offset=50").text
+    assert 'id="turn-51"' in html and "prompt 50" in html and "prompt 49" not in html  # only what turn 51 added
+    assert "later turns" in html and "earlier turns" in html
+    assert client.get("/api/sessions/long?offset=-1").status_code == 400

@@ -145,7 +145,8 @@ class Console:
         return queries.spend(self.db(), group_by, since, now, key=viewer.key)
 
     def _session(self, request: Request, viewer: Viewer) -> dict[str, Any]:
-        found = queries.session_detail(self.db(), request.path_params["session"], key=viewer.key)
+        found = queries.session_detail(self.db(), request.path_params["session"], key=viewer.key,
+                                       offset=queries.parse_offset(request.query_params.get("offset")))
         if found is None:
             raise _NotFound
         self._explain(found["turns"])
@@ -179,9 +180,10 @@ class Console:
     def session_page(self, request: Request) -> Response:
         viewer = self._viewer(request)
         data = self._session(request, viewer)
-        previous = None
+        previous = data["previous_request"]
         for turn in data["turns"]:
-            turn["asked"] = conversation.request_parts(turn.get("request"), previous, turn.get("client") or "")
+            turn["asked"] = conversation.request_parts(turn.get("request"), previous, turn.get("client") or "",
+                                                       first=turn is data["turns"][0] and data["offset"] == 0)
             turn["answer"] = conversation.response_parts(turn.get("response"), turn.get("client") or "")
             previous = turn.get("request")
         return self._page("session.html", request, viewer, s=data)

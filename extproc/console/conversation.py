@@ -121,9 +121,10 @@ def _message_parts(message: Any, dialect: str) -> list[Part]:
     return _blocks(role, message.get("content"))
 
 
-def request_parts(request: Any, previous: Any, dialect: str) -> list[Part]:
+def request_parts(request: Any, previous: Any, dialect: str, first: bool | None = None) -> list[Part]:
     """What this turn's request added to the conversation since `previous` (the last turn's request,
-    None for the first): new user messages and tool results; the system prompt on the first turn."""
+    None for the first): new user messages and tool results; the system prompt on the session's
+    `first` turn (default: when there is no previous one)."""
     system, messages = _messages(request)
     _old_system, old = _messages(previous) if previous is not None else ([], [])
     if previous is not None and len(messages) > len(old) and messages[:len(old)] == old:
@@ -133,7 +134,7 @@ def request_parts(request: Any, previous: Any, dialect: str) -> list[Part]:
     else:
         new = []
     parts = [p for m in new for p in _message_parts(m, dialect) if p["role"] != "assistant"]
-    return (system if previous is None else []) + parts
+    return (system if (previous is None if first is None else first) else []) + parts
 
 
 def _from_last_user(messages: list[Any]) -> list[Any]:

@@ -131,22 +131,41 @@ def _share(part: float, whole: float) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
-def session_detail(db: sqlite3.Connection, session: str, key: str | None = None) -> dict[str, Any] | None:
-    """One session's summary and every turn with its bodies as recorded (already redacted), or None
-    when there is no such session (or it belongs to another key than `key`)."""
+TURNS_PER_PAGE = 50
+
+
+def session_detail(db: sqlite3.Connection, session: str, key: str | None = None, offset: int = 0,
+                   limit: int = TURNS_PER_PAGE) -> dict[str, Any] | None:
+    """One session's summary and `limit` of its turns from the `offset`-th, with their bodies as
+    recorded (already redacted); None when there is no such session (or none of it is `key`'s).
+    `previous_request` is the request of the turn before the page, so the first turn on a later page
+    can show only what it added."""
     row = db.execute(f"SELECT {', '.join(_SESSION_COLUMNS)} FROM session_index WHERE session = ?",
                      (session,)).fetchone()
     if row is None:
         return None
-    turns = list(store.turns(db, session))
-    if key is not None:
-        turns = [t for t in turns if t["key"] == key]
-        if not turns:
-            return None
+    before = 1 if offset > 0 else 0
+    turns = list(store.turns(db, session, offset - before, limit + before + 1, key))
+    previous = turns.pop(0) if before and turns else None
+    if not turns and (key is not None or offset == 0):
+        return None
+    more = len(turns) > limit
+    turns = turns[:limit]
     for t in turns:
         t.pop("client_ip", None)
         t["cache_read_share"] = _share(t["cache_read"] or 0, t["input"] or 0)
-    return {**_session_row(row), "turns": turns}
+    return {**_session_row(row), "turns": turns, "offset": offset, "more": more,
+            "previous_request": previous.get("request") if previous else None}
+
+
+def parse_offset(value: str | None) -> int:
+    try:
+        offset = int(value or 0)
+    except ValueError:
+        raise BadQuery(f"offset={value!r}: give the number of turns to skip (0 or more)") from None
+    if offset < 0:
+        raise BadQuery(f"offset={value!r}: give the number of turns to skip (0 or more)")
+    return offset
 
 
 def facets(db: sqlite3.Connection, key: str | None = None) -> dict[str, list[str]]:

@@ -236,10 +236,15 @@ def sessions(db: sqlite3.Connection, limit: int = 50, since: float = 0.0) -> lis
     return out
 
 
-def turns(db: sqlite3.Connection, session: str) -> Iterator[dict[str, Any]]:
-    """Every record of a session, oldest first, bodies decoded."""
-    cur = db.execute(f"SELECT id, {', '.join(_COLUMNS)}, bodies FROM records WHERE session = ? ORDER BY ts, id",
-                     (session,))
+def turns(db: sqlite3.Connection, session: str, offset: int = 0, limit: int = -1,
+          key: str | None = None) -> Iterator[dict[str, Any]]:
+    """The records of a session, oldest first, bodies decoded: all of them, or `limit` from the
+    `offset`-th (the console pages through long sessions); only `key`'s when given."""
+    where, args = "session = ?", [session]
+    if key is not None:
+        where, args = where + " AND key = ?", [*args, key]
+    cur = db.execute(f"SELECT id, {', '.join(_COLUMNS)}, bodies FROM records WHERE {where} ORDER BY ts, id "
+                     "LIMIT ? OFFSET ?", (*args, limit, offset))
     for row in cur:
         item = dict(zip(("id", *_COLUMNS), row[:-1], strict=True))
         item["stream"], item["truncated"] = bool(item["stream"]), bool(item["truncated"])
