@@ -235,6 +235,11 @@ def test_the_csv_export_is_the_apis_spend_table(served: dict, tmp_path: Path) ->
     _browse(served["url"], visit)
 
 
+def test_provider_health_comes_from_envoys_own_stats_under_up(served: dict) -> None:
+    _status, body = _get(served["url"] + "/keys")
+    assert body.count(b'class="state-healthy"') == 2 and b"state-unknown" not in body
+
+
 def test_no_key_digest_or_secret_is_rendered(served: dict) -> None:
     import hashlib
 

@@ -126,7 +126,8 @@ def providers(cfg: Config) -> list[dict[str, Any]]:
         url = urlsplit(p.base_url)
         base = f"{url.scheme}://{url.hostname}{f':{url.port}' if url.port else ''}{url.path}"  # no userinfo, query
         out.append({"name": name, "type": p.type, "base_url": base, "credential": auth,
-                    "model": p.model, "models": list(p.models), "default": name == cfg.default_provider})
+                    "models": list(dict.fromkeys([*([p.model] if p.model else []), *p.models])),
+                    "default": name == cfg.default_provider})
     return out
 
 
