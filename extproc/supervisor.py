@@ -153,7 +153,8 @@ class Supervisor:
                "--file-flush-interval-msec", "1000",
                "--admin-address-path", str(self.runtime_dir / "admin-address")]
         # Envoy needs the provider keys' variables, not the gateway keys' (the gate holds their digests)
-        gateway_keys = {k.key_env for k in self.cfg.access.keys if k.key_env}
+        # nor the console's admin keys'
+        gateway_keys = {k.key_env for k in (*self.cfg.access.keys, *self.cfg.console.admin_keys) if k.key_env}
         self.procs["envoy"] = subprocess.Popen(cmd, env={k: v for k, v in os.environ.items() if k not in gateway_keys})
 
     @property
