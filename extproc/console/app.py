@@ -163,8 +163,10 @@ class Console:
         viewer = self._viewer(request)
         window = request.query_params.get("window") or "day"
         data = queries.overview(self.db(), window, key=viewer.key)
-        names = {"requests": "Requests", "tokens": "Tokens (in + out)", "cost_usd": "Cost (USD)", "errors": "Errors"}
-        figures = [charts.stacked_bars(data["charts"][m], f"{title} by provider", money=m == "cost_usd")
+        names = {"requests": "Requests by provider", "tokens": "Tokens (in + out) by provider",
+                 "cost_usd": "Cost (USD) by provider", "cost_usd_by_key": "Cost (USD) by key",
+                 "errors": "Errors by provider"}
+        figures = [charts.stacked_bars(data["charts"][m], title, money=m.startswith("cost"))
                    for m, title in names.items()]
         return self._page("overview.html", request, viewer, data=data, figures=figures, window=window)
 

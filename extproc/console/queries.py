@@ -244,8 +244,8 @@ def _series(rows: list[dict], first: int, size: int, count: int, by: str, metric
 
 
 def overview(db: sqlite3.Connection, window: str, now: float | None = None, key: str | None = None) -> dict[str, Any]:
-    """Totals, the series the charts draw (requests, tokens, cost, errors per bucket and provider)
-    and the tables by provider and by key over the last hour, day or 30 days."""
+    """Totals, the series the charts draw (requests, tokens, cost, errors per bucket and provider;
+    cost per bucket and key) and the tables by provider and by key over the last hour, day or 30 days."""
     now = time.time() if now is None else now
     source, args, size, first = _source(window, now)
     per_bucket = _group(db, source, args, first, key, ("bucket", "provider"))
@@ -253,8 +253,10 @@ def overview(db: sqlite3.Connection, window: str, now: float | None = None, key:
     count = WINDOWS[window][0] // size
     return {
         "window": window, "since": first, "totals": _totals(total[0] if total else None),
-        "charts": {metric: _series(per_bucket, first, size, count, "provider", metric)
-                   for metric in ("requests", "tokens", "cost_usd", "errors")},
+        "charts": {**{metric: _series(per_bucket, first, size, count, "provider", metric)
+                      for metric in ("requests", "tokens", "cost_usd", "errors")},
+                   "cost_usd_by_key": _series(_group(db, source, args, first, key, ("bucket", "key")), first, size,
+                                              count, "key", "cost_usd")},
         "by_provider": _table(_group(db, source, args, first, key, ("provider",)), "provider"),
         "by_key": _table(_group(db, source, args, first, key, ("key",)), "key"),
     }
