@@ -16,6 +16,7 @@ from markupsafe import Markup, escape
 
 PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f")
 OTHERS = "others"
+OTHER_COLOUR = "#bab0ac"
 _W, _H, _LEFT, _BOTTOM, _TOP = 640, 180, 56, 22, 8
 
 
@@ -48,6 +49,9 @@ def stacked_bars(chart: dict[str, Any], title: str, money: bool = False) -> Mark
     """An accessible SVG (role img, a title, one `<title>` per bar) with a legend."""
     buckets: list[int] = chart["buckets"]
     series = _top(chart["series"], len(PALETTE))
+    # colours by name, not by size, so a provider keeps its colour from chart to chart
+    colour = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(sorted(n for n in series if n != OTHERS))}
+    colour[OTHERS] = OTHER_COLOUR
     n = max(len(buckets), 1)
     totals = [sum(v[i] for v in series.values()) for i in range(len(buckets))]
     peak = max(totals, default=0) or 1
@@ -61,22 +65,21 @@ def stacked_bars(chart: dict[str, Any], title: str, money: bool = False) -> Mark
     for i, bucket in enumerate(buckets):
         y = _TOP + plot_h
         x = _LEFT + i * bar_w
-        for j, (name, values) in enumerate(series.items()):
+        for name, values in series.items():
             value = values[i]
             if value <= 0:
                 continue
             h = value / peak * plot_h
             y -= h
             out.append(f'<rect x="{x + 1:.1f}" y="{y:.1f}" width="{max(bar_w - 2, 1):.1f}" height="{h:.1f}" '
-                       f'fill="{PALETTE[j % len(PALETTE)]}"><title>{escape(name)} {_label(bucket, chart["size"])}: '
+                       f'fill="{colour[name]}"><title>{escape(name)} {_label(bucket, chart["size"])}: '
                        f'{_number(value, money)}</title></rect>')
         if n <= 12 or i % max(n // 6, 1) == 0:
             out.append(f'<text x="{x + bar_w / 2:.1f}" y="{_H - 6}" text-anchor="middle" class="axis">'
                        f'{_label(bucket, chart["size"])}</text>')
     out.append("</svg>")
     legend = "".join(f'<li><svg width="10" height="10" aria-hidden="true"><rect width="10" height="10" '
-                     f'fill="{PALETTE[j % len(PALETTE)]}"/></svg> {escape(name)}</li>'
-                     for j, name in enumerate(series))
+                     f'fill="{colour[name]}"/></svg> {escape(name)}</li>' for name in series)
     empty = "" if any(totals) else '<p class="muted">nothing recorded in this window</p>'
     return Markup(f'<figure><figcaption>{escape(title)}</figcaption>{"".join(out)}'
                   f'<ul class="legend">{legend}</ul>{empty}</figure>')
