@@ -639,6 +639,8 @@ class Config(_Model):
                                   f"file; create it with the key as its only content")
         self.pii.secret(dict(os.environ))
         self.key_digests()
+        if self.console.enabled:
+            self.console.admin_digests()
 
     def key_digests(self, env: dict[str, str] | None = None) -> dict[str, GatewayKey]:
         """Each gateway key's SHA-256 digest → its entry; reads key_env / key_file now."""

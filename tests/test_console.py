@@ -302,3 +302,22 @@ def test_a_long_session_is_shown_fifty_turns_a_page(tmp_path: Path) -> None:
     assert 'id="turn-51"' in html and "prompt 50" in html and "prompt 49" not in html  # only what turn 51 added
     assert "later turns" in html and "earlier turns" in html
     assert client.get("/api/sessions/long?offset=-1").status_code == 400
+
+
+def test_logout_wants_the_forms_csrf_token(store: Path) -> None:
+    entry = {"name": "ops", "key_sha256": hashlib.sha256(ADMIN.encode()).hexdigest()}
+    client = TestClient(create_app(_config(store, admin_keys=[entry])), base_url=BASE)
+    assert _login(client, ADMIN) == 303
+    assert client.post("/logout", data={"csrf": "guess"}).status_code == 403
+    assert client.get("/api/spend").status_code == 200  # still logged in
+    token = client.get("/").text.split('name="csrf" value="')[1].split('"')[0]
+    assert client.post("/logout", data={"csrf": token}, follow_redirects=False).status_code == 303
+    assert client.get("/api/spend").status_code == 401
+
+
+def test_an_enabled_console_needs_its_admin_keys_to_be_where_the_config_says(store: Path) -> None:
+    cfg = config.parse({"providers": {"a": {"type": "anthropic", "base_url": "https://api.anthropic.com"}},
+                        "console": {"enabled": True, "admin_keys": [{"name": "ops", "key_env": "LR_NOT_SET_X"}]}},
+                       env={})
+    with pytest.raises(ConfigError, match=r"console.admin_keys\[ops\].key_env"):
+        cfg.check_secrets()

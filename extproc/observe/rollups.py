@@ -10,7 +10,8 @@ so the console (extproc/console) answers from small tables instead of scanning a
 
 A store written before these tables existed is back-filled once, when it is opened (`migrate`).
 Retention deletes records; `prune` then drops the sessions left without records and hourly rows
-older than two days. Daily rows stay (spend history outlives the bodies; a few KB a day).
+older than two days. Daily rows stay (spend history outlives the bodies; a few KB a day). A session
+whose oldest records were deleted keeps its totals (they say what it cost) until it is gone entirely.
 """
 
 from __future__ import annotations
