@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -91,7 +92,8 @@ class Console:
 
     # -- plumbing --------------------------------------------------------------------------------
 
-    def db(self) -> Any:
+    def db(self) -> sqlite3.Connection:
+        """This thread's connection to the session store (SQLite connections stay in their thread)."""
         db = getattr(self._local, "db", None)
         if db is None:
             db = self._local.db = store.open_db(self.directory, create=False)
