@@ -23,18 +23,18 @@ from extproc.observe.budgets import Budgets
 
 ADMIN = "lr-console-unit-admin-0123456789abc"
 BOB = "lr-console-unit-bob-0123456789abcdef"
-NOW = time.time()
 BASE = "http://127.0.0.1:8081"
 
 
-def _store(directory: Path) -> None:
-    """12 sessions: alice's on anthropic, bob's on gpt; every third has an error; one hostile."""
+def _store(directory: Path, now: float) -> None:
+    """12 sessions: alice's on anthropic, bob's on gpt; every third has an error; one hostile. Times
+    are seconds before `now`, the moment the test starts."""
     with sessions.open_db(str(directory)) as db:
         for i in range(24):
             key, provider = ("alice", "anthropic") if i % 2 == 0 else ("bob", "gpt")
             error = i % 6 == 0
             sessions.insert(db, {
-                "ts": NOW - 3000 + i * 100, "session": f"s{i % 12:02d}", "key": key, "client": "anthropic",
+                "ts": now - 3000 + i * 100, "session": f"s{i % 12:02d}", "key": key, "client": "anthropic",
                 "path": "/v1/messages", "provider": provider,
                 "model": "claude-x" if provider == "anthropic" else "gpt-y",
                 "reason": "rule", "status": 529 if error else 200, "outcome": "error" if error else "ok",
@@ -42,7 +42,7 @@ def _store(directory: Path) -> None:
                 "ttft_ms": 20.0, "overhead_ms": 1.0,
                 "request": orjson.dumps({"messages": [{"role": "user", "content": f"question {i} <img src=x>"}]}),
                 "response": orjson.dumps({"content": [{"type": "text", "text": f"answer {i}"}]})}, None)
-        sessions.insert(db, {"ts": NOW - 10, "session": "=HYPERLINK(1)", "key": "=cmd|' /C calc'!A0",
+        sessions.insert(db, {"ts": now - 10, "session": "=HYPERLINK(1)", "key": "=cmd|' /C calc'!A0",
                              "provider": "anthropic", "model": "<script>alert(1)</script>", "status": 200,
                              "outcome": "ok", "usage": {"input": 1}, "cost_usd": 0.0,
                              "request": b'{"messages":[{"role":"user","content":"</pre><script>x()</script>"}]}'}, None)
@@ -65,7 +65,7 @@ def _config(directory: Path, **console: object) -> config.Config:
 
 @pytest.fixture
 def store(tmp_path: Path) -> Path:
-    _store(tmp_path)
+    _store(tmp_path, time.time())
     return tmp_path
 
 
@@ -100,8 +100,8 @@ def test_filters_narrow_the_list(client: TestClient) -> None:
     assert listed("provider=gpt&model=gpt-y") == listed("key=bob")
     assert listed("provider=gpt&model=claude-x") == set()
     assert listed("status=error") == {"s00", "s06"}
-    assert listed("since=14m") == {"=HYPERLINK(1)", "s11", "s10"}
-    assert listed(f"since={NOW - 840}") == listed("since=14m")
+    assert listed("since=14m") == {"=HYPERLINK(1)", "s11", "s10"}  # 10 s, 700 s and 800 s ago
+    assert listed(f"since={time.time() - 840}") == listed("since=14m")
 
 
 @pytest.mark.parametrize("query", ["since=yesterday", "limit=0", "limit=1000", "status=maybe", "cursor=%%%",
@@ -153,7 +153,7 @@ def test_budgets_are_read_from_the_gateways_store_with_use_and_reset(store: Path
     limits = {(b["name"], b["scope"]): b for b in client.get("/api/budgets").json()["limits"]}
     assert limits[("per-key", "key=bob")]["used"] == 0.5 and limits[("per-key", "key=bob")]["share"] == 0.25
     assert limits[("gpt-day", "provider=gpt")]["used"] == 300 and limits[("gpt-day", "provider=gpt")]["cap"] == 1000
-    assert limits[("gpt-day", "provider=gpt")]["resets"] > NOW
+    assert limits[("gpt-day", "provider=gpt")]["resets"] > time.time()
     assert "per-key" in client.get("/spend").text
 
 
@@ -288,9 +288,10 @@ def test_chart_labels_are_escaped_and_small_series_are_summed_as_others() -> Non
 def test_a_long_session_is_shown_fifty_turns_a_page(tmp_path: Path) -> None:
     with sessions.open_db(str(tmp_path)) as db:
         history: list[dict] = []
+        start = time.time() - 1000
         for i in range(120):
             history = [*history, {"role": "user", "content": f"prompt {i}"}]
-            sessions.insert(db, {"ts": NOW - 1000 + i, "session": "long", "provider": "anthropic", "status": 200,
+            sessions.insert(db, {"ts": start + i, "session": "long", "provider": "anthropic", "status": 200,
                                  "outcome": "ok", "usage": {}, "client": "anthropic",
                                  "request": orjson.dumps({"messages": history})}, None)
             history.append({"role": "assistant", "content": f"answer {i}"})
