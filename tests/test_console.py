@@ -322,3 +322,10 @@ def test_an_enabled_console_needs_its_admin_keys_to_be_where_the_config_says(sto
                        env={})
     with pytest.raises(ConfigError, match=r"console.admin_keys\[ops\].key_env"):
         cfg.check_secrets()
+
+
+def test_with_key_holders_allowed_even_a_loopback_console_wants_a_login(store: Path) -> None:
+    client = TestClient(create_app(_config(store, key_holders_see_own_sessions=True)), base_url=BASE)
+    assert client.get("/api/sessions").status_code == 401
+    assert _login(client, BOB) == 303
+    assert {s["key"] for s in client.get("/api/sessions").json()["sessions"]} == {"bob"}

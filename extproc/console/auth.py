@@ -65,7 +65,8 @@ class Logins:
         self.admins = cfg.console.admin_digests(env)
         self.holders: dict[str, GatewayKey] = cfg.key_digests(env) if cfg.console.key_holders_see_own_sessions else {}
         self.ttl_s = cfg.console.login_hours * 3600
-        self.open = not self.admins and is_loopback(cfg.console.host)
+        # open (no login) only on loopback with nobody to log in: key holders need a login to be told apart
+        self.open = not self.admins and not self.holders and is_loopback(cfg.console.host)
         self._local = Viewer("local", "local", secrets.token_urlsafe(24))
         self._tokens: OrderedDict[str, tuple[Viewer, float]] = OrderedDict()
 
