@@ -150,7 +150,7 @@ class AttemptExchange:
     def _meter(self) -> UsageMeter | None:
         """One untranslated response in `Gateway.SAMPLE_EVERY` is read, for the latency and throughput
         `sort` reads (as for single providers); budgets are settled by the request phase."""
-        return UsageMeter() if self.gw.sample() else None
+        return UsageMeter(self.chain.client) if self.gw.sample() and self.chain else None
 
     def _as_sent(self, body: bytes) -> Reply:
         """Same dialect, no model change: the client's bytes go as they are, no parsing."""

@@ -324,7 +324,8 @@ class Exchange:
         self.started = perf_counter()
         if self.response is None and (self.draft is not None or self.reservation is not None):
             # the record needs the response; a budget needs the provider's usage
-            self.response = UsageMeter(self.draft.add_response if self.draft is not None else None, strip_usage)
+            self.response = UsageMeter(req.client, self.draft.add_response if self.draft is not None else None,
+                                       strip_usage)
             if strip_usage:
                 reply.set_headers["accept-encoding"] = "identity"  # the meter rewrites the stream
         if self.response is None and not gw.sample():
@@ -376,7 +377,7 @@ class Exchange:
         if self.draft is not None or self.reservation is not None:
             # the attempts translate; the record and the budget read what reaches the client
             reply.response_header_mode = None
-            self.response = UsageMeter(self.draft.add_response if self.draft is not None else None)
+            self.response = UsageMeter(req.client, self.draft.add_response if self.draft is not None else None)
         self.started = perf_counter()
         reply.set_headers[CLUSTER_HEADER] = cluster_name(chain[0])
         for i, name in enumerate(chain[1:], start=1):

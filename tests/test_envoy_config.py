@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from extproc import config, envoy_config
-from extproc.dialects import anthropic, openai
+from extproc.dialects import anthropic, openai_chat
 from extproc.supervisor import find_envoy, validate_bootstrap
 
 CONFIGS = Path(__file__).parent / "fixtures" / "configs"
@@ -175,8 +175,8 @@ def test_envoys_local_replies_have_the_shape_python_answers_with(status: int) ->
 
     message = "%LOCAL_REPLY_BODY%"
     assert body_for("/messages") == json.loads(anthropic.error_body(status, message))
-    assert body_for("/chat/completions") == json.loads(openai.error_body(status, message))
-    assert body_for("/responses") == json.loads(openai.error_body(status, message))
+    assert body_for("/chat/completions") == json.loads(openai_chat.error_body(status, message))
+    assert body_for("/responses") == json.loads(openai_chat.error_body(status, message))
 
 
 def test_render_is_plain_yaml_round_trip() -> None:

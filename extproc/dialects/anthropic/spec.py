@@ -1,21 +1,23 @@
-"""Anthropic Messages dialect: error envelopes, stream error events, model lists, token estimates.
+"""Anthropic Messages: what the gateway writes itself in this dialect (error envelopes, stream error
+events, model lists, `/v1/messages/count_tokens` estimates for OpenAI-type providers), where its requests
+keep tool schemas, and how its usage reads.
 
-These are the bodies the gateway writes *itself* in Anthropic's shape (its own errors, `/v1/models`,
-`/v1/messages/count_tokens` for OpenAI-type providers). Translation between dialects lives in the
-`*_to_*` modules.
+Translation lives in `from_chat` (Anthropic from Chat) and `extproc.dialects.openai_chat.from_anthropic`
+(Chat from Anthropic); a conversation that went through other providers is fitted in `history`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
-import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import orjson
 
+from extproc.dialects.base import ClientTool, DialectSpec, Usage
+from extproc.dialects.tools import short_tool_name
+from extproc.dialects.usage import dict_of, normalised, tokens
 from extproc.sse import encode_json
+
+PATH = "/v1/messages"
 
 STATUS_TO_TYPE: dict[int, str] = {
     400: "invalid_request_error",
@@ -42,20 +44,6 @@ TYPE_TO_STATUS: dict[str, int] = {
     "timeout_error": 504,
     "overloaded_error": 529,
 }
-
-# Anthropic's pattern for tool_use ids (and so for the tool_result blocks that answer them).
-TOOL_ID_RE = re.compile(r"[a-zA-Z0-9_-]+")
-# The cheap byte check before `fit_history` walks a body; envoy/fast.lua counts the same strings. JSON
-# writers put `":"` (compact) or `": "` (Python's json, pretty printers) between a key and its value.
-_THINKING_TEXT = re.compile(rb'"thinking": ?"')
-_SIGNATURE = re.compile(rb'"signature": ?"')
-_EMPTY_SIGNATURE = re.compile(rb'"signature": ?""')
-_TOOL_RESULT_ID = re.compile(rb'"tool_use_id": ?"')
-_TOOLU_RESULT_ID = re.compile(rb'"tool_use_id": ?"toolu_')
-# An assistant message left without content after its unsigned thinking is dropped (Anthropic rejects
-# empty content; dropping the message would break the user/assistant alternation).
-EMPTY_ASSISTANT = "(no text)"
-
 # A fixed date: the gateway does not know when a provider published a model, and clients only need a value.
 _MODELS_CREATED_AT = "2025-01-01T00:00:00Z"
 # Rough cost of one image/PDF page in tokens when estimating (Anthropic bills ~1.6k for a large image).
@@ -187,58 +175,31 @@ def tool_schemas(body: dict) -> Iterator[tuple[dict, str]]:
             yield tool, "input_schema"
 
 
-def fitted_tool_id(tool_id: str) -> str:
-    """A tool id Anthropic accepts for one that breaks its pattern (another provider's `functions.Bash:0`):
-    derived from the id alone, so a tool_use and its tool_result, and every later turn that resends
-    them, get the same one (the provider's prompt cache sees the same history)."""
-    return "toolu_" + hashlib.sha256(tool_id.encode()).hexdigest()[:24]
+def client_tools(body: dict) -> dict[str, ClientTool]:
+    """The request's tools whose names reach the provider shortened (`short_tool_name`): their calls go
+    back to the client under the name it declared."""
+    tools = body.get("tools")
+    names = [t.get("name") for t in tools if isinstance(t, dict)] if isinstance(tools, list) else []
+    return {short_tool_name(n): ClientTool(n) for n in names if isinstance(n, str) and short_tool_name(n) != n}
 
 
-def generated_tool_id(response_id: str | None, n: int) -> str:
-    """An id for the `n`th tool call of a response whose provider sent none. Unique per response (from
-    the provider's response id, else random), never `toolu_0` again on the next turn: Anthropic rejects
-    a history whose tool ids repeat."""
-    return fitted_tool_id(f"{response_id}#{n}" if response_id else uuid.uuid4().hex)
+def usage(value: object) -> Usage:
+    """Anthropic usage (`input_tokens` without the cache reads and writes) → Usage, whose `input` counts
+    the cache reads; reasoning is the `output_tokens_details.thinking_tokens` the gateway writes."""
+    if not isinstance(value, dict):
+        return {}
+    cache_read = tokens(value.get("cache_read_input_tokens"))
+    return normalised(tokens(value.get("input_tokens")) + cache_read, tokens(value.get("output_tokens")), cache_read,
+                      tokens(value.get("cache_creation_input_tokens")),
+                      tokens(dict_of(value.get("output_tokens_details")).get("thinking_tokens")))
 
 
-def may_need_fit(raw: bytes) -> bool:
-    """Whether a raw Anthropic body may hold what `fit_history` changes: a thinking text without as many
-    signatures, an empty signature, or a tool_result answering an id that is not Anthropic's own
-    (`toolu_…`; every tool_use is answered in the same request). False means the bytes are fine as they
-    are, so nearly every request is spared the walk, and the fast path its trip to Python."""
-    return (len(_TOOL_RESULT_ID.findall(raw)) > len(_TOOLU_RESULT_ID.findall(raw))
-            or _EMPTY_SIGNATURE.search(raw) is not None
-            or len(_THINKING_TEXT.findall(raw)) > len(_SIGNATURE.findall(raw)))
+def usage_in(doc: dict) -> Usage:
+    """The usage of a `message`, or of a stream event: `message_start` holds it in its message,
+    `message_delta` (the output count) at the top."""
+    holder = doc.get("message") if doc.get("type") == "message_start" else doc
+    return usage(holder.get("usage")) if isinstance(holder, dict) else {}
 
 
-def fit_history(body: dict) -> bool:
-    """Make a conversation that went through other providers acceptable to an Anthropic-type provider,
-    in place; True when anything changed (False: the client's bytes can go as they are).
-
-    After turns served by a reasoning provider, the history holds `thinking` blocks without a signature
-    (Anthropic signatures are never invented), which Anthropic rejects (`thinking.signature: Field
-    required`): they are dropped. Tool ids that do not fit Anthropic's pattern are mapped with
-    `fitted_tool_id`, in tool_use and tool_result blocks alike."""
-    messages = body.get("messages")
-    if not isinstance(messages, list):
-        return False
-    changed = False
-    for message in messages:
-        content = message.get("content") if isinstance(message, dict) else None
-        if not isinstance(content, list):
-            continue
-        kept: list[Any] = []
-        for block in content:
-            if isinstance(block, dict):
-                kind = block.get("type")
-                if kind == "thinking" and not block.get("signature"):
-                    continue
-                key = "id" if kind == "tool_use" else "tool_use_id" if kind == "tool_result" else None
-                value = block.get(key) if key else None
-                if key and isinstance(value, str) and not TOOL_ID_RE.fullmatch(value):
-                    block = {**block, key: fitted_tool_id(value)}
-            kept.append(block)
-        if len(kept) != len(content) or any(a is not b for a, b in zip(kept, content, strict=True)):
-            message["content"] = kept or [{"type": "text", "text": EMPTY_ASSISTANT}]
-            changed = True
-    return changed
+SPEC = DialectSpec("anthropic", error_body, stream_error_event, models_body, count_tokens_body, tool_schemas, usage,
+                   usage_in, hub_param, client_tools)
