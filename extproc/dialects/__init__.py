@@ -47,7 +47,7 @@ from extproc.dialects.translators import Composed, HubLeg, Passthrough
 
 HUB: Dialect = "openai"
 
-DIALECTS: dict[str, DialectSpec] = {
+DIALECTS: dict[Dialect, DialectSpec] = {
     "anthropic": anthropic.SPEC,
     "openai": openai_chat.SPEC,
     "openai-responses": openai_responses.SPEC,
@@ -56,7 +56,7 @@ DIALECTS: dict[str, DialectSpec] = {
 _CHAT, _MESSAGES, _RESPONSES = openai_chat.PATH, anthropic.PATH, openai_responses.PATH
 
 # (to the hub: the client speaks the dialect, from the hub: the provider does), per dialect but the hub
-_LEGS: dict[str, tuple[HubLeg, HubLeg]] = {
+_LEGS: dict[Dialect, tuple[HubLeg, HubLeg]] = {
     "anthropic": (
         HubLeg("anthropic", HUB, _MESSAGES, _CHAT, chat_from_anthropic.request, anthropic_from_chat.response,
                AnthropicFromChatStream, anthropic_from_chat.provider_error, anthropic.usage),
@@ -73,7 +73,7 @@ _LEGS: dict[str, tuple[HubLeg, HubLeg]] = {
 }
 
 
-def _translator(client: str, provider: str) -> Translator:
+def _translator(client: Dialect, provider: Dialect) -> Translator:
     if client == provider:
         return Passthrough(DIALECTS[client])
     if client == HUB:
@@ -83,7 +83,7 @@ def _translator(client: str, provider: str) -> Translator:
     return Composed(_LEGS[client][0], _LEGS[provider][1], DIALECTS[client].hub_param)
 
 
-TRANSLATORS: dict[tuple[str, str], Translator] = {(c, p): _translator(c, p) for c in DIALECTS for p in DIALECTS}
+TRANSLATORS: dict[tuple[Dialect, Dialect], Translator] = {(c, p): _translator(c, p) for c in DIALECTS for p in DIALECTS}
 
 
 def translator_for(client: Dialect, provider: Dialect) -> Translator:

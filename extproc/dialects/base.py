@@ -115,8 +115,15 @@ class ResponseStream(Protocol):
 
 
 class Translator(Protocol):
-    client: Dialect
-    provider: Dialect
+    @property
+    def client(self) -> Dialect:
+        """The dialect the client speaks."""
+        ...
+
+    @property
+    def provider(self) -> Dialect:
+        """The dialect the provider speaks."""
+        ...
 
     def request_path(self, client_path: str) -> str:
         """The provider's API path for the client's path (without query, without base prefix)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TypeGuard
 
 from extproc.dialects.base import TranslationError
 
@@ -15,7 +16,7 @@ from extproc.dialects.base import TranslationError
 MALFORMED = (TypeError, AttributeError, KeyError, ValueError)
 
 
-def is_int(value: object) -> bool:
+def is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 

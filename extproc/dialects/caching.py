@@ -94,9 +94,9 @@ def client_hint(*holders: object) -> dict | None:
 def add_breakpoints(body: dict) -> None:
     """Mark an Anthropic request's stable prefix (see the module docstring); nothing when it already
     has a breakpoint or is too short to be cached."""
-    tools = body.get("tools") if isinstance(body.get("tools"), list) else []
-    system = body.get("system") if isinstance(body.get("system"), list) else []
-    messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+    tools = value if isinstance(value := body.get("tools"), list) else []
+    system = value if isinstance(value := body.get("system"), list) else []
+    messages = value if isinstance(value := body.get("messages"), list) else []
     holders = [*tools, *system, *(b for m in messages for b in _blocks(m))]
     if any(isinstance(h, dict) and "cache_control" in h for h in holders):
         return  # the client's own breakpoints win

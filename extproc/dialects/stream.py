@@ -11,9 +11,8 @@ a normal end that would make a truncated answer look complete. A concrete transl
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from contextlib import suppress
-from typing import Any, ClassVar
+from typing import Any
 
 import orjson
 
@@ -28,8 +27,10 @@ NO_DATA = "the provider's stream ended without any data"
 class StreamTranslator(ABC):
     """One translated stream. `feed` provider bytes, get client bytes; `close` at the end of the stream."""
 
-    # the client dialect's `usage` object → Usage (its spec's `usage`, as a staticmethod)
-    read_usage: ClassVar[Callable[[object], Usage]]
+    @staticmethod
+    @abstractmethod
+    def read_usage(value: object) -> Usage:
+        """The client dialect's `usage` object → Usage (a subclass names its spec's `usage`)."""
 
     def __init__(self, target: Target | None = None, *, input_tokens_estimate: int = 0, include_usage: bool = False,
                  client_tools: ClientTools | None = None) -> None:

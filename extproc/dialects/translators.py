@@ -109,8 +109,8 @@ class Composed:
         self.first = first  # client → hub
         self.second = second  # hub → provider
         self.hub_param = hub_param
-        self.client = first.client
-        self.provider = second.provider
+        self.client: Dialect = first.client
+        self.provider: Dialect = second.provider
 
     def request_path(self, client_path: str) -> str:
         return self.second.request_path(self.first.request_path(client_path))

@@ -32,6 +32,7 @@ Choices made here:
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import orjson
 
@@ -45,10 +46,9 @@ from extproc.dialects.body_checks import (
     check_positive_int,
     check_strings,
     malformed_as,
-    not_understood,
 )
 from extproc.dialects.caching import client_hint
-from extproc.dialects.openai_chat.read import first_choice, message_text, reasoning_of
+from extproc.dialects.openai_chat.read import first_choice, message_text, reasoning_of, tool_calls_of
 from extproc.dialects.openai_chat.spec import CACHE_WRITE_TOKENS
 from extproc.dialects.tools import RESPONSE_TOOL, client_name, parse_arguments
 from extproc.dialects.usage import dict_of, tokens
@@ -185,7 +185,7 @@ def _push(out: list[dict], role: str, blocks: list[dict]) -> None:
         out.append({"role": role, "content": blocks})
 
 
-def _text_of(content: object, where: str) -> str:
+def _text_of(content: Any, where: str) -> str:
     if isinstance(content, str):
         return content
     texts = []
@@ -368,20 +368,13 @@ def response(body: dict, target: Target | None = None, client_tools: ClientTools
     refusal = message.get("refusal")
     if refusal and isinstance(refusal, str):
         content.append({"type": "text", "text": refusal})
-    calls = message.get("tool_calls") or []
-    if not isinstance(calls, list) or not all(isinstance(c, dict) for c in calls):
-        raise not_understood("tool_calls is not an array of objects")
-    for n, call in enumerate(calls):
-        function = call.get("function") or {}
-        name = function.get("name")
-        if not isinstance(name, str) or not name:
-            raise not_understood(f"tool_calls[{n}] has no function name")
+    calls = tool_calls_of(message)
+    for n, (call, name, arguments) in enumerate(calls):
         call_id = call.get("id")
         if not isinstance(call_id, str) or not call_id:
             call_id = generated_tool_id(str(body.get("id") or ""), n)
-        content.append({"type": "tool_use", "id": call_id,
-                        "name": client_name(name, client_tools),
-                        "input": parse_arguments(function.get("arguments"))})
+        content.append({"type": "tool_use", "id": call_id, "name": client_name(name, client_tools),
+                        "input": parse_arguments(arguments)})
     reason, sequence = stop_reason(choice.get("finish_reason"), choice.get("stop_reason"), bool(calls))
     raw_id = str(body.get("id") or "")
     return {
@@ -421,7 +414,7 @@ def usage_to_anthropic(usage: object) -> dict:
     details = dict_of(usage.get("prompt_tokens_details"))
     cached = tokens(details.get("cached_tokens")) or tokens(usage.get("prompt_cache_hit_tokens"))  # DeepSeek's
     written = tokens(details.get(CACHE_WRITE_TOKENS))
-    out = {
+    out: dict = {
         "input_tokens": max(prompt - cached - written, 0),
         "cache_creation_input_tokens": written,
         "cache_read_input_tokens": cached,

@@ -95,15 +95,13 @@ def count_tokens_estimate(body: dict) -> int:
     Used for `/v1/messages/count_tokens` when the provider cannot count, and as the `input_tokens` of a
     translated stream's `message_start`. Never 0 for a request with any content.
     """
-    chars = _content_chars(body.get("system"))
-    extra = 0
+    chars, extra = _content_size(body.get("system"))[0], 0
     for message in body.get("messages") or ():
         if not isinstance(message, dict):
             continue
-        chars += 8  # role and framing
-        content = message.get("content")
-        chars += _content_chars(content)
-        extra += _media_tokens(content)
+        text, media = _content_size(message.get("content"))
+        chars += 8 + text  # role and framing
+        extra += media
     tools = body.get("tools")
     if tools:
         chars += len(orjson.dumps(tools))
@@ -116,45 +114,34 @@ def count_tokens_body(body: dict) -> bytes:
     return orjson.dumps({"input_tokens": count_tokens_estimate(body)})
 
 
-def _content_chars(content: object) -> int:
+def _content_size(content: object) -> tuple[int, int]:
+    """(characters, tokens of images and documents) of a message's content, tool results included."""
     if isinstance(content, str):
-        return len(content)
+        return len(content), 0
     if not isinstance(content, list):
-        return 0
-    n = 0
+        return 0, 0
+    chars = media = 0
     for block in content:
         if not isinstance(block, dict):
             continue
         kind = block.get("type")
         if kind == "text":
-            n += _chars(block.get("text"))
+            chars += _chars(block.get("text"))
         elif kind == "thinking":
-            n += _chars(block.get("thinking"))
+            chars += _chars(block.get("thinking"))
         elif kind == "tool_use":
-            n += _chars(block.get("name")) + len(orjson.dumps(block.get("input") or {}))
+            chars += _chars(block.get("name")) + len(orjson.dumps(block.get("input") or {}))
         elif kind == "tool_result":
-            n += _content_chars(block.get("content"))
-    return n
+            inner_chars, inner_media = _content_size(block.get("content"))
+            chars, media = chars + inner_chars, media + inner_media
+        elif kind in ("image", "document"):
+            media += _IMAGE_TOKENS
+    return chars, media
 
 
 def _chars(value: object) -> int:
     """An estimate takes any shape a client sends: what is not a string counts as nothing."""
     return len(value) if isinstance(value, str) else 0
-
-
-def _media_tokens(content: object) -> int:
-    if not isinstance(content, list):
-        return 0
-    n = 0
-    for block in content:
-        if not isinstance(block, dict):
-            continue
-        kind = block.get("type")
-        if kind in ("image", "document"):
-            n += _IMAGE_TOKENS
-        elif kind == "tool_result":
-            n += _media_tokens(block.get("content"))
-    return n
 
 
 # Hub (Chat) request fields → the Anthropic field a client wrote (for errors raised by a later leg).

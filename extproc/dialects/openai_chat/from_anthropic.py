@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 import time
+from typing import Any
 
 import orjson
 
@@ -43,7 +44,7 @@ from extproc.dialects.usage import dict_of, tokens
 
 BILLING_HEADER_PREFIX = "x-anthropic-billing-header:"
 
-_EFFORT = {"low": "low", "medium": "medium", "high": "high", "max": "high", "minimal": "low"}
+_EFFORT: dict[object, str] = {"low": "low", "medium": "medium", "high": "high", "max": "high", "minimal": "low"}
 _TOO_LONG = re.compile(r"prompt is too long: (\d+) tokens > (\d+) maximum")
 STOP_TO_FINISH = {
     "end_turn": "stop",
@@ -241,7 +242,7 @@ def _tool_result(block: dict, where: str) -> tuple[str, list[dict]]:
     return text, images
 
 
-def _part(block: object, where: str) -> dict:
+def _part(block: Any, where: str) -> dict:
     """One Anthropic content block (text, image, document) → an OpenAI content part."""
     kind = block.get("type") if isinstance(block, dict) else None
     if kind == "text":

@@ -38,6 +38,7 @@ call's string input wrapped as ``{"input": "…"}`` again); `status: "incomplete
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import orjson
 
@@ -242,7 +243,7 @@ def _user_content(content: object, where: str) -> str | list[dict]:
     return parts
 
 
-def _input_part(part: object, where: str) -> dict:
+def _input_part(part: Any, where: str) -> dict:
     kind = part.get("type") if isinstance(part, dict) else None
     if kind in ("input_text", "text", "output_text"):
         return {"type": "text", "text": part.get("text") or ""}

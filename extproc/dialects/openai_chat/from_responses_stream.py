@@ -23,8 +23,8 @@ class ChatFromResponsesStream(ChatChunkStream):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._calls: dict[int, int] = {}  # output_index → Chat tool_calls index
-        self._streamed: set[int] = set()  # output indexes whose arguments came as deltas
+        self._calls: dict[object, int] = {}  # output_index → Chat tool_calls index
+        self._streamed: set[object] = set()  # output indexes whose arguments came as deltas
         self._usage: object = None  # the Responses usage, once the final event brought it
 
     def final_usage(self) -> dict:

@@ -34,6 +34,22 @@ def message_text(message: dict) -> str | None:
     return text
 
 
+def tool_calls_of(message: dict) -> list[tuple[dict, str, object]]:
+    """A Chat message's tool calls, each as (call, function name, arguments); a list of the wrong shape or
+    a call without a name raises `not_understood`."""
+    calls = message.get("tool_calls") or []
+    if not isinstance(calls, list) or not all(isinstance(c, dict) for c in calls):
+        raise not_understood("tool_calls is not an array of objects")
+    out = []
+    for n, call in enumerate(calls):
+        function = call.get("function") or {}
+        name = function.get("name")
+        if not isinstance(name, str) or not name:
+            raise not_understood(f"tool_calls[{n}] has no function name")
+        out.append((call, name, function.get("arguments")))
+    return out
+
+
 def reasoning_of(message: dict) -> str:
     """A message's or delta's reasoning text, under DeepSeek's name or OpenRouter's."""
     value = message.get("reasoning_content") or message.get("reasoning")

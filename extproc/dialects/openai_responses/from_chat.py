@@ -19,6 +19,7 @@ declared: `call_item`); finish reasons `length` and `content_filter` → `status
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import orjson
 
@@ -29,9 +30,8 @@ from extproc.dialects.body_checks import (
     check_positive_int,
     is_int,
     malformed_as,
-    not_understood,
 )
-from extproc.dialects.openai_chat.read import first_choice, message_text, reasoning_of
+from extproc.dialects.openai_chat.read import first_choice, message_text, reasoning_of, tool_calls_of
 from extproc.dialects.openai_chat.spec import CACHE_WRITE_TOKENS, keep_prompt_cache_key
 from extproc.dialects.openai_responses.spec import CUSTOM_INPUT
 from extproc.dialects.usage import dict_of, tokens
@@ -128,7 +128,7 @@ def _chat_message(message: dict, i: int, items: list[dict]) -> None:
         raise TranslationError(f"unsupported message role {role!r}", f"messages[{i}].role")
 
 
-def _chat_text(content: object, where: str, kinds: tuple[str, ...] = ("text",)) -> str:
+def _chat_text(content: Any, where: str, kinds: tuple[str, ...] = ("text",)) -> str:
     if content is None or isinstance(content, str):
         return content or ""
     texts = []
@@ -260,18 +260,10 @@ def response(body: dict, target: Target | None = None, client_tools: ClientTools
     if parts:
         output.append({"type": "message", "id": f"msg_{rid[5:]}_{len(output)}", "status": "completed",
                        "role": "assistant", "content": parts})
-    calls = message.get("tool_calls") or []
-    if not isinstance(calls, list) or not all(isinstance(c, dict) for c in calls):
-        raise not_understood("tool_calls is not an array of objects")
-    for n, call in enumerate(calls):
-        function = call.get("function") or {}
-        name = function.get("name")
-        if not isinstance(name, str) or not name:
-            raise not_understood(f"tool_calls[{n}] has no function name")
-        call_id = call.get("id") if isinstance(call.get("id"), str) and call.get("id") else f"call_{n}"
-        arguments = function.get("arguments")
+    for n, (call, name, arguments) in enumerate(tool_calls_of(message)):
+        call_id = value if isinstance(value := call.get("id"), str) and value else f"call_{n}"
         output.append(call_item(call_id, name, arguments if isinstance(arguments, str) else "{}", client_tools))
     status, incomplete = status_of(choice.get("finish_reason"))
-    created = body.get("created") if is_int(body.get("created")) else int(time.time())
+    created = value if is_int(value := body.get("created")) else int(time.time())
     usage = usage_from_chat(body.get("usage"))
     return response_object(rid, body.get("model"), created, status, output, usage, incomplete)

@@ -103,7 +103,7 @@ class ResponsesFromChatStream(StreamTranslator):
         self.started = True
         self._rid = response_id(chunk.get("id"))
         self._model = chunk.get("model")
-        self._created = chunk.get("created") if is_int(chunk.get("created")) else int(time.time())
+        self._created = value if is_int(value := chunk.get("created")) else int(time.time())
         response = response_object(self._rid, self._model, self._created, "in_progress", [], None)
         self._emit("response.created", {"response": response})
         self._emit("response.in_progress", {"response": response})
@@ -195,7 +195,7 @@ class ResponsesFromChatStream(StreamTranslator):
         self._open = None
 
     def _call(self, delta: dict) -> None:
-        index = delta.get("index") if is_int(delta.get("index")) else len(self._calls)
+        index = value if is_int(value := delta.get("index")) else len(self._calls)
         index = self._slots.key(index, delta.get("id"))
         function = dict_of(delta.get("function"))
         call = self._calls.get(index)

@@ -13,6 +13,7 @@ code}}``).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import orjson
 
@@ -117,9 +118,9 @@ def client_tools(body: dict) -> dict[str, ClientTool]:
     return out
 
 
-def flat_name(namespace: str | None, name: str) -> str:
+def flat_name(namespace: object, name: Any) -> str:
     """A (namespaced) tool as one function name (`namespace__name`) that Chat and Anthropic accept,
-    shortened by `short_tool_name`."""
+    shortened by `short_tool_name`. A name that is not a string raises TypeError: a malformed tool."""
     return short_tool_name(f"{namespace}__{name}" if namespace else name)
 
 
