@@ -81,8 +81,9 @@ ClientTools = Mapping[str, ClientTool]  # the function name the provider sees â†
 
 Usage = dict[str, int]
 """Token usage as the gateway counts it, whatever the dialect: `input` and `output` (both present whenever
-the provider reported usage at all; `input` includes cache reads), and `cache_read`, `cache_write`,
-`reasoning` only when above 0. Empty: no usage known."""
+the provider reported usage at all), and `cache_read`, `cache_write`, `reasoning` only when above 0; empty:
+no usage known. `input` counts the cache reads; it counts the cache writes as the dialect does (Chat's and
+Responses' `input` include them, Anthropic's does not), each dialect's `spec.usage` says how."""
 
 
 class Translated(NamedTuple):

@@ -31,7 +31,7 @@ from extproc.dialects.body_checks import MALFORMED, not_understood
 from extproc.dialects.usage import most
 from extproc.sse import SSEEvent, SSEParser
 
-ResponseFunction = Callable[[dict, "Target | None", "ClientTools | None"], dict]
+ResponseFunction = Callable[[dict, Target | None, ClientTools | None], dict]
 
 
 class StreamFactory(Protocol):

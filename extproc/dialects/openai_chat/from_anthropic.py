@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from extproc.dialects.base import Target, TranslationError
+from extproc.dialects.base import ClientTools, Target, TranslationError
 from extproc.dialects.body_checks import (
     body_excerpt,
     check_list,
@@ -337,7 +337,7 @@ def _reasoning_effort(thinking: object, output_config: object) -> str | None:
 # ---------------------------------------------------------------------------------------------- response
 
 
-def response(body: dict, target: Target | None = None, client_tools: object = None) -> dict:
+def response(body: dict, target: Target | None = None, client_tools: ClientTools | None = None) -> dict:
     """Anthropic `message` → OpenAI `chat.completion`. A body of the wrong shape raises `not_understood`."""
     if not isinstance(body, dict):
         raise not_understood("not a JSON object")

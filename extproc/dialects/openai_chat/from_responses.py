@@ -42,7 +42,7 @@ from typing import Any
 
 import orjson
 
-from extproc.dialects.base import Target, TranslationError
+from extproc.dialects.base import ClientTools, Target, TranslationError
 from extproc.dialects.body_checks import (
     check_list,
     check_number,
@@ -389,7 +389,7 @@ def usage_to_chat(usage: object) -> dict:
 # --------------------------------------------------------------------------- response: Responses → Chat
 
 
-def response(body: dict, target: Target | None = None, client_tools: object = None) -> dict:
+def response(body: dict, target: Target | None = None, client_tools: ClientTools | None = None) -> dict:
     """Responses `response` → Chat `chat.completion`. A body of the wrong shape raises `not_understood`."""
     if not isinstance(body, dict):
         raise not_understood("not a JSON object")
