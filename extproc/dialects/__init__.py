@@ -53,22 +53,29 @@ DIALECTS: dict[Dialect, DialectSpec] = {
     "openai-responses": openai_responses.SPEC,
 }
 
-_CHAT, _MESSAGES, _RESPONSES = openai_chat.PATH, anthropic.PATH, openai_responses.PATH
-
-# (to the hub: the client speaks the dialect, from the hub: the provider does), per dialect but the hub
+# Per dialect but the hub: (to the hub — the client speaks the dialect, from the hub — the provider does).
+# Each function is named by what it produces: requests go client → provider, the rest provider → client.
 _LEGS: dict[Dialect, tuple[HubLeg, HubLeg]] = {
     "anthropic": (
-        HubLeg("anthropic", HUB, _MESSAGES, _CHAT, chat_from_anthropic.request, anthropic_from_chat.response,
-               AnthropicFromChatStream, anthropic_from_chat.provider_error, anthropic.usage),
-        HubLeg(HUB, "anthropic", _CHAT, _MESSAGES, anthropic_from_chat.request, chat_from_anthropic.response,
-               ChatFromAnthropicStream, chat_from_anthropic.provider_error, openai_chat.usage),
+        HubLeg(client="anthropic", provider=HUB, client_path=anthropic.PATH, provider_path=openai_chat.PATH,
+               request=chat_from_anthropic.request, response=anthropic_from_chat.response,
+               response_stream=AnthropicFromChatStream, response_error=anthropic_from_chat.provider_error,
+               client_usage=anthropic.usage),
+        HubLeg(client=HUB, provider="anthropic", client_path=openai_chat.PATH, provider_path=anthropic.PATH,
+               request=anthropic_from_chat.request, response=chat_from_anthropic.response,
+               response_stream=ChatFromAnthropicStream, response_error=chat_from_anthropic.provider_error,
+               client_usage=openai_chat.usage),
     ),
     "openai-responses": (
-        HubLeg("openai-responses", HUB, _RESPONSES, _CHAT, chat_from_responses.request, responses_from_chat.response,
-               ResponsesFromChatStream, partial(relay_error, param_of=openai_responses.hub_param),
-               openai_responses.usage),
-        HubLeg(HUB, "openai-responses", _CHAT, _RESPONSES, responses_from_chat.request, chat_from_responses.response,
-               ChatFromResponsesStream, relay_error, openai_chat.usage),
+        HubLeg(client="openai-responses", provider=HUB, client_path=openai_responses.PATH,
+               provider_path=openai_chat.PATH, request=chat_from_responses.request,
+               response=responses_from_chat.response, response_stream=ResponsesFromChatStream,
+               response_error=partial(relay_error, param_of=openai_responses.hub_param),
+               client_usage=openai_responses.usage),
+        HubLeg(client=HUB, provider="openai-responses", client_path=openai_chat.PATH,
+               provider_path=openai_responses.PATH, request=responses_from_chat.request,
+               response=chat_from_responses.response, response_stream=ChatFromResponsesStream,
+               response_error=relay_error, client_usage=openai_chat.usage),
     ),
 }
 
