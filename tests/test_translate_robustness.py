@@ -127,7 +127,7 @@ def test_well_typed_optional_fields_still_translate() -> None:
 )
 def test_unreadable_openai_response_is_a_502_not_a_crash(body: dict) -> None:
     with pytest.raises(TranslationError) as info:
-        translator_for("anthropic", "openai").response_body(body).body
+        translator_for("anthropic", "openai").response_body(body)
     assert info.value.status == 502 and "provider's response was not understood" in info.value.message
 
 
@@ -144,7 +144,7 @@ def test_unreadable_openai_response_is_a_502_not_a_crash(body: dict) -> None:
 )
 def test_unreadable_anthropic_response_is_a_502_not_a_crash(body: dict) -> None:
     with pytest.raises(TranslationError) as info:
-        translator_for("openai", "anthropic").response_body(body).body
+        translator_for("openai", "anthropic").response_body(body)
     assert info.value.status == 502 and "provider's response was not understood" in info.value.message
 
 

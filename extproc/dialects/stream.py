@@ -5,7 +5,8 @@ pair — the SSE parser (`extproc.sse`) with its partial-event buffer, `feed` an
 is not a JSON object or has the wrong shape, and the cut-off: a provider stream that ends without its
 final event ends the client's stream with the client dialect's error event, in one wording, never with
 a normal end that would make a truncated answer look complete. A concrete translator maps events
-(`on_event`) and writes its client dialect's error event (`fail`); it reports usage as it learns it.
+(`on_event`) and writes its client dialect's error event (`fail`); its `usage` is what the provider
+reported so far, final once the stream is `done`.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class StreamTranslator(ABC):
         self.client_tools = client_tools or {}
         self.started = False  # the provider's stream began (its first event was read)
         self.done = False  # the client's stream has ended: nothing more is written
-        self.usage: Usage = {}  # what the provider reported so far; final once done
+        self._ended_usage: object = None  # the usage (client dialect) the stream ended with
         self._parser = SSEParser()
         self._out: list[bytes] = []
 
@@ -74,18 +75,30 @@ class StreamTranslator(ABC):
     def emit(self, data: bytes) -> None:
         self._out.append(data)
 
-    def saw_usage(self, client_usage: object) -> None:
-        """The usage in the client's dialect, as the translator now knows it."""
-        self.usage = self.read_usage(client_usage)
+    @property
+    def usage(self) -> Usage:
+        """The usage the provider reported so far (final once `done`); empty while it reported none.
+        Normalised when read, so a provider that reports usage on every chunk costs nothing extra."""
+        client_usage = self._ended_usage if self._ended_usage is not None else self.usage_so_far()
+        return self.read_usage(client_usage) if client_usage is not None else {}
+
+    def usage_so_far(self) -> object:
+        """The usage in the client's dialect as far as the provider reported it (None: none yet)."""
+        return None
+
+    def ended_with(self, client_usage: object) -> None:
+        """The usage in the client's dialect the stream ends with."""
+        self._ended_usage = client_usage
 
     def _dispatch(self, event: SSEEvent) -> None:
         if self.done:
             return
-        if event.data.strip() == "[DONE]":
+        data = event.data
+        if data[:1] != "{" and data.strip() == "[DONE]":
             self.on_done_marker()
             return
         try:
-            doc = orjson.loads(event.data)
+            doc = orjson.loads(data)
         except orjson.JSONDecodeError:
             return  # keep-alives and junk lines are not content
         if isinstance(doc, dict):

@@ -84,7 +84,7 @@ class AnthropicFromChatStream(StreamTranslator):
             super().ended()
 
     def fail(self, status: int, message: str, code: str | None = None) -> None:
-        self.saw_usage(self._final_usage())
+        self.ended_with(self._final_usage())
         self.emit(stream_error_event(status, message))
         self.done = True
 
@@ -107,7 +107,6 @@ class AnthropicFromChatStream(StreamTranslator):
             self._start(chunk, usage)
         if isinstance(usage, dict):
             self._usage = usage
-            self.saw_usage(usage_to_anthropic(usage))
         for choice in chunk.get("choices") or ():
             if isinstance(choice, dict) and not choice.get("index"):
                 self._choice(choice)
@@ -147,6 +146,9 @@ class AnthropicFromChatStream(StreamTranslator):
             message = error
         self.emit(stream_error_event(status, message))
         self.done = True
+
+    def usage_so_far(self) -> object:
+        return usage_to_anthropic(self._usage) if self._usage else None
 
     def _final_usage(self) -> dict:
         if self._usage:
@@ -269,7 +271,7 @@ class AnthropicFromChatStream(StreamTranslator):
             self._delta(kind, "".join(parts))
             self._close_block()
         usage = self._final_usage()
-        self.saw_usage(usage)
+        self.ended_with(usage)
         self._emit("message_delta", {"type": "message_delta",
                                      "delta": {"stop_reason": reason, "stop_sequence": sequence},
                                      "usage": usage})

@@ -41,14 +41,14 @@ class ChatChunkStream(StreamTranslator):
 
     def finish(self, client_usage: dict) -> None:
         """The normal end: the usage chunk when the client asked for it, then ``[DONE]``."""
-        self.saw_usage(client_usage)
+        self.ended_with(client_usage)
         if self.include_usage:
             self.chunk(None, usage=client_usage)
         self.emit(DONE)
         self.done = True
 
     def fail(self, status: int, message: str, code: str | None = None) -> None:
-        self.saw_usage(self.final_usage())
+        self.ended_with(self.final_usage())
         self.emit(stream_error_chunk(status, message, code))
         self.done = True
 

@@ -56,6 +56,9 @@ class ChatFromAnthropicStream(ChatChunkStream):
     def final_usage(self) -> dict:
         return usage_to_openai(self._usage)
 
+    def usage_so_far(self) -> object:
+        return self.final_usage() if self._usage else None
+
     def _start(self, message: dict) -> None:
         if not isinstance(message, dict):
             return
@@ -68,7 +71,6 @@ class ChatFromAnthropicStream(ChatChunkStream):
     def _add_usage(self, usage: object) -> None:
         if isinstance(usage, dict):
             self._usage.update(usage)
-            self.saw_usage(self.final_usage())
 
     def _block_start(self, event: dict) -> None:
         block = event.get("content_block") or {}

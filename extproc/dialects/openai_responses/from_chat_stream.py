@@ -90,7 +90,6 @@ class ResponsesFromChatStream(StreamTranslator):
         usage = chunk.get("usage")
         if isinstance(usage, dict):
             self._usage = usage
-            self.saw_usage(usage_from_chat(usage))
             if not self._finish and not any(dict_of(c).get("finish_reason") for c in chunk.get("choices") or ()):
                 self._usage_early = True
         for choice in chunk.get("choices") or ():
@@ -231,7 +230,7 @@ class ResponsesFromChatStream(StreamTranslator):
             self._delta("".join(parts))
             self._close_item()
         usage = self._final_usage()
-        self.saw_usage(usage)
+        self.ended_with(usage)
         status, incomplete = status_of(self._finish)
         response = response_object(self._rid, self._model, self._created, status, self._output, usage, incomplete)
         self._emit("response.completed" if status == "completed" else "response.incomplete", {"response": response})
@@ -254,6 +253,9 @@ class ResponsesFromChatStream(StreamTranslator):
         self._emit("response.output_item.done", {"output_index": index, "item": done})
         self._output.append(done)
 
+    def usage_so_far(self) -> object:
+        return usage_from_chat(self._usage) if self._usage else None
+
     def _final_usage(self) -> dict:
         if self._usage:
             return usage_from_chat(self._usage)
@@ -266,7 +268,7 @@ class ResponsesFromChatStream(StreamTranslator):
         if not self.started:
             self._start({})
         usage = self._final_usage()
-        self.saw_usage(usage)
+        self.ended_with(usage)
         response = response_object(self._rid, self._model, self._created, "failed", self._output, usage,
                                    error={"code": code or "server_error", "message": message})
         self._emit("response.failed", {"response": response})
