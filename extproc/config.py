@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-Dialect = Literal["anthropic", "openai", "openai-responses"]
+from .dialects.base import Dialect
+
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 CONFIG_ENV = "LUNAROUTE_CONFIG"
 

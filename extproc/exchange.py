@@ -35,6 +35,7 @@ from .observe.recording import Draft, anonymise_ip
 from .plan import Plan, Refused, RequestLine, read_request, refuse_duplicates, route
 from .prepare import STASHED_HEADERS, prepare, target_for
 from .responses import ModelListMerge, ResponseTranslation, UsageMeter, status_of
+from .session_id import valid_session
 from .wire import (
     ATTEMPTS_HEADER,
     CHAIN_HEADER,
@@ -195,7 +196,8 @@ class Exchange:
             chain = plan.chain
         if gw.recorder is not None:
             self.draft = Draft(gw.cfg.recording.max_body_bytes, raw, {
-                "session": plan.session or "no-session", "request_id": req.headers.get("x-request-id"),
+                "session": plan.session or valid_session(req.headers.get("x-request-id")) or "no-session",
+                "request_id": req.headers.get("x-request-id"),
                 "key": req.key or None, "client": req.client, "path": req.path, "provider": name,
                 "model": plan.client_model, "sent_model": plan.model, "reason": plan.reason,
                 "stream": bool(doc.get("stream")), "client_ip": anonymise_ip(  # the gate's, never a client's
@@ -217,7 +219,8 @@ class Exchange:
         self._left()
         if self.response is None and (self.draft is not None or self.reservation is not None):
             # the record needs the response; a budget needs the provider's usage
-            self.response = UsageMeter(self.draft.add_response if self.draft is not None else None, strip_usage)
+            self.response = UsageMeter(req.client, self.draft.add_response if self.draft is not None else None,
+                                       strip_usage)
             if strip_usage:
                 reply.set_headers["accept-encoding"] = "identity"  # the meter rewrites the stream
         if self.response is None and not gw.sample():
@@ -280,7 +283,7 @@ class Exchange:
         if metered:
             # the attempts translate; the record and the budget read what reaches the client
             reply.response_header_mode = None
-            self.response = UsageMeter(self.draft.add_response if self.draft is not None else None)
+            self.response = UsageMeter(req.client, self.draft.add_response if self.draft is not None else None)
         self._left()
         reply.set_headers[CLUSTER_HEADER] = cluster_name(plan.chain[0])
         for i, name in enumerate(plan.chain[1:], start=1):

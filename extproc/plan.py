@@ -25,9 +25,9 @@ from .errors import TOO_DEEP, ClientError
 from .gateway import Gateway
 from .markers import NO_MARKER, PREFIX, take_marker
 from .observe import metrics
-from .observe.recording import session_of
 from .paths import Kind
 from .routing import pop_preferences, request_model
+from .session_id import session_id
 from .wire import CLIENT_HEADER, SCOPE_HEADER
 
 log = logging.getLogger("lunaroute")
@@ -181,5 +181,5 @@ def route(gw: Gateway, line: RequestLine, doc: dict, raw: bytes, redacted: bool)
     decision = gw.router.decide(marker, prefs, model, line.path)
     models = {n: (m or model) for n, m in zip(decision.chain, decision.overrides, strict=True)}
     chain = allowed_chain(gw, line, decision.chain, models)
-    return Plan(chain, {n: models[n] for n in chain}, decision.reason, model, session_of(headers, doc),
+    return Plan(chain, {n: models[n] for n in chain}, decision.reason, model, session_id(headers, doc),
                 changed or popped or redacted)

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from extproc import config, envoy_config, wire
-from extproc.dialects import anthropic, openai
+from extproc.dialects import anthropic, openai_chat
 from extproc.envoy_config.routes import cluster_matcher
 from extproc.supervisor import find_envoy, validate_bootstrap
 from tests.envoy_local_replies import envelope_shape, local_reply_body
@@ -161,7 +161,7 @@ def test_envoys_local_replies_have_the_shape_python_answers_with(status: int) ->
     assert local_reply_body(replies, status, "/v1/messages?beta=true") == json.loads(
         anthropic.error_body(status, message))
     for path in ("/v1/chat/completions", "/v1/responses/abc", "/v1beta/openai/chat/completions"):
-        assert local_reply_body(replies, status, path) == json.loads(openai.error_body(status, message)), path
+        assert local_reply_body(replies, status, path) == json.loads(openai_chat.error_body(status, message)), path
     assert envelope_shape(local_reply_body(replies, status, "/v1/organizations/o/responses")) == "both"
 
 

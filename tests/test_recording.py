@@ -17,8 +17,9 @@ from extproc import config
 from extproc.exchange import Exchange
 from extproc.gateway import Gateway
 from extproc.observe import metrics, sessions
-from extproc.observe.recording import anonymise_ip, session_of
+from extproc.observe.recording import anonymise_ip
 from extproc.observe.sessions import RecordWriter
+from extproc.session_id import session_id
 
 OPENAI_JSON = {"id": "c1", "object": "chat.completion", "created": 1, "model": "gpt-5.1",
                "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
@@ -121,12 +122,12 @@ def test_a_stream_cut_off_is_recorded_as_interrupted_with_what_came(tmp_path: Pa
 
 def test_sessions_come_from_claude_codes_header_then_metadata_then_other_headers() -> None:
     meta = {"metadata": {"user_id": orjson.dumps({"device_id": "d", "session_id": "from-meta"}).decode()}}
-    assert session_of({"x-claude-code-session-id": "cc-1", "x-session-id": "x"}, meta) == "cc-1"
-    assert session_of({"x-session-id": "x"}, meta) == "from-meta"
-    assert session_of({"x-session-id": "x", "session-id": "codex"}, {}) == "x"
-    assert session_of({"session-id": "codex"}, {}) == "codex"
-    assert session_of({"x-request-id": "req-9"}, {}) == "req-9"
-    assert session_of({"x-claude-code-session-id": "../../etc/passwd", "x-session-id": "a" * 129}, {}) is None
+    assert session_id({"x-claude-code-session-id": "cc-1", "x-session-id": "x"}, meta) == "cc-1"
+    assert session_id({"x-session-id": "x"}, meta) == "from-meta"
+    assert session_id({"x-session-id": "x", "session-id": "codex"}, {}) == "x"
+    assert session_id({"session-id": "codex"}, {}) == "codex"
+    assert session_id({"x-request-id": "req-9"}, {}) is None  # a request is no session (records name rows by it)
+    assert session_id({"x-claude-code-session-id": "../../etc/passwd", "x-session-id": "a" * 129}, {}) is None
 
 
 def test_client_addresses_are_kept_only_as_their_network() -> None:
