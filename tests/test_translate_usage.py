@@ -57,7 +57,7 @@ def _options(raw: dict) -> dict:
     ("openai", {"prompt_tokens": 7, "completion_tokens": 0}, {"input": 7, "output": 0}),
     ("anthropic", {"input_tokens": 60, "cache_read_input_tokens": 30, "cache_creation_input_tokens": 10,
                    "output_tokens": 20, "output_tokens_details": {"thinking_tokens": 5}},
-     {"input": 90, "output": 20, "cache_read": 30, "cache_write": 10, "reasoning": 5}),
+     {"input": 100, "output": 20, "cache_read": 30, "cache_write": 10, "reasoning": 5}),
     ("openai-responses", {"input_tokens": 100, "output_tokens": 20,
                           "input_tokens_details": {"cached_tokens": 30},
                           "output_tokens_details": {"reasoning_tokens": 5}},

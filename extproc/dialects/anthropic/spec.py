@@ -172,12 +172,14 @@ def client_tools(body: dict) -> dict[str, ClientTool]:
 
 def usage(value: object) -> Usage:
     """Anthropic usage (`input_tokens` without the cache reads and writes) → Usage, whose `input` counts
-    the cache reads; reasoning is the `output_tokens_details.thinking_tokens` the gateway writes."""
+    them both, as OpenAI's `prompt_tokens` does; reasoning is the `output_tokens_details.thinking_tokens`
+    the gateway writes."""
     if not isinstance(value, dict):
         return {}
     cache_read = tokens(value.get("cache_read_input_tokens"))
-    return normalised(tokens(value.get("input_tokens")) + cache_read, tokens(value.get("output_tokens")), cache_read,
-                      tokens(value.get("cache_creation_input_tokens")),
+    cache_write = tokens(value.get("cache_creation_input_tokens"))
+    return normalised(tokens(value.get("input_tokens")) + cache_read + cache_write, tokens(value.get("output_tokens")),
+                      cache_read, cache_write,
                       tokens(dict_of(value.get("output_tokens_details")).get("thinking_tokens")))
 
 
