@@ -5,8 +5,9 @@
 -- path: weighted rendezvous hashing (FNV-1a and MurmurHash3's finalizer, integers only) of the conversation id over the keys that
 -- are not out (cooling or revoked), and names it in `x-lunaroute-pool`; the provider's `fast/…@key`
 -- route sends the request to that key's start cluster, which walks the rest of the pool on a 429.
--- The conversation id is the client's session (Claude Code's header, `metadata.user_id`'s
--- `_session_` suffix, `x-session-id`, Codex's `session-id`) or the body's `prompt_cache_key`; when
+-- The conversation id is the client's session (extproc/session_id.py: Claude Code's header,
+-- `metadata.user_id`'s `_session_` suffix, `x-session-id`, Codex's `session-id` / `session_id`, the
+-- body's `prompt_cache_key`); when
 -- the request names none (or says it in a form only a JSON parser reads), or every key is out, the
 -- request goes to Python instead, which decides the same way and answers an all-out pool itself.
 --
@@ -69,7 +70,7 @@ local function pick(pool, conversation, now)
   return chosen
 end
 
--- extproc.observe.recording.valid_session: 1-128 characters of [A-Za-z0-9_.:@-], the first a letter
+-- extproc.session_id.valid_session: 1-128 characters of [A-Za-z0-9_.:@-], the first a letter
 -- or digit (Python's `$` also allows one final newline).
 local function valid(value)
   if type(value) ~= "string" then
@@ -99,7 +100,8 @@ local function conversation_of(headers, body)
       return tail
     end
   end
-  id = valid(headers:get("x-session-id")) or valid(headers:get("session-id")) or valid(body[NAMES.cache_key_key])
+  id = valid(headers:get("x-session-id")) or valid(headers:get("session-id")) or valid(headers:get("session_id"))
+    or valid(body[NAMES.cache_key_key])
   return id
 end
 

@@ -82,21 +82,21 @@ class Ledger:
             log.info("usage lunaroute:%s input=%d output=%d cache_read=%d cache_write=%d", s.provider,
                      usage.get("input", 0), usage.get("output", 0), usage.get("cache_read", 0),
                      usage.get("cache_write", 0))
-        metrics.observe_exchange(s.provider, self.labels.label(s.model), usage, cost, s.duration_s, s.ttft_s,
-                                 s.overhead_s, read=read)
+        metrics.observe_exchange(s.provider, self.labels.label(s.model) if read else "", usage, cost, s.duration_s,
+                                 s.ttft_s, s.overhead_s, read=read)
         return cost
 
     # -- the request phase's part ------------------------------------------------------------------
 
     def budget(self, reservation: Reservation | None, s: Settlement, cost: float | None) -> None:
-        """Replace the reservation by what the provider that answered reported (cache writes count;
-        cache reads are in the input), charged to that provider's counters; by the input estimate
+        """Replace the reservation by what the provider that answered reported (its input — cache reads
+        and writes included — and output), charged to that provider's counters; by the input estimate
         when it reported nothing (an interrupted stream), by nothing when it refused the request."""
         if reservation is None or self.budgets is None:
             return
         usage = s.usage
         if usage:
-            tokens: float | None = usage.get("input", 0) + usage.get("output", 0) + usage.get("cache_write", 0)
+            tokens: float | None = usage.get("input", 0) + usage.get("output", 0)
             usd: float | None = cost or 0.0
         elif s.status >= 400:
             tokens, usd = 0, 0.0

@@ -60,16 +60,18 @@ user_ids = st.one_of(
     weights=st.lists(st.integers(1, 4), min_size=2, max_size=4),
     out_mask=st.lists(st.sampled_from([None, NOW - 5, NOW, NOW + 30]), min_size=4, max_size=4),
     claude=st.one_of(st.none(), ids), x_session=st.one_of(st.none(), ids), codex=st.one_of(st.none(), ids),
+    codex_underscore=st.one_of(st.none(), ids),
     user_id=user_ids, cache_key=st.one_of(st.none(), ids, st.integers(-5, 5)),
     text=st.text(max_size=20),
 )
-def test_lua_and_python_pick_the_same_key(weights, out_mask, claude, x_session, codex, user_id, cache_key,
-                                          text) -> None:
+def test_lua_and_python_pick_the_same_key(weights, out_mask, claude, x_session, codex, codex_underscore, user_id,
+                                          cache_key, text) -> None:
     keys = list(zip(NAMES, weights, strict=False))
     cfg = config(keys)
     out = {name: until for (name, _), until in zip(keys, out_mask, strict=False) if until is not None}
     headers = {h: v for h, v in (("x-claude-code-session-id", claude), ("x-session-id", x_session),
-                                 ("session-id", codex)) if v is not None and "\n" not in v}
+                                 ("session-id", codex), ("session_id", codex_underscore))
+               if v is not None and "\n" not in v}
     doc: dict = {"model": "m", "messages": [{"role": "user", "content": text}]}
     body: dict = {}
     if user_id is not None:

@@ -28,14 +28,21 @@ class ModelLabels:
         self._known = frozenset(m for m in known if len(m) <= MAX_LABEL_CHARS)
         self._globs = tuple(dict.fromkeys(g for g in globs if g and g != "*"))
         self._dynamic: set[str] = set()
+        self._others: set[str] = set()  # names already found to be `other` (bounded: cleared when full)
 
     def label(self, model: str | None) -> str:
         if not model:
             return ""
         if model in self._known or model in self._dynamic:
             return model
+        if model in self._others:
+            return OTHER
         if (len(self._dynamic) < MAX_DYNAMIC and _MODEL_NAME.match(model)
                 and any(fnmatchcase(model, g) for g in self._globs)):
             self._dynamic.add(model)
             return model
+        if len(self._others) >= 4 * MAX_DYNAMIC:
+            self._others.clear()
+        if len(model) <= MAX_LABEL_CHARS:
+            self._others.add(model)
         return OTHER

@@ -5,8 +5,9 @@ negotiated rate or a new model wins), then the defaults shipped here, then the p
 `pricing` (the one `sort: price` reads). A model found nowhere costs 0 and is marked unpriced, so a
 missing price shows as such instead of as a cheap request.
 
-Usage arrives as the gateway counts it (`responses._usage_of`): `input` includes cache reads (both
-vendors bill them at their own rate), `cache_write` is Anthropic's cache creation, on top of `input`.
+Usage arrives as the gateway counts it (`dialects.usage`, the same in every dialect): `input` is every
+prompt token — fresh ones, cache reads and cache writes; `cache_read` and `cache_write` say how many of
+them the provider's cache read or wrote, each billed at its own rate.
 """
 
 from __future__ import annotations
@@ -66,8 +67,7 @@ class PriceTable:
         price = self.price(model, provider)
         if price is None:
             return None
-        cache_read = usage.get("cache_read", 0)
-        fresh = max(usage.get("input", 0) - cache_read, 0)
-        return round((fresh * price.input + cache_read * price.cache_read
-                      + usage.get("cache_write", 0) * price.cache_write
+        cache_read, cache_write = usage.get("cache_read", 0), usage.get("cache_write", 0)
+        fresh = max(usage.get("input", 0) - cache_read - cache_write, 0)
+        return round((fresh * price.input + cache_read * price.cache_read + cache_write * price.cache_write
                       + usage.get("output", 0) * price.output) / 1e6, 8)

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 
 import orjson
 
-from ..observe.recording import session_of, valid_session
+from ..session_id import session_id
 
 _FNV_OFFSET = 0x811C9DC5
 _FNV_PRIME = 0x01000193
@@ -69,19 +69,12 @@ def first_user_text(doc: Mapping) -> str | None:
 
 
 def conversation_id(headers: Mapping[str, str], doc: Mapping | None) -> str | None:
-    """Who a request belongs to, for the pick: the client's session (Claude Code's
-    `x-claude-code-session-id`, `metadata.user_id`'s session, `x-session-id`, Codex's `session-id`),
-    else the body's `prompt_cache_key`, else a hash of the first user turn. Never the request id,
-    which changes every turn. pools.lua computes the first three the same way and leaves the rest
-    to Python."""
-    # The one place pools read the session (extproc.session_id will replace recording.session_of).
-    session = session_of({h: v for h, v in headers.items() if h != "x-request-id"}, dict(doc or {}))
-    if session:
+    """Who a request belongs to, for the pick: the client's session (`extproc.session_id`: Claude
+    Code's `x-claude-code-session-id`, `metadata.user_id`'s session, `x-session-id`, Codex's
+    `session-id` / `session_id`, the body's `prompt_cache_key`), else a hash of the first user turn.
+    pools.lua computes the session the same way and leaves the first user turn to Python."""
+    session = session_id(headers, dict(doc) if doc is not None else None)
+    if session or doc is None:
         return session
-    if doc is None:
-        return None
-    cache_key = valid_session(doc.get("prompt_cache_key"))
-    if cache_key:
-        return cache_key
     text = first_user_text(doc)
     return f"u{fnv1a(text.encode()):08x}" if text else None
