@@ -252,13 +252,18 @@ def test_per_key_state_in_metrics_and_lunaroute_pools_and_key_values_never_leave
     metrics = pooled.get("/metrics")[2].decode()
     assert 'lunaroute_pool_refusals_total{key="a",provider="claude",status="429"}' in metrics
     assert 'lunaroute_pool_key_out{key="a",provider="claude"} 1.0' in metrics
-    table = subprocess.run([sys.executable, "-m", "extproc.cli", "pools", "--config", str(pooled.config_path)],
-                           capture_output=True, text=True, timeout=60, env={"COLUMNS": "250", "PATH": "/usr/bin"},
-                           check=True).stdout
-    row_a = next(line for line in table.splitlines() if "│ a " in line)
-    row_b = next(line for line in table.splitlines() if "│ b " in line)
-    assert "cooling" in row_a and "429 at" in row_a
-    assert "ok" in row_b and "requests 99/100 left" in row_b or "requests 98/100 left" in row_b
+    def pools_table() -> str:
+        return subprocess.run([sys.executable, "-m", "extproc.cli", "pools", "--config", str(pooled.config_path)],
+                              capture_output=True, text=True, timeout=60, env={"COLUMNS": "250", "PATH": "/usr/bin"},
+                              check=True).stdout
+
+    def row(table: str, key: str) -> str:
+        return next(line for line in table.splitlines() if f"│ {key} " in line)
+
+    wait_for(lambda: "requests 98/100 left" in row(pools_table(), "b"), attempts=20)  # the figures are saved
+    table = pools_table()
+    assert "cooling" in row(table, "a") and "429 at" in row(table, "a")
+    assert "ok" in row(table, "b") and "│              2 │" in row(table, "b")  # today's requests
     files = [p for p in pooled.workdir.rglob("*") if p.is_file() and p.name != "key-c"]
     texts = [pooled.log(), metrics, table] + [p.read_bytes().decode(errors="replace") for p in files]
     for text in texts:

@@ -226,6 +226,9 @@ class PoolState:
         """One round of upkeep (the thread's; tests call it directly)."""
         self._read_attempts()
         self._count_requests()
+        rates, self._rates = self._rates, {}  # the providers' latest figures, once per tick
+        for (provider, key), rate in rates.items():
+            self._pending.put(lambda store, p=provider, k=key, r=rate: store.set_rate(p, k, r))
         try:
             while True:
                 self._pending.get_nowait()(self.store)
@@ -270,9 +273,6 @@ class PoolState:
             self._seen[(provider, key)] = total
             if delta:
                 self._pending.put(lambda store, p=provider, k=key, d=delta: store.add_usage(day, p, k, d, 0))
-        rates, self._rates = self._rates, {}
-        for (provider, key), rate in rates.items():
-            self._pending.put(lambda store, p=provider, k=key, r=rate: store.set_rate(p, k, r))
 
     def _stats_leader(self) -> bool:
         if self._lock_file is None and self.cfg.pools.state_dir is not None:
