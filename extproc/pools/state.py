@@ -90,6 +90,7 @@ class PoolState:
         self.attempts = Path(state_dir) / ATTEMPTS_LOG if state_dir else None
         self._offset: int | None = None
         self._store_ok = True
+        self._written: dict[str, dict[str, float]] | None = None  # what the pool file says now
         self._stats_due = 0.0
         self._seen: dict[tuple[str, str], int] = {}
         self._lock_file: IO[str] | None = None
@@ -305,8 +306,13 @@ class PoolState:
         return out
 
     def _write_file(self) -> None:
-        if self.file is not None:
-            write_pools(self.cfg, self.file, self.unusable())
+        """Render the pool file only when the unusable keys changed (rendering costs milliseconds)."""
+        if self.file is None:
+            return
+        unusable = self.unusable()
+        if unusable != self._written:
+            write_pools(self.cfg, self.file, unusable)
+            self._written = unusable
 
     def _read_attempts(self) -> None:
         """New lines of Envoy's log of refused attempts (from where this worker started reading)."""
