@@ -251,8 +251,7 @@ def fast_pool_routes(cfg: Config, route: dict[str, Any], name: str) -> list[dict
     keys = key_names(p)
     out = []
     for key in keys:
-        r = copy.deepcopy(route)
-        r["name"] = f"{route['name']}@{key}"
+        r = copy.deepcopy(route)  # same name: the access log's route name says provider and path
         r["match"]["headers"] = [{"name": FAST_HEADER, "string_match": {"exact": name}},
                                  {"name": POOL_HEADER, "string_match": {"exact": key}}]
         r["route"]["cluster"] = pool_cluster(name, keys, key)
