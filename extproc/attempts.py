@@ -122,10 +122,11 @@ class AttemptExchange:
         changed = False
         if self.provider.type != chain.client or model or self.provider.tool_schema.drop_keys \
                 or (self.provider.type == "anthropic" and anthropic.may_need_fit(body)):
-            doc = orjson.loads(body)  # the request phase already parsed and checked it
-            changed = bool(model) and doc.get("model") != model
+            parsed: dict = orjson.loads(body)  # the request phase already parsed and checked it
+            changed = bool(model) and parsed.get("model") != model
             if changed:
-                doc["model"] = model
+                parsed["model"] = model
+            doc = parsed
         try:
             out = prepare(self.name, self.provider, chain.client, chain.path, chain.query, self.headers, doc,
                           changed, stash=chain.stash)

@@ -378,7 +378,8 @@ class Exchange:
         self.phase = Phase.SETTLED
         now = perf_counter()
         read = self.response is not None
-        s = Settlement(self.provider_name, self.sent_model, dict(self.response.usage) if read else {}, self.status,
+        usage = dict(self.response.usage) if self.response is not None else {}
+        s = Settlement(self.provider_name, self.sent_model, usage, self.status,
                        now - self.started, self.first_byte - self.started if self.first_byte else None, self.busy)
         ledger = self.gw.ledger
         cost = ledger.usage(s, read=read)  # when this phase read it, it owns the usage (a chain's attempts don't)
