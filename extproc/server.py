@@ -13,7 +13,8 @@ from pathlib import Path
 from time import perf_counter
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import _async as health_aio  # pyright: ignore[reportAttributeAccessIssue] - `health.aio`, not in the stubs
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ._proto import ext_proc_pb2 as pb
 from ._proto import ext_proc_pb2_grpc as pb_grpc
@@ -73,18 +74,18 @@ def to_proto(phase: str, reply: Reply) -> pb.ProcessingResponse:
     if reply.immediate is not None:
         imm = reply.immediate
         resp = pb.ProcessingResponse(immediate_response=pb.ImmediateResponse(
-            status=pb.HttpStatus(code=imm.status), body=imm.body, details=imm.details))
+            status=pb.HttpStatus(code=imm.status),  # pyright: ignore[reportArgumentType] - an enum on the wire: any code
+            body=imm.body, details=imm.details))
         for k, v in imm.headers.items():
             resp.immediate_response.headers.set_headers.append(
                 pb.HeaderValueOption(header=pb.HeaderValue(key=k, raw_value=v.encode()), append_action=_OVERWRITE))
         return resp
+    resp = pb.ProcessingResponse()
     if phase in ("request_trailers", "response_trailers"):  # never asked for; answered harmlessly
-        return pb.ProcessingResponse(**{phase: pb.TrailersResponse()})
+        getattr(resp, phase).SetInParent()
+        return resp
     common = _common(reply)
-    if phase in ("request_headers", "response_headers"):
-        resp = pb.ProcessingResponse(**{phase: pb.HeadersResponse(response=common)})
-    else:
-        resp = pb.ProcessingResponse(**{phase: pb.BodyResponse(response=common)})
+    getattr(resp, phase).response.CopyFrom(common)  # a HeadersResponse or a BodyResponse, by phase
     if reply.request_body_mode or reply.response_body_mode or reply.response_header_mode:
         mode = resp.mode_override
         if reply.request_body_mode:
@@ -230,6 +231,7 @@ class ExternalProcessor(pb_grpc.ExternalProcessorServicer):
                 except TimeoutError:
                     # The provider went silent mid-stream: end the client's stream with an error event
                     # before Envoy's idle timeout would cut the connection (see envoy_config.STALL_GRACE_S).
+                    assert stream is not None  # only a translated stream is awaited with a timeout
                     yield to_proto("response_body", stream.stalled(idle_s))
                     return
                 if _large(req):
@@ -286,7 +288,7 @@ def listen(server: grpc.aio.Server, cfg: Config, index: int) -> list[str]:
 async def serve(cfg: Config, port: int, drain_s: float = 10.0, restarted: bool = False) -> None:
     """Run one worker until SIGTERM/SIGINT, then drain: health NOT_SERVING, finish open streams.
     `restarted`: the supervisor started it again after a death (counted in the metrics)."""
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = health_aio.HealthServicer()
     serving = {"ok": True}
     gateway = Gateway(cfg, healthy=lambda: serving["ok"])
     server = grpc.aio.server(options=grpc_options(cfg))
@@ -317,6 +319,6 @@ async def serve(cfg: Config, port: int, drain_s: float = 10.0, restarted: bool =
     await asyncio.to_thread(gateway.close)  # flush queued session records, off the event loop
 
 
-async def _set_health(servicer: health.aio.HealthServicer, status: int) -> None:
+async def _set_health(servicer: health_aio.HealthServicer, status: int) -> None:
     for service in ("", "envoy.service.ext_proc.v3.ExternalProcessor"):
         await servicer.set(service, status)
