@@ -13,6 +13,9 @@ rule, written here, not shared memory:
   translated or sampled the response. Nobody reads a plain passthrough: it has no usage here.
 - **The request phase owns budgets and records**, naming the provider that answered (Envoy's
   `x-lunaroute-provider` response header) and the model that provider was sent.
+- **Envoy's fast path is settled after the fact** (`after_the_fact`): no worker saw the request, so the
+  worker that receives its access-log entry (`extproc.metering`) counts it, settles its usage as the
+  reader would, and charges the budgets it draws on — nothing was reserved before it left.
 """
 
 from __future__ import annotations
@@ -85,6 +88,34 @@ class Ledger:
         metrics.observe_exchange(s.provider, self.labels.label(s.model), usage, cost, s.duration_s, s.ttft_s,
                                  s.overhead_s, read=read)
         return cost
+
+    # -- Envoy's fast path, learned from its access log --------------------------------------------
+
+    def after_the_fact(self, s: Settlement, route: str, key: str) -> float | None:
+        """One fast-path request Envoy served and logged: counted once (`path="fast"`), its usage
+        settled, and the budgets of its gateway key and provider charged with what it used (after the
+        response: a budget can be overrun by what was in flight when it ran out). Returns its cost."""
+        metrics.REQUESTS.labels(route, s.provider, path=metrics.FAST).inc()
+        metrics.RESPONSES.labels(route, s.provider, str(s.status), path=metrics.FAST).inc()
+        cost = self.usage(s)
+        self.per_key(key, s, cost)
+        if self.budgets is not None:
+            draws = self.budgets.draws(key or None, s.provider, None)
+            if draws and (s.usage or s.status >= 400):
+                used = s.usage.get("input", 0) + s.usage.get("output", 0) + s.usage.get("cache_write", 0)
+                charge = Reservation(draws, 0, 0.0, 0, key or None, s.provider)  # nothing was reserved
+                self.budgets.settle(charge, used, cost or 0.0, provider=s.provider)
+        self.done_line(s, cost, "fast", key, "", route)
+        return cost
+
+    def per_key(self, key: str, s: Settlement, cost: float | None) -> None:
+        """Tokens and cost by gateway key (key names are the operator's, so bounded), provider and model."""
+        model = self.labels.label(s.model)
+        for kind in ("input", "output", "cache_read", "cache_write"):
+            if s.usage.get(kind):
+                metrics.KEY_TOKENS.labels(key, s.provider, model, kind).inc(s.usage[kind])
+        if cost:
+            metrics.KEY_COST.labels(key, s.provider, model).inc(cost)
 
     # -- the request phase's part ------------------------------------------------------------------
 

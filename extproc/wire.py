@@ -67,6 +67,12 @@ BODY_METADATA = "lunaroute.body"
 MODEL_KEY = "model"
 ERROR_KEY = "error"
 
+# The fast path's response usage: json_to_metadata (JSON bodies) and sse_to_metadata (streams) write the
+# provider's raw usage fields here, under their own names (USAGE_FIELDS); the access log ships them.
+USAGE_METADATA = "lunaroute.usage"
+USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens",
+                "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens")
+
 # gRPC initial metadata of our own bootstrap's ext_proc streams. GATE_METADATA says the gate ran, so
 # internal headers are Envoy's (a mesh's proxies, whose filter chain is not ours, do not send it);
 # ATTEMPT_PROVIDER_METADATA names the provider cluster of a per-attempt stream.
@@ -82,6 +88,11 @@ ATTEMPT_FILTER = "lunaroute.attempt_ext_proc"
 EXTPROC_FILTER = "envoy.filters.http.ext_proc"
 JSON_TO_METADATA = "envoy.filters.http.json_to_metadata"
 EXTPROC_CLUSTER = "lunaroute_extproc"
+USAGE_JSON_FILTER = "lunaroute.usage_json"  # json_to_metadata on fast-path responses
+USAGE_SSE_FILTER = "lunaroute.usage_sse"  # sse_to_metadata on fast-path streams
+SPENT_FILTER = "lunaroute.spent"  # refuses fast-path requests whose budget is spent (envoy/spent.lua)
+USAGE_LOG = "lunaroute_usage"  # the http_grpc access log's name: fast-path entries for the workers
+FAST_ROUTE_PREFIX = "fast/"  # the fast path's route names: fast/{provider}{path}
 
 
 def cluster_name(provider: str) -> str:

@@ -9,14 +9,16 @@ from typing import Any
 import yaml
 
 from ..config import Config
-from ..wire import CLIENT_KEY, METADATA_NAMESPACE
+from ..wire import CLIENT_KEY, METADATA_NAMESPACE, SPENT_FILTER
 from .clusters import extproc_cluster, find_ca_file, provider_cluster, secret
 from .common import T, duration
 from .ext_proc import ext_proc_enabled, gateway_ext_proc_filter, runtime_layers
 from .fast_path import fast_filters
 from .gate import GATE_FILE, gate_discovery, inline_gate, keyless_gate
 from .local_replies import local_reply_config
+from .metering import usage_access_log, usage_filters
 from .routes import route_table, virtual_hosts
+from .spent import SPENT_FILE, refuses, render_spent, spent_discovery
 
 
 def _overload_manager(cfg: Config) -> dict[str, Any]:
@@ -56,6 +58,9 @@ def render(cfg: Config, ca_file: str | None = None, gate_path: str | None = None
     (`gate_path`, as Envoy sees it; `render_gate` writes what goes there)."""
     ca = ca_file or find_ca_file()
     gate_path = gate_path or str(Path(GATE_FILE).resolve())
+    fast = fast_filters(cfg)  # with a fast path, its usage is read and logged for the workers (`metering`)
+    # spent budgets, refused on the fast path (`spent`): a file beside the gate's, which the workers write
+    spent = [spent_discovery(str(Path(gate_path).with_name(SPENT_FILE)))] if refuses(cfg) else []
     hcm = {
         "@type": T + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "lunaroute",
@@ -75,7 +80,9 @@ def render(cfg: Config, ca_file: str | None = None, gate_path: str | None = None
         },
         "http_filters": [
             gate_discovery(gate_path),
-            *fast_filters(cfg),
+            *fast,
+            *spent,
+            *(usage_filters() if fast else []),
             gateway_ext_proc_filter(cfg),
             {"name": "envoy.filters.http.router", "typed_config": {
                 "@type": T + "envoy.extensions.filters.http.router.v3.Router",
@@ -99,7 +106,7 @@ def render(cfg: Config, ca_file: str | None = None, gate_path: str | None = None
                     "%RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION%ms "
                     f"cluster=%UPSTREAM_CLUSTER% key=%DYNAMIC_METADATA({METADATA_NAMESPACE}:{CLIENT_KEY})%\n"}},
             },
-        }],
+        }, *([usage_access_log()] if fast else [])],
     }
     clusters = [extproc_cluster(cfg)] + [
         provider_cluster(cfg, name, p, ca) for name, p in cfg.providers.items()
@@ -145,6 +152,7 @@ def for_validation(boot: dict[str, Any], gate: dict[str, Any] | None = None) -> 
     really are there is `Config.check_secrets`' job."""
     if gate is not None or _has_gate_file(boot):
         boot = inline_gate(boot, gate or keyless_gate())
+        boot = _inline_spent(boot)
     static = dict(boot["static_resources"])
     static["secrets"] = [
         {**s, "generic_secret": {"secret": {"inline_string": "placeholder"}}} for s in static.get("secrets", [])
@@ -152,6 +160,15 @@ def for_validation(boot: dict[str, Any], gate: dict[str, Any] | None = None) -> 
     if not static["secrets"]:
         del static["secrets"]
     return {**boot, "static_resources": static}
+
+
+def _inline_spent(boot: dict[str, Any]) -> dict[str, Any]:
+    """The spent-budget filter inlined with nothing spent (`inline_gate` does the gate)."""
+    hcm = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    empty = render_spent([])["resources"][0]["typed_config"]
+    hcm["http_filters"] = [{"name": SPENT_FILTER, "typed_config": empty} if f["name"] == SPENT_FILTER else f
+                           for f in hcm["http_filters"]]
+    return boot
 
 
 def _has_gate_file(boot: dict[str, Any]) -> bool:

@@ -13,7 +13,6 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
-    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -21,17 +20,34 @@ from prometheus_client import (
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
-REQUESTS = Counter(
+# Which path served a request: Envoy's fast path (learned from its access log, `extproc.metering`) or the
+# workers (the ext_proc request phase).
+FAST, PYTHON = "fast", "python"
+
+
+class _ByPath:
+    """A counter with a trailing `path` label that defaults to the Python path, so the request phase
+    counts as it always has and the fast path's settlement says `path=FAST`."""
+
+    def __init__(self, counter: Counter) -> None:
+        self.counter = counter
+
+    def labels(self, *values: str, path: str = PYTHON) -> Counter:
+        return self.counter.labels(*values, path)
+
+
+REQUESTS = _ByPath(Counter(
     "lunaroute_requests_total",
-    "Requests the ext_proc server handled, by route kind and the provider chosen ('gateway': answered locally).",
-    ["route", "provider"],
-)
-RESPONSES = Counter(
+    "Every request the gateway routed, once: by route kind, provider ('gateway': answered locally) and path "
+    "(fast: Envoy sent it straight to the provider; python: the workers decided).",
+    ["route", "provider", "path"],
+))
+RESPONSES = _ByPath(Counter(
     "lunaroute_responses_total",
-    "Responses the gateway saw, by route kind, provider and status: its own answers and translated responses. "
-    "Passthrough responses skip Python; their status codes are in Envoy's per-cluster stats.",
-    ["route", "provider", "status"],
-)
+    "Responses the gateway saw, by route kind, provider, status and path: its own answers, translated "
+    "responses, and every fast-path response. Python-path passthrough statuses are in Envoy's cluster stats.",
+    ["route", "provider", "status", "path"],
+))
 PHASE_SECONDS = Histogram(
     "lunaroute_extproc_phase_seconds",
     "Time the ext_proc server spent on one processing phase.",
@@ -68,8 +84,25 @@ CLIENT_ERRORS = Counter(
 )
 TOKENS = Counter(
     "lunaroute_tokens_total",
-    "Tokens reported by providers in translated responses, by provider and direction.",
+    "Tokens reported by providers in the responses the gateway read (translated, metered, fast path), by "
+    "provider and direction.",
     ["provider", "direction"],
+)
+KEY_TOKENS = Counter(
+    "lunaroute_key_tokens_total",
+    "Tokens by gateway key, provider, model and kind (input, output, cache_read, cache_write).",
+    ["key", "provider", "model", "kind"],
+)
+KEY_COST = Counter(
+    "lunaroute_key_cost_usd_total",
+    "What requests cost in USD by the pricing table, by gateway key, provider and model.",
+    ["key", "provider", "model"],
+)
+USAGE_LOG_ENTRIES = Counter(
+    "lunaroute_usage_log_entries_total",
+    "Fast-path access-log entries the workers received, by outcome (settled; unknown_route: not one of "
+    "this config's fast-path routes).",
+    ["outcome"],
 )
 RECORDS_DROPPED = Counter(
     "lunaroute_records_dropped_total",
@@ -105,7 +138,7 @@ OVERHEAD = Histogram(
 )
 # OpenTelemetry GenAI semantic conventions, with their recommended buckets, so dashboards built for
 # other gateways read these too. Observed for the responses the gateway reads (translated, recorded,
-# budgeted or sampled); plain passthrough on the fast path never reaches Python.
+# budgeted or sampled) and for every fast-path response (its usage read by Envoy, `extproc.metering`).
 GENAI_TOKENS = Histogram(
     "gen_ai_client_token_usage",
     "Tokens used per request (OpenTelemetry gen_ai.client.token.usage), by token type (input, output).",
@@ -151,20 +184,6 @@ def observe_exchange(provider: str, model: str, usage: dict[str, int], cost: flo
         GENAI_TPOT.labels(provider, model).observe(max(duration_s - ttft_s, 0.0) / (output - 1))
     if cost:  # tokens and cache tokens are counted by responses.count_usage (fallback attempts too)
         COST.labels(provider, model).inc(cost)
-
-
-FAST_PATH = Gauge(
-    "lunaroute_fast_path_requests",
-    "Requests Envoy's fast path sent straight to a provider, never reaching Python (Envoy's counter since it "
-    "started, read every 5 s; `lunaroute up` only), by status class; compare lunaroute_requests_total.",
-    ["status"], multiprocess_mode="max",
-)
-
-
-def publish_fast_path(counts: dict[str, int]) -> None:
-    """Envoy's fast-path counters ({"total": n, "2xx": n, ...}) as the FAST_PATH gauge."""
-    for status, value in counts.items():
-        FAST_PATH.labels(status).set(value)
 
 
 def exposition() -> tuple[bytes, str]:
