@@ -6,7 +6,8 @@
 --
 -- SPENT (prepended by extproc/envoy_config/spent.py) is rewritten by the workers (extproc/spent.py)
 -- whenever the set of spent budgets changes, and delivered like the gate (a file Envoy watches):
---   scopes["<gateway key>|<provider>"] = {resets = <epoch seconds>, bodies = {<dialect> = <429 body>}}
+--   scopes["<gateway key>|<provider>"] = {budget = <name>, resets = <epoch seconds>,
+--                                         bodies = {<dialect> = <429 body>}}
 -- (the key is "" without gateway keys); `dialects` maps each fast path to the dialect of its errors.
 
 local NAMES = SPENT.names
@@ -28,6 +29,8 @@ function envoy_on_request(handle)
   if wait <= 0 then
     return  -- its period is over; the workers drop it on their next pass
   end
+  -- the access log tells the workers, which count the refusal
+  handle:streamInfo():dynamicMetadata():set(NAMES.namespace, NAMES.refused_key, entry.budget)
   local path = (headers:get(":path") or ""):match("^[^?]*")
   handle:respond({[":status"] = "429", ["content-type"] = "application/json", ["retry-after"] = tostring(wait)},
     entry.bodies[SPENT.dialects[path] or "both"])

@@ -91,12 +91,16 @@ class Ledger:
 
     # -- Envoy's fast path, learned from its access log --------------------------------------------
 
-    def after_the_fact(self, s: Settlement, route: str, key: str) -> float | None:
+    def after_the_fact(self, s: Settlement, route: str, key: str, refused: str = "") -> float | None:
         """One fast-path request Envoy served and logged: counted once (`path="fast"`), its usage
         settled, and the budgets of its gateway key and provider charged with what it used (after the
-        response: a budget can be overrun by what was in flight when it ran out). Returns its cost."""
+        response: a budget can be overrun by what was in flight when it ran out). `refused`: the spent
+        budget Envoy refused it for (nothing reached the provider). Returns its cost."""
         metrics.REQUESTS.labels(route, s.provider, path=metrics.FAST).inc()
         metrics.RESPONSES.labels(route, s.provider, str(s.status), path=metrics.FAST).inc()
+        if refused:
+            metrics.BUDGET_REJECTIONS.labels(refused).inc()
+            return None
         cost = self.usage(s)
         self.per_key(key, s, cost)
         if self.budgets is not None:

@@ -30,7 +30,15 @@ from .observe import metrics
 from .paths import classify
 from .responses import _usage_of as usage_of
 from .spent import SpentWatch
-from .wire import BODY_METADATA, CLIENT_KEY, FAST_ROUTE_PREFIX, METADATA_NAMESPACE, MODEL_KEY, USAGE_METADATA
+from .wire import (
+    BODY_METADATA,
+    CLIENT_KEY,
+    FAST_ROUTE_PREFIX,
+    METADATA_NAMESPACE,
+    MODEL_KEY,
+    REFUSED_KEY,
+    USAGE_METADATA,
+)
 
 log = logging.getLogger("lunaroute")
 
@@ -49,7 +57,8 @@ class FastEntry:
     usage: dict[str, int]
     duration_s: float
     ttft_s: float | None
-    cluster: str  # the upstream cluster that answered
+    cluster: str  # the upstream cluster that answered ("" when Envoy answered itself)
+    refused: str = ""  # the spent budget Envoy refused the request for (envoy/spent.lua)
     headers: dict[str, str] = field(default_factory=dict)  # the provider's rate-limit response headers
 
 
@@ -92,6 +101,7 @@ def read_entry(raw: pb.HTTPAccessLogEntry, routes: dict[str, tuple[str, str]]) -
     lifted = meta.get(USAGE_METADATA)
     usage = usage_of({"usage": _raw_usage(dict(lifted.items()))}) if lifted is not None else {}
     model, key = _value(meta, BODY_METADATA, MODEL_KEY), _value(meta, METADATA_NAMESPACE, CLIENT_KEY)
+    refused = _value(meta, METADATA_NAMESPACE, REFUSED_KEY)
     ttft = None
     if common.HasField("time_to_first_upstream_rx_byte") and common.HasField("time_to_last_upstream_tx_byte"):
         ttft = max(_seconds(common.time_to_first_upstream_rx_byte) - _seconds(common.time_to_last_upstream_tx_byte), 0)
@@ -102,7 +112,8 @@ def read_entry(raw: pb.HTTPAccessLogEntry, routes: dict[str, tuple[str, str]]) -
         provider=target[0], route=target[1], key=key if isinstance(key, str) else "",
         model=model[:256] if isinstance(model, str) else None,
         status=raw.response.response_code.value, usage=usage, duration_s=max(done - sent, 0.0), ttft_s=ttft,
-        cluster=common.upstream_cluster, headers=dict(raw.response.response_headers))
+        cluster=common.upstream_cluster, headers=dict(raw.response.response_headers),
+        refused=refused if isinstance(refused, str) else "")
 
 
 class UsageReceiver(pb_grpc.AccessLogServiceServicer):
@@ -112,6 +123,7 @@ class UsageReceiver(pb_grpc.AccessLogServiceServicer):
         self.gateway = gateway
         self.routes = fast_routes(gateway.cfg)
         self.spent = spent
+        self.budget_names = frozenset(lim.name for lim in gateway.cfg.budgets.all_limits())
         self._subscribers: list[Callable[[FastEntry], None]] = []
 
     def subscribe(self, callback: Callable[[FastEntry], None]) -> None:
@@ -121,7 +133,10 @@ class UsageReceiver(pb_grpc.AccessLogServiceServicer):
 
     def settle(self, entry: FastEntry) -> None:
         s = Settlement(entry.provider, entry.model, entry.usage, entry.status, entry.duration_s, entry.ttft_s)
-        self.gateway.ledger.after_the_fact(s, entry.route, entry.key)
+        refused = entry.refused if entry.refused in self.budget_names else ""
+        self.gateway.ledger.after_the_fact(s, entry.route, entry.key, refused=refused)
+        if refused:
+            return  # Envoy answered: nothing used, nothing for subscribers
         if self.spent is not None and self.gateway.budgets is not None and self.gateway.budgets.draws(
                 entry.key or None, entry.provider, None):
             self.spent.poke()

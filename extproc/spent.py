@@ -53,7 +53,7 @@ def spent_scopes(budgets: Budgets, keys: list[str], providers: list[str]) -> lis
                 if used[draw.key] >= draw.cap:
                     lim = draw.limit
                     refusal = Refusal(lim.name, used[draw.key], draw.cap, draw.unit, lim.period, draw.resets)
-                    out.append(SpentScope(key, provider, refusal.message(), draw.resets))
+                    out.append(SpentScope(key, provider, lim.name, refusal.message(), draw.resets))
                     break
     return out
 

@@ -62,6 +62,7 @@ METADATA_NAMESPACE = "lunaroute"
 CLIENT_KEY = "client"
 PROVIDERS_KEY = "providers"
 PROVIDER_KEY = "provider"
+REFUSED_KEY = "refused"  # envoy/spent.lua: the spent budget it refused a request for (for the metrics)
 # json_to_metadata lifts the body's `model` (or `error` for a body that is not JSON) into this namespace.
 BODY_METADATA = "lunaroute.body"
 MODEL_KEY = "model"
@@ -106,7 +107,7 @@ def lua_names() -> dict[str, str]:
             "scope": SCOPE_HEADER, "peer": PEER_HEADER, "fast": FAST_HEADER, "candidate": CANDIDATE_HEADER,
             "namespace": METADATA_NAMESPACE, "client_key": CLIENT_KEY, "providers_key": PROVIDERS_KEY,
             "provider_key": PROVIDER_KEY, "body_namespace": BODY_METADATA, "model_key": MODEL_KEY,
-            "error_key": ERROR_KEY}
+            "error_key": ERROR_KEY, "refused_key": REFUSED_KEY}
 
 
 # -- the fallback chain, carried in CHAIN_HEADER from the request phase to every attempt -------------

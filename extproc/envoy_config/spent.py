@@ -34,6 +34,7 @@ class SpentScope:
 
     key: str
     provider: str
+    budget: str  # the spent budget's name
     message: str  # what the 429 says (budgets.Refusal.message)
     resets: float  # epoch seconds
 
@@ -49,7 +50,7 @@ def spent_settings(scopes: list[SpentScope]) -> dict[str, Any]:
         "names": lua_names(),
         "dialects": {path: _ERROR_DIALECT[dialect] for path, dialect in FAST_PATHS.items()},
         "scopes": {f"{s.key}|{s.provider}": {
-            "resets": int(s.resets),
+            "budget": s.budget, "resets": int(s.resets),
             "bodies": {d: b.decode() for d, b in error_bodies(429, s.message).items()}} for s in scopes},
     }
 
