@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .rate_limit_config import RateLimit
+
 Dialect = Literal["anthropic", "openai", "openai-responses"]
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 CONFIG_ENV = "LUNAROUTE_CONFIG"
@@ -529,6 +531,7 @@ class Config(_Model):
     pii: Pii = Pii()
     budgets: BudgetsConfig = BudgetsConfig()
     access: Access = Access()
+    rate_limits: list[RateLimit] = []  # see rate_limit_config
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @model_validator(mode="after")
@@ -558,6 +561,14 @@ class Config(_Model):
                 f"listen.host: {self.listen.host} is reachable from other machines and access.keys is empty, so "
                 "anyone who reaches it would spend your providers' keys; add access.keys (README: Security), "
                 "or set access.allow_anonymous: true if a firewall or a loopback-only port mapping protects it")
+        key_names = {k.name for k in self.access.keys}
+        for i, lim in enumerate(self.rate_limits):
+            if lim.provider is not None:
+                self._known(f"rate_limits[{i}].provider", lim.provider)
+            elif lim.key != "*" and lim.key not in key_names:
+                hint = difflib.get_close_matches(lim.key or "", key_names, n=1)
+                raise ValueError(f"rate_limits[{i}].key: no gateway key is named {lim.key!r}; " + (
+                    f"did you mean {hint[0]!r}?" if hint else "name one of access.keys, or \"*\" for each key"))
         for i, rule in enumerate(self.routing.rules):
             self._known(f"routing.rules[{i}].provider", rule.provider)
             for j, fb in enumerate(rule.fallbacks):

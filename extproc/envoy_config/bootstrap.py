@@ -17,6 +17,7 @@ from .fast_path import fast_filters
 from .gate import GATE_FILE, gate_discovery, inline_gate, keyless_gate
 from .local_replies import local_reply_config
 from .metering import usage_access_log, usage_filters
+from .rate_limits import key_filter, provider_filter, rate_limit_replies
 from .routes import route_table, virtual_hosts
 from .spent import SPENT_FILE, refuses, render_spent, spent_discovery
 
@@ -71,7 +72,7 @@ def render(cfg: Config, ca_file: str | None = None, gate_path: str | None = None
         "common_http_protocol_options": {"idle_timeout": "3600s"},
         "http2_protocol_options": {"max_concurrent_streams": cfg.limits.max_streams_per_connection},
         "normalize_path": True,
-        "local_reply_config": local_reply_config(),
+        "local_reply_config": {"mappers": [*rate_limit_replies(), *local_reply_config()["mappers"]]},
         "merge_slashes": True,
         "route_config": {
             "name": "lunaroute",
@@ -80,10 +81,12 @@ def render(cfg: Config, ca_file: str | None = None, gate_path: str | None = None
         },
         "http_filters": [
             gate_discovery(gate_path),
+            *key_filter(cfg),  # requests per minute per gateway key (`rate_limits`)
             *fast,
             *spent,
             *(usage_filters() if fast else []),
             gateway_ext_proc_filter(cfg),
+            *provider_filter(cfg),  # requests per minute per provider, once it is known
             {"name": "envoy.filters.http.router", "typed_config": {
                 "@type": T + "envoy.extensions.filters.http.router.v3.Router",
                 "suppress_envoy_headers": True,
