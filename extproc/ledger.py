@@ -31,7 +31,9 @@ from .observe.labels import ModelLabels
 from .observe.pricing import PriceTable
 from .observe.recording import Draft
 from .observe.sessions import RecordWriter
+from .rate_windows import TokenWindows
 from .routing import Observed
+from .wire import TPM_REFUSAL as TPM
 
 log = logging.getLogger("lunaroute")
 
@@ -51,6 +53,8 @@ class Settlement:
 
 class Ledger:
     """Built once per worker (`Gateway.ledger`); every settling goes through it."""
+
+    windows: TokenWindows | None = None  # tokens-per-minute windows (`rate_windows`), when configured
 
     def __init__(self, prices: PriceTable, labels: ModelLabels, observed: Observed, budgets: Budgets | None,
                  recorder: RecordWriter | None) -> None:
@@ -98,6 +102,9 @@ class Ledger:
         budget Envoy refused it for (nothing reached the provider). Returns its cost."""
         metrics.REQUESTS.labels(route, s.provider, path=metrics.FAST).inc()
         metrics.RESPONSES.labels(route, s.provider, str(s.status), path=metrics.FAST).inc()
+        if refused == TPM:
+            metrics.RATE_LIMITED.labels(TPM).inc()
+            return None
         if refused:
             metrics.BUDGET_REJECTIONS.labels(refused).inc()
             return None
@@ -109,6 +116,8 @@ class Ledger:
                 used = s.usage.get("input", 0) + s.usage.get("output", 0) + s.usage.get("cache_write", 0)
                 charge = Reservation(draws, 0, 0.0, 0, key or None, s.provider)  # nothing was reserved
                 self.budgets.settle(charge, used, cost or 0.0, provider=s.provider)
+        if self.windows is not None and s.usage:
+            self.windows.charge(key, s.provider, s.model, s.usage)
         self.done_line(s, cost, "fast", key, "", route)
         return cost
 

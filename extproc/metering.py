@@ -39,6 +39,7 @@ from .wire import (
     REFUSED_KEY,
     USAGE_METADATA,
 )
+from .wire import TPM_REFUSAL as TPM
 
 log = logging.getLogger("lunaroute")
 
@@ -123,7 +124,7 @@ class UsageReceiver(pb_grpc.AccessLogServiceServicer):
         self.gateway = gateway
         self.routes = fast_routes(gateway.cfg)
         self.spent = spent
-        self.budget_names = frozenset(lim.name for lim in gateway.cfg.budgets.all_limits())
+        self.refusals = frozenset([TPM, *(lim.name for lim in gateway.cfg.budgets.all_limits())])
         self._subscribers: list[Callable[[FastEntry], None]] = []
 
     def subscribe(self, callback: Callable[[FastEntry], None]) -> None:
@@ -133,13 +134,15 @@ class UsageReceiver(pb_grpc.AccessLogServiceServicer):
 
     def settle(self, entry: FastEntry) -> None:
         s = Settlement(entry.provider, entry.model, entry.usage, entry.status, entry.duration_s, entry.ttft_s)
-        refused = entry.refused if entry.refused in self.budget_names else ""
+        refused = entry.refused if entry.refused in self.refusals else ""
         self.gateway.ledger.after_the_fact(s, entry.route, entry.key, refused=refused)
         if refused:
             return  # Envoy answered: nothing used, nothing for subscribers
-        if self.spent is not None and self.gateway.budgets is not None and self.gateway.budgets.draws(
-                entry.key or None, entry.provider, None):
-            self.spent.poke()
+        budgets, windows = self.gateway.budgets, self.gateway.ledger.windows
+        if self.spent is not None and (
+                (budgets is not None and budgets.draws(entry.key or None, entry.provider, None))
+                or (windows is not None and windows.matching(entry.key, entry.provider, entry.model))):
+            self.spent.poke()  # a budget or a window may be spent now: tell Envoy soon
         for callback in self._subscribers:
             try:
                 callback(entry)

@@ -253,7 +253,9 @@ async def serve(cfg: Config, port: int, drain_s: float = 10.0, restarted: bool =
     pb_grpc.add_ExternalProcessorServicer_to_server(ExternalProcessor(gateway), server)
     # Envoy's fast path is settled from its access log (`metering`); spent budgets go back to Envoy
     spent_file = os.environ.get(SPENT_FILE_ENV)
-    spent = SpentWatch(cfg, gateway.budgets, Path(spent_file)) if spent_file and gateway.budgets else None
+    limited = gateway.budgets is not None or gateway.ledger.windows is not None
+    spent = SpentWatch(cfg, gateway.budgets, gateway.ledger.windows, Path(spent_file)) if spent_file and limited \
+        else None
     access_log_pb2_grpc.add_AccessLogServiceServicer_to_server(UsageReceiver(gateway, spent), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     address = cfg.extproc.worker_address(port - cfg.extproc.port)

@@ -63,6 +63,7 @@ CLIENT_KEY = "client"
 PROVIDERS_KEY = "providers"
 PROVIDER_KEY = "provider"
 REFUSED_KEY = "refused"  # envoy/spent.lua: the spent budget it refused a request for (for the metrics)
+TPM_REFUSAL = "tpm"  # ... or this, for a full tokens-per-minute window
 # json_to_metadata lifts the body's `model` (or `error` for a body that is not JSON) into this namespace.
 BODY_METADATA = "lunaroute.body"
 MODEL_KEY = "model"

@@ -7,54 +7,19 @@ the budget is spent (they log `spent budgets refused by Envoy: …` when they do
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import threading
 import time
-from collections.abc import Iterator
 
 import anthropic
 import openai
 import pytest
-import redis
 
 from extproc.observe.budgets import SqliteStore
 from tests.conftest import Gateway, standard_config
-from tests.mock_providers import free_port
 
 pytestmark = pytest.mark.e2e
 
 ALICE = "lr-test-gateway-key-alice-0123456789"
-
-
-class RedisServer:
-    def __init__(self) -> None:
-        server = shutil.which("redis-server")
-        if server is None:
-            pytest.skip("redis-server not installed (apt-get install redis-server)")
-        self.port = free_port()
-        self.proc = subprocess.Popen([server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.client = redis.Redis(port=self.port, socket_timeout=1)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                self.client.ping()
-                return
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise
-                time.sleep(0.05)
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
 
 
 def told_envoy(gw: Gateway, scope: str) -> None:
@@ -64,13 +29,6 @@ def told_envoy(gw: Gateway, scope: str) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"the workers never told Envoy that {scope} is spent:\n{gw.log()[-3000:]}")
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    yield server
-    server.stop()
 
 
 def test_a_spent_daily_token_budget_answers_429_after_the_stream_that_spent_it(tmp_path, anthropic_mock,

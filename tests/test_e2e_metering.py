@@ -46,9 +46,10 @@ def metered(tmp_path_factory, anthropic_mock, openai_mock):
     cfg["access"] = {"keys": [{"name": "alice", "key_env": "LR_TEST_ALICE"},
                               {"name": "bob", "key_env": "LR_TEST_BOB"}]}
     workdir = tmp_path_factory.mktemp("metered")
-    # bob's budget: 100 tokens a day, spent by three fast-path answers of the Anthropic mock (33 each)
+    # bob's budget on Anthropic: 100 tokens a day, spent by three fast-path answers of its mock (33 each).
+    # (A budget on the Chat Completions provider would send chat to Python, which asks for stream usage.)
     cfg["budgets"] = {"store": str(workdir / "budgets.sqlite"),
-                      "limits": [{"name": "bob-daily", "key": "bob", "tokens": 100}]}
+                      "limits": [{"name": "bob-daily", "key": "bob", "provider": "anthropic", "tokens": 100}]}
     gw = Gateway(workdir, cfg, workers=2)
     gw.start(env={"LR_TEST_OPENAI_KEY": TEST_OPENAI_KEY, "LR_TEST_ALICE": ALICE, "LR_TEST_BOB": BOB})
     yield gw

@@ -1,9 +1,11 @@
-"""Spent budgets, refused by Envoy on the fast path (envoy/spent.lua).
+"""Spent budgets and full token windows, refused by Envoy itself (envoy/spent.lua).
 
-The fast path charges budgets after the response (`ledger.after_the_fact`); once one is spent, the
-workers (`extproc.spent`) write the scopes it covers — gateway key and provider — into a file Envoy
-watches (ECDS, like the gate's), and Envoy refuses the next fast-path requests of those scopes with the
-429 the workers would write, in the client's dialect, naming the budget and its reset.
+The fast path charges budgets and tokens-per-minute windows after the response (`ledger.after_the_fact`);
+once one is spent, the workers (`extproc.spent`) write the scopes it covers — gateway key, provider,
+model pattern — into a file Envoy watches (ECDS, like the gate's), and Envoy refuses the next requests
+of those scopes with the 429 the workers would write, in the client's dialect, naming the limit and its
+reset. A key's full token window refuses all its requests; budgets and provider windows refuse fast-path
+requests (the workers check their own before they forward).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from ..answers import error_bodies
 from ..config import Config
 from ..wire import SPENT_FILTER, lua_names
 from .common import T, envoy_source, lua_literal
-from .fast_path import FAST_PATHS, fast_settings
+from .fast_path import FAST_PATHS, fast_settings, glob_to_lua
 from .gate import gate_discovery
 
 SPENT_FILE = "lunaroute-spent.yaml"
@@ -30,28 +32,47 @@ _ERROR_DIALECT = {"anthropic": "anthropic", "openai": "openai", "openai-response
 
 @dataclass(frozen=True, slots=True)
 class SpentScope:
-    """A gateway key ("" without keys) and provider whose requests a spent budget refuses."""
+    """Whose requests a spent budget or a full token window refuses: a gateway key ("" without keys,
+    "*" any) and a provider ("*": any, for a key's window), or a provider's model glob."""
 
     key: str
     provider: str
-    budget: str  # the spent budget's name
-    message: str  # what the 429 says (budgets.Refusal.message)
+    budget: str  # the spent budget's name, or TPM for a token window (the refusal's metric label)
+    message: str  # what the 429 says
     resets: float  # epoch seconds
+    model: str | None = None  # a model glob (a provider's window)
+    limit: int | None = None  # a token window's size (x-ratelimit-limit)
+
+
+
+
+def _entry(s: SpentScope) -> dict[str, Any]:
+    entry: dict[str, Any] = {"budget": s.budget, "resets": int(s.resets),
+                             "bodies": {d: b.decode() for d, b in error_bodies(429, s.message).items()}}
+    if s.limit is not None:
+        entry["limit"] = str(s.limit)
+    if s.model is not None:
+        entry["pattern"] = glob_to_lua(s.model) or "^$"  # (a glob with a class matches nothing here)
+    return entry
 
 
 def refuses(cfg: Config) -> bool:
-    """Whether the bootstrap has the spent filter: budgets, and a fast path they could concern."""
-    return bool(cfg.budgets.all_limits()) and bool(fast_settings(cfg)["paths"])
+    """Whether the bootstrap has the spent filter: token windows, or budgets with a fast path."""
+    return any(lim.tpm for lim in cfg.rate_limits) or (
+        bool(cfg.budgets.all_limits()) and bool(fast_settings(cfg)["paths"]))
 
 
 def spent_settings(scopes: list[SpentScope]) -> dict[str, Any]:
+    models: dict[str, list[dict[str, Any]]] = {}
+    for s in scopes:
+        if s.model is not None:
+            models.setdefault(s.provider, []).append(_entry(s))
     return {
         "empty": not scopes,
         "names": lua_names(),
         "dialects": {path: _ERROR_DIALECT[dialect] for path, dialect in FAST_PATHS.items()},
-        "scopes": {f"{s.key}|{s.provider}": {
-            "budget": s.budget, "resets": int(s.resets),
-            "bodies": {d: b.decode() for d, b in error_bodies(429, s.message).items()}} for s in scopes},
+        "scopes": {f"{s.key}|{s.provider}": _entry(s) for s in scopes if s.model is None},
+        "models": models,
     }
 
 

@@ -98,6 +98,17 @@ KEY_COST = Counter(
     "What requests cost in USD by the pricing table, by gateway key, provider and model.",
     ["key", "provider", "model"],
 )
+RATE_LIMITED = Counter(
+    "lunaroute_rate_limited_total",
+    "Requests Envoy refused because a tokens-per-minute window was full (requests-per-minute refusals are "
+    "Envoy's local_ratelimit stats).",
+    ["limit"],
+)
+RATE_LIMIT_STORE_ERRORS = Counter(
+    "lunaroute_rate_limit_store_errors_total",
+    "Token-window store calls that failed (the limits failed open), by operation.",
+    ["op"],
+)
 USAGE_LOG_ENTRIES = Counter(
     "lunaroute_usage_log_entries_total",
     "Fast-path access-log entries the workers received, by outcome (settled; unknown_route: not one of "
