@@ -155,7 +155,7 @@ def for_validation(boot: dict[str, Any], gate: dict[str, Any] | None = None) -> 
     really are there is `Config.check_secrets`' job."""
     if gate is not None or _has_gate_file(boot):
         boot = inline_gate(boot, gate or keyless_gate())
-        boot = _inline_spent(boot)
+        boot = inline_spent(boot)
     static = dict(boot["static_resources"])
     static["secrets"] = [
         {**s, "generic_secret": {"secret": {"inline_string": "placeholder"}}} for s in static.get("secrets", [])
@@ -165,8 +165,8 @@ def for_validation(boot: dict[str, Any], gate: dict[str, Any] | None = None) -> 
     return {**boot, "static_resources": static}
 
 
-def _inline_spent(boot: dict[str, Any]) -> dict[str, Any]:
-    """The spent-budget filter inlined with nothing spent (`inline_gate` does the gate)."""
+def inline_spent(boot: dict[str, Any]) -> dict[str, Any]:
+    """The spent-limits filter inlined with nothing spent, in place (give it a copy: `inline_gate` returns one)."""
     hcm = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
     empty = render_spent([])["resources"][0]["typed_config"]
     hcm["http_filters"] = [{"name": SPENT_FILTER, "typed_config": empty} if f["name"] == SPENT_FILTER else f
