@@ -118,7 +118,8 @@ class Ledger:
                 self.budgets.settle(charge, used, cost or 0.0, provider=s.provider)
         if self.windows is not None and s.usage:
             self.windows.charge(key, s.provider, s.model, s.usage)
-        self.done_line(s, cost, "fast", key, "", route)
+        if log.isEnabledFor(logging.INFO):
+            self.done_line(s, cost, "fast", key, "", route)
         return cost
 
     def per_key(self, key: str, s: Settlement, cost: float | None) -> None:
