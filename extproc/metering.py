@@ -100,7 +100,8 @@ def read_entry(raw: pb.HTTPAccessLogEntry, routes: dict[str, tuple[str, str]]) -
         return None
     meta = common.metadata.filter_metadata
     lifted = meta.get(USAGE_METADATA)
-    usage = usage_of({"usage": _raw_usage(dict(lifted.items()))}) if lifted is not None else {}
+    raw_usage = _raw_usage(dict(lifted.items())) if lifted is not None else {}
+    usage = usage_of({"usage": raw_usage}) if raw_usage else {}  # nothing lifted: nothing reported
     model, key = _value(meta, BODY_METADATA, MODEL_KEY), _value(meta, METADATA_NAMESPACE, CLIENT_KEY)
     refused = _value(meta, METADATA_NAMESPACE, REFUSED_KEY)
     ttft = None
