@@ -476,6 +476,24 @@ class GatewayKey(_Model):
         return hashlib.sha256(value.encode()).hexdigest()
 
 
+class Tracing(_Model):
+    """Envoy's OpenTelemetry tracer: spans sent over OTLP/HTTP to `otlp_endpoint` (off when empty)."""
+
+    otlp_endpoint: str = ""  # http(s)://collector:4318
+    sample_rate: float = Field(1.0, ge=0.0, le=1.0)
+    service_name: str = Field("lunaroute", min_length=1, max_length=128)
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if value:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.path.strip("/"):
+                raise ValueError(f"{value!r} is not an OTLP/HTTP collector address; write http(s)://host:port, "
+                                 "e.g. http://otel-collector:4318 (spans go to its /v1/traces)")
+        return value
+
+
 class Access(_Model):
     """Who may use the gateway. No keys: anyone who can reach the listener (fine on loopback, refused
     elsewhere unless `allow_anonymous`). Checked by Envoy's first filter (envoy/gate.lua)."""
@@ -532,6 +550,7 @@ class Config(_Model):
     budgets: BudgetsConfig = BudgetsConfig()
     access: Access = Access()
     rate_limits: list[RateLimit] = []  # see rate_limit_config
+    tracing: Tracing = Tracing()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @model_validator(mode="after")

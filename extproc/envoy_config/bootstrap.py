@@ -20,6 +20,7 @@ from .metering import usage_access_log, usage_filters
 from .rate_limits import key_filter, provider_filter, rate_limit_replies
 from .routes import route_table, virtual_hosts
 from .spent import SPENT_FILE, refuses, render_spent, spent_discovery
+from .tracing import hcm_tracing, otlp_cluster
 
 
 def _overload_manager(cfg: Config) -> dict[str, Any]:
@@ -111,9 +112,12 @@ def render(cfg: Config, ca_file: str | None = None, gate_path: str | None = None
             },
         }, *([usage_access_log()] if fast else [])],
     }
+    tracing = hcm_tracing(cfg)
+    if tracing is not None:
+        hcm["tracing"] = tracing
     clusters = [extproc_cluster(cfg)] + [
         provider_cluster(cfg, name, p, ca) for name, p in cfg.providers.items()
-    ]
+    ] + otlp_cluster(cfg, ca)
     secrets = [secret(name, p) for name, p in cfg.providers.items() if p.keyed]
     static: dict[str, Any] = {
         "listeners": [{
