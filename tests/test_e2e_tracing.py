@@ -27,13 +27,22 @@ class Collector:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                data = self.rfile.read(int(self.headers.get("content-length") or 0))
+                data = self._chunked() if self.headers.get("transfer-encoding") == "chunked" else \
+                    self.rfile.read(int(self.headers.get("content-length") or 0))
                 if self.path == "/v1/traces":
                     bodies.append(data)
                 self.send_response(200)
                 self.send_header("content-type", "application/x-protobuf")
                 self.send_header("content-length", "0")
                 self.end_headers()
+
+            def _chunked(self) -> bytes:
+                out = b""
+                while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                    out += self.rfile.read(size)
+                    self.rfile.readline()  # the chunk's CRLF
+                self.rfile.readline()  # the last chunk's
+                return out
 
             def log_message(self, *_args: object) -> None:
                 pass
