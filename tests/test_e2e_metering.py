@@ -42,7 +42,8 @@ def _metrics_until(gw: Gateway, done, tries: int = 100):  # noqa: ANN001, ANN202
 @pytest.fixture(scope="module")
 def metered(tmp_path_factory, anthropic_mock, openai_mock):
     cfg = standard_config(anthropic_mock.base_url, openai_mock.base_url)
-    cfg["routing"] = {"rules": [{"model": "gpt-*", "provider": "gpt"}]}
+    cfg["routing"] = {"rules": [{"model": "gpt-*", "provider": "gpt"},
+                                {"model": "chain-*", "provider": "anthropic", "fallbacks": ["gpt"]}]}
     cfg["access"] = {"keys": [{"name": "alice", "key_env": "LR_TEST_ALICE"},
                               {"name": "bob", "key_env": "LR_TEST_BOB"}]}
     workdir = tmp_path_factory.mktemp("metered")
@@ -74,6 +75,10 @@ def test_a_mixed_run_is_counted_once_with_the_mocks_usage(metered, anthropic_moc
     claude.messages.create(model="gpt-mock", max_tokens=5,
                            messages=[{"role": "user", "content": "[LUNAROUTE:gpt] hi"}])
     assert _routed_by_python(metered) == python_before + 1
+    # a fallback chain: Anthropic is overloaded, the OpenAI mock answers (translated)
+    anthropic_mock.fail_next(529, {"type": "error", "error": {"type": "overloaded_error", "message": "busy"}})
+    claude.messages.create(model="chain-x", max_tokens=5, messages=MSG)
+    assert _routed_by_python(metered) == python_before + 2
 
     total = _metrics_until(metered, lambda t: t("lunaroute_requests_total", path="fast") >= 4)
     assert total("lunaroute_requests_total", path="fast", provider="anthropic", route="messages") == 2
@@ -83,9 +88,10 @@ def test_a_mixed_run_is_counted_once_with_the_mocks_usage(metered, anthropic_moc
     assert total("lunaroute_tokens_total", provider="anthropic", direction="input") == 2 * 26
     assert total("lunaroute_tokens_total", provider="anthropic", direction="output") == 2 * 7
     assert total("lunaroute_cache_tokens_total", provider="anthropic", kind="read") == 2 * 5
-    assert total("lunaroute_tokens_total", provider="gpt", direction="input") == 3 * 30
-    assert total("lunaroute_tokens_total", provider="gpt", direction="output") == 3 * 9
-    assert total("lunaroute_cache_tokens_total", provider="gpt", kind="read") == 3 * 10
+    # gpt: two fast-path answers, the marker-routed one and the chain's
+    assert total("lunaroute_tokens_total", provider="gpt", direction="input") == 4 * 30
+    assert total("lunaroute_tokens_total", provider="gpt", direction="output") == 4 * 9
+    assert total("lunaroute_cache_tokens_total", provider="gpt", kind="read") == 4 * 10
     assert total("lunaroute_key_tokens_total", key="alice", provider="anthropic", model="claude-sonnet-4-5",
                  kind="input") == 2 * 26
     assert total("lunaroute_key_tokens_total", key="alice", provider="gpt", model="gpt-mock",
