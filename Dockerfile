@@ -19,16 +19,18 @@ COPY extproc ./extproc
 COPY envoy ./envoy
 RUN pip install . && rm -rf /src
 
-# Non-root user. /envoy is where `render-envoy` writes the bootstrap when a volume is mounted there
-# (a fresh named volume takes this directory's owner, so uid 10001 may write to it).
+# Non-root user. /envoy is where `render-envoy` writes the bootstrap when a volume is mounted there,
+# /run/lunaroute where the workers put their Unix sockets (a fresh named volume takes the directory's
+# owner, so uid 10001 may write to it).
 RUN groupadd --gid 10001 lunaroute \
     && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin lunaroute \
-    && mkdir -p /etc/lunaroute /envoy \
-    && chown 10001:10001 /envoy
+    && mkdir -p /etc/lunaroute /envoy /run/lunaroute \
+    && chown 10001:10001 /envoy /run/lunaroute
 WORKDIR /
 USER 10001:10001
 
-# gRPC ext_proc: worker i listens on extproc.port + i (default 50051, 50052).
+# gRPC ext_proc over TCP (the Helm chart's mesh mode, with mutual TLS): worker i listens on
+# extproc.port + i. Beside Envoy (compose, the chart's gateway) the workers use Unix sockets instead.
 EXPOSE 50051
 
 ENTRYPOINT ["lunaroute"]

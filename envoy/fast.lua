@@ -13,8 +13,6 @@
 -- evaluate (regexes, glob character classes); then the default's target. `FAST.names` holds the header
 -- and metadata names Envoy and Python share (from extproc/wire.py).
 
-local NAMES = FAST.names
-
 local function decide(routes, model)
   for _, rule in ipairs(routes.rules) do
     if rule.python then
@@ -70,6 +68,7 @@ end
 -- paths below, with a content-length up to FAST.max_bytes, no X-Provider / X-Model header, and no
 -- gateway key limited to some models); this filter and json_to_metadata are skipped for all others.
 function envoy_on_request(handle)
+  local NAMES = FAST.names
   local routes = FAST.paths[(handle:headers():get(":path") or ""):match("^[^?]*")]
   local body = handle:body()  -- waits for the whole body; header objects taken before it expire
   if routes == nil or body == nil then

@@ -78,20 +78,20 @@ local function starts(s, prefix)
   return s:sub(1, #prefix) == prefix
 end
 
--- The dialect an error reply is written in, by path (as the Python side and local replies decide).
-local function dialect_of(path)
-  if path:find("/chat/completions", 1, true) or starts(path, "/v1/responses") then
-    return "openai"  -- the Responses API uses OpenAI's error envelope too
-  end
-  if starts(path, "/v1/messages") then
-    return "anthropic"
+-- The envelope an error reply is written in, by the API family of the path (the endpoint table's,
+-- rendered into CONFIG.reply_shapes as Python and Envoy's local replies read it); "both" elsewhere.
+local function shape_of(bare)
+  for _, family in ipairs(CONFIG.reply_shapes) do
+    if bare == family.prefix or starts(bare, family.prefix .. "/") then
+      return family.shape
+    end
   end
   return "both"
 end
 
 local function refuse(handle, reason, path, detail)
   local reply = CONFIG.replies[reason]
-  local body = reply.bodies[dialect_of(path)]
+  local body = reply.bodies[shape_of(path:match("^[^?]*"))]
   if detail then
     body = body:gsub("%%DETAIL%%", (detail:sub(1, 200):gsub("[\"\\%%%c]", "")))
   end
@@ -106,6 +106,20 @@ local function seal(headers)
     end
   end
   return internal
+end
+
+-- Anthropic's credentials, an `sk-ant-` key or a Claude login's bearer token (`sk-ant-oat…`), never
+-- reach a provider of another vendor: removed on bypassed routes to one (the route's metadata says so).
+local function drop_anthropic_credentials(headers)
+  local prefix = CONFIG.anthropic_key_prefix
+  local key = headers:get("x-api-key")
+  if key and starts(key, prefix) then
+    headers:remove("x-api-key")
+  end
+  local auth = headers:get("authorization")
+  if auth and auth:sub(1, 7):lower() == "bearer " and starts(auth:sub(8):match("^%s*(.*)$"), prefix) then
+    headers:remove("authorization")
+  end
 end
 
 local function presented_key(headers)
@@ -198,6 +212,10 @@ function envoy_on_request(handle)
         return refuse(handle, "content_type", path, nil)
       end
     end
+  end
+
+  if handle:metadata():get(NAMES.drop_anthropic_key) then
+    drop_anthropic_credentials(headers)
   end
 
   -- Session records keep the client's network (anonymised in Python); bypassed routes never reach

@@ -8,7 +8,7 @@ import orjson
 
 from .actions import Reply
 from .config import Config
-from .dialects import DIALECTS, anthropic, openai
+from .dialects import DIALECTS, anthropic, openai_chat
 from .dialects.base import Dialect
 
 
@@ -22,8 +22,8 @@ def error_bodies(status: int, message: str) -> dict[str, bytes]:
     carrying OpenAI's `code` and `param` too, which both SDKs read) for paths of either vendor. Envoy's
     gate and local replies are rendered from these, so every error has one shape whoever answers."""
     both = anthropic.error_obj(status, message)
-    both["error"].update(param=None, code=openai.error_obj(status, message)["error"]["code"])
-    return {"anthropic": anthropic.error_body(status, message), "openai": openai.error_body(status, message),
+    both["error"].update(param=None, code=openai_chat.error_obj(status, message)["error"]["code"])
+    return {"anthropic": anthropic.error_body(status, message), "openai": openai_chat.error_body(status, message),
             "both": orjson.dumps(both)}
 
 

@@ -140,7 +140,7 @@ class AttemptExchange:
             out.reply.set_headers["content-length"] = str(len(body))
         self.started = perf_counter()
         # One untranslated response in `Gateway.SAMPLE_EVERY` is read for the latency `sort` reads.
-        self.response = out.response or (UsageMeter() if self.gw.sample() else None)
+        self.response = out.response or (UsageMeter(chain.client) if self.gw.sample() else None)
         if self.response is None and not self.more_to_come:
             out.reply.response_header_mode = "SKIP"
         return out.reply

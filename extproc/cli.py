@@ -29,10 +29,27 @@ def _with_overrides(cfg: Config, args: argparse.Namespace) -> Config:
     update: dict = {}
     if listen:
         update["listen"] = cfg.listen.model_copy(update=listen)
-    workers = getattr(args, "workers", None)
-    if workers is not None:
-        update["extproc"] = cfg.extproc.model_copy(update={"workers": workers})
+    extproc = _extproc_overrides(cfg, args)
+    if extproc:
+        update["extproc"] = cfg.extproc.model_copy(update=extproc)
     return cfg.model_copy(update=update) if update else cfg
+
+
+def _extproc_overrides(cfg: Config, args: argparse.Namespace) -> dict:
+    """`serve`'s --workers, --socket-dir and --tls-* over the config's `extproc` (the files are named,
+    never read, here: a worker reads them when it starts)."""
+    out: dict = {}
+    if getattr(args, "workers", None) is not None:
+        out["workers"] = args.workers
+    if getattr(args, "socket_dir", None):
+        out["socket_dir"] = args.socket_dir
+    tls = {field: getattr(args, f"tls_{field}", None) for field in ("cert_file", "key_file", "client_ca_file")}
+    if any(tls.values()):
+        if not all(tls.values()):
+            raise ConfigError("serve: --tls-cert, --tls-key and --tls-client-ca go together (mutual TLS needs the "
+                              "worker's certificate, its key and the CA that signs Envoy's client certificate)")
+        out["tls"] = config_mod.ExtProcTLS(**tls)
+    return out
 
 
 def _load(args: argparse.Namespace, secrets: bool) -> Config:
@@ -85,6 +102,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     sup = Supervisor(cfg, envoy_bin=find_envoy(), reload=lambda: _load(args, secrets=False))
     lines = [f"LunaRoute is listening on {sup.url}  (default provider: {cfg.default_provider})", _exposure(cfg),
              "Point Claude Code at it:", f"  export ANTHROPIC_BASE_URL={sup.url}"]
+    if sup.console_url:
+        lines.insert(1, f"Console: {sup.console_url}")
     if cfg.access.keys:
         lines.append('  export ANTHROPIC_CUSTOM_HEADERS="x-lunaroute-key: <your gateway key>"  '
                      "# or ANTHROPIC_API_KEY=<your gateway key>")
@@ -94,8 +113,13 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     cfg = _load(args, secrets=False)
     ep = cfg.extproc
-    return _supervise(Supervisor(cfg, with_envoy=False),
-                      [f"ext_proc listening on {ep.listen_host}:{ep.port}..{ep.port + ep.workers - 1}"])
+    where = []
+    if ep.tls is not None or not ep.socket_dir:
+        tcp = f"{ep.listen_host}:{ep.port}..{ep.port + ep.workers - 1}"
+        where.append(f"{tcp} (mutual TLS)" if ep.tls is not None else f"{tcp} (plain TCP: no stream is trusted)")
+    if ep.socket_dir:
+        where.append(f"{ep.socket_dir}/worker-*.sock")
+    return _supervise(Supervisor(cfg, with_envoy=False), ["ext_proc listening on " + " and ".join(where)])
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -133,12 +157,37 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_new(args: argparse.Namespace) -> int:
-    """A new random gateway key, and the config entry that admits it (only its digest)."""
+    """A new random gateway key (or, `--admin`, console admin key), and the config entry that admits
+    it (only its digest)."""
     key = "lr-" + secrets.token_urlsafe(32)
     digest = hashlib.sha256(key.encode()).hexdigest()
     print(f"key (give it to {args.name}; it is shown only now): {key}")
     print("config entry:")
-    print(f"  access:\n    keys:\n      - {{name: {args.name}, key_sha256: {digest}}}")
+    if args.admin:
+        print(f"  console:\n    admin_keys:\n      - {{name: {args.name}, key_sha256: {digest}}}")
+    else:
+        print(f"  access:\n    keys:\n      - {{name: {args.name}, key_sha256: {digest}}}")
+    return 0
+
+
+def cmd_console(args: argparse.Namespace) -> int:
+    """The web console (extproc/console) in the foreground, on `console.host:port` or the flags'."""
+    import uvicorn
+
+    from .console.app import create_app
+
+    if args.config_json:  # started by `lunaroute up`, with the runtime config (Envoy's admin socket)
+        cfg = Config.model_validate_json(Path(args.config_json).read_text(encoding="utf-8"))
+    else:
+        cfg = config_mod.load(args.config)
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    cfg = cfg.model_copy(update={"console": cfg.console.model_copy(update=overrides)}) if overrides else cfg
+    cfg.console.check_exposure()
+    app = create_app(cfg, admin_address_file=args.admin_address_file)
+    _logging(cfg.log_level)
+    print(f"LunaRoute console on http://{cfg.console.host}:{cfg.console.port}", flush=True)
+    uvicorn.run(app, host=cfg.console.host.strip("[]"), port=cfg.console.port, log_level="warning",
+                server_header=False, proxy_headers=False)
     return 0
 
 
@@ -189,6 +238,11 @@ def parser() -> argparse.ArgumentParser:
 
     serve = with_config(sub.add_parser("serve", help="run only the ext_proc workers (sidecar entry point)"))
     serve.add_argument("--workers", type=int, help="ext_proc worker processes (default 2)")
+    serve.add_argument("--socket-dir", help="listen on Unix sockets <dir>/worker-<i>.sock (Envoy in the same pod)")
+    serve.add_argument("--tls-cert", dest="tls_cert_file", help="PEM certificate: listen on TCP with mutual TLS")
+    serve.add_argument("--tls-key", dest="tls_key_file", help="PEM private key of --tls-cert")
+    serve.add_argument("--tls-client-ca", dest="tls_client_ca_file",
+                       help="PEM CA that signed Envoy's client certificate (others are refused)")
     serve.set_defaults(func=cmd_serve)
 
     render = with_config(sub.add_parser("render-envoy", help="write the Envoy bootstrap for a config"))
@@ -206,7 +260,16 @@ def parser() -> argparse.ArgumentParser:
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     new = keys_sub.add_parser("new", help="print a new random gateway key and its config entry")
     new.add_argument("--name", default="alice", help="the key's name (shows up in logs and metrics)")
+    new.add_argument("--admin", action="store_true", help="a console admin key (console.admin_keys)")
     new.set_defaults(func=cmd_keys_new)
+
+    console = with_config(sub.add_parser("console", help="the web console: sessions, spend, keys, routing"))
+    console.add_argument("--host", help="listen address (default console.host, 127.0.0.1)")
+    console.add_argument("--port", type=int, help="listen port (default console.port, 8081)")
+    console.add_argument("--config-json", help=argparse.SUPPRESS)
+    console.add_argument("--admin-address-file", help=argparse.SUPPRESS)
+    console.add_argument("--restarted", action="store_true", help=argparse.SUPPRESS)
+    console.set_defaults(func=cmd_console)
 
     sessions_cli.add_parser(sub, with_config).set_defaults(func=cmd_sessions)
 

@@ -15,15 +15,15 @@ import re
 from fnmatch import fnmatchcase
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .dialects.base import Dialect
 from .rate_limit_config import RateLimit
 
-Dialect = Literal["anthropic", "openai", "openai-responses"]
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 CONFIG_ENV = "LUNAROUTE_CONFIG"
 
@@ -51,6 +51,16 @@ class Admin(_Model):
     socket: str | None = None
 
 
+class ExtProcTLS(_Model):
+    """Mutual TLS for workers that Envoy reaches over a network (the Helm chart's mesh mode): only a
+    client holding a certificate signed by `client_ca_file` completes the handshake, so no other pod
+    can open a stream (README: Security). PEM files, read when a worker starts."""
+
+    cert_file: str
+    key_file: str
+    client_ca_file: str
+
+
 class ExtProc(_Model):
     """Where the Python workers listen. Worker *i* listens on `port + i`; Envoy balances across them."""
 
@@ -65,6 +75,8 @@ class ExtProc(_Model):
     # Workers listen on Unix sockets `<socket_dir>/worker-<i>.sock` instead of TCP: cheaper per message
     # and out of reach of anything but this user. `lunaroute up` uses its private runtime directory.
     socket_dir: str | None = None
+    # TCP with mutual TLS (as well as `socket_dir`'s sockets, which then serve local health probes only).
+    tls: ExtProcTLS | None = None
 
     @property
     def listen_host(self) -> str:
@@ -101,6 +113,14 @@ class Timeouts(_Model):
     stream_idle_s: float = Field(600.0, gt=0)
     # On SIGTERM, how long in-flight requests (streams) may take to finish before everything stops.
     drain_s: float = Field(30.0, ge=0)
+    # A client must have sent its whole request (headers and body) within this: a body that trickles
+    # or stalls would otherwise hold an ext_proc slot (`limits.max_concurrent_requests`) for good.
+    # 120 s carries a 32 MiB body (`limits.max_request_bytes`) at 2.3 Mbit/s, a 5 MB Claude Code
+    # request at 0.35 Mbit/s; the response (a stream of minutes) is not part of it. 408 when it passes.
+    request_s: float = Field(120.0, gt=0)
+    # A client connection with no request in flight is closed after this (it holds a place under
+    # `limits.max_connections` otherwise).
+    idle_connection_s: float = Field(300.0, gt=0)
 
 
 class Retries(_Model):
@@ -420,6 +440,7 @@ class GatewayKey(_Model):
     """One gateway key: who is calling (`name`) and what they may use. The key itself is never in the
     config file: give its SHA-256 (`key_sha256`), or where it lives (`key_env` / `key_file`)."""
 
+    SECTION: ClassVar[str] = "access.keys"  # where errors say the key is
     name: str
     key_sha256: str | None = None
     key_env: str | None = None
@@ -456,7 +477,7 @@ class GatewayKey(_Model):
         Raises ConfigError naming the key when the key is not where the config says."""
         if self.key_sha256:
             return self.key_sha256
-        where = f"access.keys[{self.name}]"
+        where = f"{self.SECTION}[{self.name}]"
         if self.key_env:
             value = (os.environ if env is None else env).get(self.key_env, "")
             if not value:
@@ -492,6 +513,49 @@ class Tracing(_Model):
                 raise ValueError(f"{value!r} is not an OTLP/HTTP collector address; write http(s)://host:port, "
                                  "e.g. http://otel-collector:4318 (spans go to its /v1/traces)")
         return value
+
+
+class AdminKey(GatewayKey):
+    """A key to the web console (extproc/console): the same shapes as a gateway key, without
+    allow-lists (an admin sees everything). `lunaroute keys new --admin` prints one."""
+
+    SECTION: ClassVar[str] = "console.admin_keys"
+
+    @model_validator(mode="after")
+    def _no_allow_lists(self) -> AdminKey:
+        if self.providers or self.models:
+            raise ValueError(f"console.admin_keys[{self.name}]: providers and models do not apply to an admin key; "
+                             "remove them (an admin sees every session)")
+        return self
+
+
+class ConsoleConfig(_Model):
+    """The web console (`lunaroute console`; under `lunaroute up` when `enabled`). Loopback without
+    keys by default; any other `host` needs `admin_keys`. `allowed_hosts`: the Host names it answers
+    (default: the local names on loopback, any behind admin keys). `secure_cookies`: mark the login
+    cookie `Secure` (set it when a TLS proxy fronts the console). `key_holders_see_own_sessions`: a
+    gateway key logs in too and sees its own sessions only."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(8081, ge=1, le=65535)
+    admin_keys: list[AdminKey] = []
+    allowed_hosts: list[str] | None = None
+    secure_cookies: bool = False
+    key_holders_see_own_sessions: bool = False
+    login_hours: float = Field(12, gt=0, le=24 * 30)
+
+    def check_exposure(self, host: str | None = None) -> None:
+        """Refuse a bind other machines can reach without an admin key to log in with."""
+        host = host or self.host
+        if not is_loopback(host) and not self.admin_keys:
+            raise ConfigError(f"console.host: {host} is reachable from other machines and console.admin_keys is "
+                              "empty, so anyone who reaches it would read every recorded prompt; add an admin key "
+                              "(`lunaroute keys new --admin`) or bind 127.0.0.1")
+
+    def admin_digests(self, env: dict[str, str] | None = None) -> dict[str, AdminKey]:
+        """Each admin key's SHA-256 digest → its entry; reads key_env / key_file now."""
+        return {key.digest(env): key for key in self.admin_keys}
 
 
 class Access(_Model):
@@ -551,6 +615,7 @@ class Config(_Model):
     access: Access = Access()
     rate_limits: list[RateLimit] = []  # see rate_limit_config
     tracing: Tracing = Tracing()
+    console: ConsoleConfig = ConsoleConfig()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @model_validator(mode="after")
@@ -588,6 +653,10 @@ class Config(_Model):
                 hint = difflib.get_close_matches(lim.key or "", key_names, n=1)
                 raise ValueError(f"rate_limits[{i}].key: no gateway key is named {lim.key!r}; " + (
                     f"did you mean {hint[0]!r}?" if hint else "name one of access.keys, or \"*\" for each key"))
+        if self.console.enabled and not is_loopback(self.console.host) and not self.console.admin_keys:
+            raise ValueError(f"console.host: {self.console.host} is reachable from other machines and "
+                             "console.admin_keys is empty, so anyone who reaches it would read every recorded "
+                             "prompt; add an admin key (`lunaroute keys new --admin`) or bind 127.0.0.1")
         for i, rule in enumerate(self.routing.rules):
             self._known(f"routing.rules[{i}].provider", rule.provider)
             for j, fb in enumerate(rule.fallbacks):
@@ -615,6 +684,8 @@ class Config(_Model):
                                   f"file; create it with the key as its only content")
         self.pii.secret(dict(os.environ))
         self.key_digests()
+        if self.console.enabled:
+            self.console.admin_digests()
 
     def key_digests(self, env: dict[str, str] | None = None) -> dict[str, GatewayKey]:
         """Each gateway key's SHA-256 digest → its entry; reads key_env / key_file now."""
@@ -632,7 +703,7 @@ class Config(_Model):
         """Environment variables that hold keys: for Envoy (providers) and the renderer (gateway keys)
         only, never for the Python workers."""
         names = {p.api_key_env for p in self.providers.values() if p.api_key_env}
-        names |= {k.key_env for k in self.access.keys if k.key_env}
+        names |= {k.key_env for k in (*self.access.keys, *self.console.admin_keys) if k.key_env}
         return frozenset(names)
 
 

@@ -22,7 +22,8 @@ import orjson
 
 from . import paths
 from .actions import Reply
-from .answers import advertised_models, count_tokens_reply, error_reply, models_body_for, models_reply
+from .admit import Forward, PassThrough, admit
+from .answers import count_tokens_reply, error_reply
 from .dialects.base import TranslationError
 from .encoding import SUPPORTED, CorruptBody, DecodedTooLarge, decode_body
 from .errors import TOO_DEEP, ClientError, nested_too_deeply
@@ -31,10 +32,10 @@ from .ledger import Settlement
 from .observe import metrics
 from .observe.budgets import RESERVED_OUTPUT_TOKENS, Refusal, Reservation
 from .observe.recording import Draft, anonymise_ip
-from .paths import Kind
-from .plan import Plan, Refused, RequestLine, read_request, refuse_out_of_list, route
+from .plan import Plan, Refused, RequestLine, read_request, refuse_duplicates, route
 from .prepare import STASHED_HEADERS, prepare, target_for
 from .responses import ModelListMerge, ResponseTranslation, UsageMeter, status_of
+from .session_id import valid_session
 from .wire import (
     ATTEMPTS_HEADER,
     CHAIN_HEADER,
@@ -49,10 +50,6 @@ from .wire import (
 )
 
 log = logging.getLogger("lunaroute")
-
-# Answered by the gateway itself, behind its own Envoy only.
-_GATEWAY_ENDPOINTS = frozenset({Kind.HEALTHZ, Kind.READYZ, Kind.METRICS, Kind.ROOT})
-_READ_ONLY = frozenset({"GET", "HEAD"})
 
 
 class Phase(Enum):
@@ -91,35 +88,19 @@ class Exchange:
 
     def on_request_headers(self, headers: dict[str, str], end_of_stream: bool) -> Reply:
         self.req = req = read_request(headers, self.sealed)
-        kind = req.kind
-        if not self.sealed and self.gw.cfg.access.keys:
-            log.error("access.keys is set but this request did not pass the gateway's gate (a mesh?); refused")
-            return self._error(503, "gateway keys are configured but cannot be checked here; use the "
-                                    "gateway's own Envoy, or the mesh's authentication", kind="access")
-        if kind is Kind.BYPASS or (not self.sealed and kind in _GATEWAY_ENDPOINTS):
-            if self.sealed:  # a path the gateway's own routes do not intercept: the bypass provider's
-                return self._bypass()
-            # A mesh: the path belongs to the app behind it; let it through without our headers.
+        try:
+            decision = admit(self.gw, req, self.sealed)
+        except Refused as exc:
+            if exc.kind == "access":
+                log.error("access.keys is set but this request did not pass the gateway's gate (a mesh?); refused")
+            return self._error(exc.status, exc.message, exc.param, exc.kind)
+        if isinstance(decision, Reply):
+            return self._answer(decision)
+        if isinstance(decision, Forward):
+            return self._forward(decision)
+        if isinstance(decision, PassThrough):
             return self._scrubbed(Reply(request_body_mode="NONE", response_header_mode="SKIP",
                                         response_body_mode="NONE"))
-        if kind is Kind.HEALTHZ or kind is Kind.ROOT:
-            return self._answer(Reply.reply_now(200, b'{"status":"ok"}'))
-        if kind is Kind.READYZ:
-            if self.gw.ready():
-                return self._answer(Reply.reply_now(200, b'{"status":"ready"}'))
-            return self._answer(Reply.reply_now(503, b'{"status":"draining"}'))
-        if kind is Kind.METRICS:
-            body, ctype = metrics.exposition()
-            return self._answer(Reply.reply_now(200, body, content_type=ctype))
-        try:
-            if kind is Kind.MODELS:
-                return self._models()
-            if kind in paths.NATIVE_KINDS:
-                return self._native_only()
-            if kind is Kind.CHAT_OTHER:
-                return self._stored_completions()
-        except Refused as exc:
-            return self._error(exc.status, exc.message, exc.param, exc.kind)
         if end_of_stream:
             return self._error(400, "the request has no body; send a JSON object", kind="bad_request")
         return Reply()
@@ -196,6 +177,8 @@ class Exchange:
         """Act on the plan: answer token counts locally where the provider cannot, open the record and
         the reservation, then hand the request to one provider or to Envoy's fallback chain."""
         req, gw = self.req, self.gw
+        if not plan.changed:  # the provider may get these very bytes: they must say one thing
+            refuse_duplicates(raw)
         name = plan.provider
         provider = gw.provider(name)
         self.provider_name, self.sent_model = name, plan.model
@@ -213,7 +196,8 @@ class Exchange:
             chain = plan.chain
         if gw.recorder is not None:
             self.draft = Draft(gw.cfg.recording.max_body_bytes, raw, {
-                "session": plan.session or "no-session", "request_id": req.headers.get("x-request-id"),
+                "session": plan.session or valid_session(req.headers.get("x-request-id")) or "no-session",
+                "request_id": req.headers.get("x-request-id"),
                 "key": req.key or None, "client": req.client, "path": req.path, "provider": name,
                 "model": plan.client_model, "sent_model": plan.model, "reason": plan.reason,
                 "stream": bool(doc.get("stream")), "client_ip": anonymise_ip(  # the gate's, never a client's
@@ -235,7 +219,8 @@ class Exchange:
         self._left()
         if self.response is None and (self.draft is not None or self.reservation is not None):
             # the record needs the response; a budget needs the provider's usage
-            self.response = UsageMeter(self.draft.add_response if self.draft is not None else None, strip_usage)
+            self.response = UsageMeter(req.client, self.draft.add_response if self.draft is not None else None,
+                                       strip_usage)
             if strip_usage:
                 reply.set_headers["accept-encoding"] = "identity"  # the meter rewrites the stream
         if self.response is None and not gw.sample():
@@ -298,7 +283,7 @@ class Exchange:
         if metered:
             # the attempts translate; the record and the budget read what reaches the client
             reply.response_header_mode = None
-            self.response = UsageMeter(self.draft.add_response if self.draft is not None else None)
+            self.response = UsageMeter(req.client, self.draft.add_response if self.draft is not None else None)
         self._left()
         reply.set_headers[CLUSTER_HEADER] = cluster_name(plan.chain[0])
         for i, name in enumerate(plan.chain[1:], start=1):
@@ -314,89 +299,22 @@ class Exchange:
             reply.set_headers["content-length"] = str(len(reply.body))
         return reply
 
-    # -- answered or forwarded in the headers phase --------------------------------------------------
+    # -- forwarded in the headers phase --------------------------------------------------------------
 
-    def _models(self) -> Reply:
-        """/v1/models: when the default provider speaks the client's dialect, its own list with the
-        other providers' configured models added; otherwise the configured models, answered here.
-        Only reads: `GET`/`HEAD` of the list or of one model."""
-        req, cfg = self.req, self.gw.cfg
-        if req.method not in _READ_ONLY:
-            return self._error(405, f"{req.method} {req.path} is not served; the models API is read-only here",
-                               kind="not_found")
-        one = req.path.removeprefix("/v1/models/") if req.path.startswith("/v1/models/") else None
-        if one is not None and (not one or "/" in one):
-            return self._error(404, f"{req.path} is not a models API path", kind="not_found")
-        default = cfg.providers[cfg.default_provider]
-        ids = advertised_models(cfg)
-        allow = req.allow
-        if allow is not None:
-            ids = [m for m in ids if allow.allows_model(m)]
-        if (default.type != req.client or (one is not None and one in ids)
-                or (allow is not None and not allow.allows_provider(cfg.default_provider))):
-            return self._answer(models_reply(req.client, ids, req.path))
-        merge = ModelListMerge(models_body_for(req.client), ids) if one is None and ids else None
-        reply = self._forward_as_is(cfg.default_provider, merge)
-        if merge is not None and reply.immediate is None:
-            reply.set_headers["accept-encoding"] = "identity"
-        return reply
-
-    def _native_only(self) -> Reply:
-        """An API only a provider of the client's own dialect has: the first such provider, as sent."""
-        cfg = self.gw.cfg
-        for name in [cfg.default_provider, *cfg.providers]:
-            if cfg.providers[name].type == self.req.client:
-                return self._forward_as_is(name)
-        return self._error(404, f"{self.req.path} is an API of the {self.req.client} dialect and no provider of "
-                                f"type {self.req.client} is configured", kind="not_found")
-
-    def _stored_completions(self) -> Reply:
-        """/v1/chat/completions/{id}…: OpenAI's stored completions, kept by the provider that answered.
-        To the default provider, else the bypass provider, when it speaks OpenAI's dialect; never to a
-        provider the config did not open to every path."""
-        cfg = self.gw.cfg
-        for name in (cfg.default_provider, cfg.bypass_provider if cfg.bypass.enabled else None):
-            if name is not None and cfg.providers[name].type == "openai":
-                return self._forward_as_is(name)
-        return self._error(404, f"{self.req.path} is served only when the default or the bypass provider is "
-                                "OpenAI-type", kind="not_found")
-
-    def _bypass(self) -> Reply:
-        cfg = self.gw.cfg
-        if not cfg.bypass.enabled:
-            return self._error(404, "This path is not served by the gateway (bypass is disabled).",
-                               kind="not_found")
-        try:
-            return self._forward_as_is(cfg.bypass_provider)
-        except Refused as exc:
-            return self._error(exc.status, exc.message, exc.param, exc.kind)
-
-    def _forward_as_is(self, name: str, response: ModelListMerge | None = None) -> Reply:
-        """Forward the request unchanged (path prefix and credentials aside) to `name`, deciding in the
-        headers phase: the body is not read, and the response is looked at only to merge `response`.
-        Its model is not read and its usage not metered, so a key limited to some models may use only
-        the models list, and a key or provider under a budget only reads (GET/HEAD)."""
-        req = self.req
-        refuse_out_of_list(req, name, None, check_model=False)
-        allow = req.allow
-        if allow is not None and allow.models and req.kind is not Kind.MODELS:
-            raise Refused(f"the gateway key {req.key!r} is limited to some models; {req.path} is not a model "
-                          "API it may use", None, 403, "forbidden")
-        budgets = self.gw.budgets
-        if req.method not in _READ_ONLY and budgets is not None and budgets.concerns(req.key or None, name):
-            raise Refused(f"{req.method} {req.path} goes to provider {name!r} unmetered, and a budget applies to "
-                          "this request; use the Messages, Chat Completions or Responses API, or remove the budget",
-                          None, 403, "budget")
-        provider = self.gw.provider(name)
+    def _forward(self, decision: Forward) -> Reply:
+        """The request goes unchanged (path prefix and credentials aside) to the provider `admit` chose:
+        the body is not read, and the response is looked at only to merge the models list."""
+        req, name = self.req, decision.provider
         self.provider_name = name
         metrics.REQUESTS.labels(req.kind.value, name).inc()
-        self.response = response
-        out = prepare(name, provider, req.client, req.path, req.query, req.headers)
-        reply = out.reply
+        self.response = decision.merge
+        reply = prepare(name, self.gw.provider(name), req.client, req.path, req.query, req.headers).reply
         reply.clear_route_cache = True
         reply.request_body_mode = "NONE"
-        reply.response_header_mode = None if response else "SKIP"
+        reply.response_header_mode = None if decision.merge else "SKIP"
         reply.set_headers[CLUSTER_HEADER] = cluster_name(name)
+        if decision.merge is not None:
+            reply.set_headers["accept-encoding"] = "identity"
         return self._scrubbed(reply)
 
     def _error(self, status: int, message: str, param: str | None = None, kind: str = "bad_request") -> Reply:

@@ -89,8 +89,8 @@ class Ledger:
             log.info("usage lunaroute:%s input=%d output=%d cache_read=%d cache_write=%d", s.provider,
                      usage.get("input", 0), usage.get("output", 0), usage.get("cache_read", 0),
                      usage.get("cache_write", 0))
-        metrics.observe_exchange(s.provider, self.labels.label(s.model), usage, cost, s.duration_s, s.ttft_s,
-                                 s.overhead_s, read=read)
+        metrics.observe_exchange(s.provider, self.labels.label(s.model) if read else "", usage, cost, s.duration_s,
+                                 s.ttft_s, s.overhead_s, read=read)
         return cost
 
     # -- Envoy's fast path, learned from its access log --------------------------------------------

@@ -58,7 +58,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Dialect = Literal["anthropic", "openai", "openai-responses"]
+from .dialects.base import Dialect
+
 MarkerKind = Literal["provider", "clear", "unknown", "none"]
 
 PREFIX = "[LUNAROUTE:"

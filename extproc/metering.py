@@ -18,17 +18,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import grpc
 from google.protobuf import duration_pb2
 
 from ._proto import access_log_pb2 as pb
 from ._proto import access_log_pb2_grpc as pb_grpc
 from .config import Config
+from .dialects import DIALECTS
 from .envoy_config.fast_path import fast_settings
 from .gateway import Gateway
 from .ledger import Settlement
 from .observe import metrics
 from .paths import classify
-from .responses import _usage_of as usage_of
 from .spent import SpentWatch
 from .wire import (
     BODY_METADATA,
@@ -63,13 +64,14 @@ class FastEntry:
     headers: dict[str, str] = field(default_factory=dict)  # the provider's rate-limit response headers
 
 
-def fast_routes(cfg: Config) -> dict[str, tuple[str, str]]:
-    """This config's fast-path route names → (provider, route kind)."""
+def fast_routes(cfg: Config) -> dict[str, tuple[str, str, str]]:
+    """This config's fast-path route names → (provider, route kind, the provider's dialect)."""
     out = {}
     for path, entry in fast_settings(cfg)["paths"].items():
         for target in [*(r.get("target") for r in entry["rules"]), entry["default"]]:
             if target:
-                out[f"{FAST_ROUTE_PREFIX}{target}{path}"] = (target, classify("POST", path).value)
+                out[f"{FAST_ROUTE_PREFIX}{target}{path}"] = (target, classify("POST", path).value,
+                                                              cfg.providers[target].type)
     return out
 
 
@@ -78,7 +80,7 @@ def _seconds(d: duration_pb2.Duration) -> float:
 
 
 def _raw_usage(fields: dict[str, float]) -> dict[str, object]:
-    """The usage fields Envoy lifted, back in the shape the provider sent (for `responses.usage_of`)."""
+    """The usage fields Envoy lifted, back in the shape the provider sent (its dialect's `usage` reads it)."""
     counts = {k: min(max(int(v), 0), MAX_TOKENS) for k, v in fields.items() if isinstance(v, int | float)}
     raw: dict[str, object] = {k: v for k, v in counts.items() if k not in ("cached_tokens", "cache_write_tokens")}
     details = {k: counts[k] for k in ("cached_tokens", "cache_write_tokens") if k in counts}
@@ -92,7 +94,7 @@ def _value(meta: Any, namespace: str, key: str) -> object:  # noqa: ANN401 - a p
     return struct[key] if struct is not None and key in struct else None
 
 
-def read_entry(raw: pb.HTTPAccessLogEntry, routes: dict[str, tuple[str, str]]) -> FastEntry | None:
+def read_entry(raw: pb.HTTPAccessLogEntry, routes: dict[str, tuple[str, str, str]]) -> FastEntry | None:
     """A FastEntry, or None when the route is not one of this config's fast-path routes."""
     common = raw.common_properties
     target = routes.get(common.route_name)
@@ -101,7 +103,7 @@ def read_entry(raw: pb.HTTPAccessLogEntry, routes: dict[str, tuple[str, str]]) -
     meta = common.metadata.filter_metadata
     lifted = meta.get(USAGE_METADATA)
     raw_usage = _raw_usage(dict(lifted.items())) if lifted is not None else {}
-    usage = usage_of({"usage": raw_usage}) if raw_usage else {}  # nothing lifted: nothing reported
+    usage = DIALECTS[target[2]].usage(raw_usage) if raw_usage else {}  # nothing lifted: nothing reported
     model, key = _value(meta, BODY_METADATA, MODEL_KEY), _value(meta, METADATA_NAMESPACE, CLIENT_KEY)
     refused = _value(meta, METADATA_NAMESPACE, REFUSED_KEY)
     ttft = None
@@ -121,8 +123,10 @@ def read_entry(raw: pb.HTTPAccessLogEntry, routes: dict[str, tuple[str, str]]) -
 class UsageReceiver(pb_grpc.AccessLogServiceServicer):
     """The AccessLogService of a worker: settles fast-path entries through the ledger."""
 
-    def __init__(self, gateway: Gateway, spent: SpentWatch | None = None) -> None:
+    def __init__(self, gateway: Gateway, spent: SpentWatch | None = None,
+                 authenticated: Callable[[Any], bool] = lambda _context: True) -> None:
         self.gateway = gateway
+        self.authenticated = authenticated  # is the stream's peer our Envoy (see server.stream_authenticated)
         self.routes = fast_routes(gateway.cfg)
         self.spent = spent
         self.refusals = frozenset([TPM, *(lim.name for lim in gateway.cfg.budgets.all_limits())])
@@ -160,6 +164,11 @@ class UsageReceiver(pb_grpc.AccessLogServiceServicer):
             self.settle(entry)
 
     async def StreamAccessLogs(self, request_iterator, context):  # noqa: N802 - gRPC method name
+        if not self.authenticated(context):
+            # only our Envoy may say what a request used: anyone else could spend others' budgets
+            metrics.USAGE_LOG_ENTRIES.labels("unauthenticated").inc()
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "access-log entries are taken from the "
+                                "gateway's own Envoy only (a Unix socket or a mutual-TLS peer)")
         async for message in request_iterator:
             try:
                 self.receive(message)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
 import orjson
+import re2
 
 from . import paths
 from .attempts import usable_chain
@@ -24,17 +25,18 @@ from .errors import TOO_DEEP, ClientError
 from .gateway import Gateway
 from .markers import NO_MARKER, PREFIX, take_marker
 from .observe import metrics
-from .observe.recording import session_of
 from .paths import Kind
 from .routing import pop_preferences, request_model
+from .session_id import session_id
 from .wire import CLIENT_HEADER, SCOPE_HEADER
 
 log = logging.getLogger("lunaroute")
 MARKER_BYTES = PREFIX.encode()
-# Top-level fields the gateway reads to route: a body naming one twice is refused, because the gateway
-# reads the last and a provider that gets the raw body may read the first.
-ROUTED_FIELDS = ("model", "stream", "provider", "messages", "input", "max_tokens", "max_completion_tokens",
-                 "max_output_tokens")
+# Top-level fields the gateway reads to route, meter and reserve: a body that goes on as sent and names
+# one twice is refused, because the gateway reads the last and the provider may read the first. The
+# pattern finds their scalar values (one re2 scan of the body); only a field found twice is checked
+# for real (a tool schema's `"model": {...}` property is no string, and escaped quotes never match).
+_ROUTED_VALUES = re2.compile(rb'"(model"\s*:\s*"|stream"\s*:\s*[tf]|max_(?:completion_|output_)?tokens"\s*:\s*\d)')
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,10 +120,10 @@ class Refused(ClientError):
         self.kind = kind
 
 
-def refuse_duplicates(doc: dict, raw: bytes) -> None:
-    """A routed field named twice at the top level is refused. Cheap first: a field's name appears
-    once in nearly every body; only when it appears more often is the body re-read to be sure."""
-    suspects = [f for f in ROUTED_FIELDS if f in doc and raw.count(b'"' + f.encode() + b'"') > 1]
+def refuse_duplicates(raw: bytes) -> None:
+    """A routed field named twice at the top level of a body that goes on as sent is refused."""
+    found = [m.split(b'"', 1)[0].decode() for m in _ROUTED_VALUES.findall(raw)]
+    suspects = {f for f in found if found.count(f) > 1}
     if not suspects:
         return
     top: list[list[tuple[str, object]]] = []
@@ -167,7 +169,6 @@ def refuse_out_of_list(line: RequestLine, name: str, model: str | None, check_mo
 def route(gw: Gateway, line: RequestLine, doc: dict, raw: bytes, redacted: bool) -> Plan:
     """Marker > preferences > rules > default; each provider's model; the key's allow-list applied.
     Strips markers and preferences from `doc` in place (they are the gateway's, not the provider's)."""
-    refuse_duplicates(doc, raw)
     headers = line.headers
     # The substring test on the raw bytes spares the walk through messages for nearly every request.
     marker, changed = take_marker(doc, line.client, gw.provider_names) if MARKER_BYTES in raw else (NO_MARKER, False)
@@ -180,5 +181,5 @@ def route(gw: Gateway, line: RequestLine, doc: dict, raw: bytes, redacted: bool)
     decision = gw.router.decide(marker, prefs, model, line.path)
     models = {n: (m or model) for n, m in zip(decision.chain, decision.overrides, strict=True)}
     chain = allowed_chain(gw, line, decision.chain, models)
-    return Plan(chain, {n: models[n] for n in chain}, decision.reason, model, session_of(headers, doc),
+    return Plan(chain, {n: models[n] for n in chain}, decision.reason, model, session_id(headers, doc),
                 changed or popped or redacted)

@@ -18,7 +18,7 @@ from .actions import Reply
 from .config import Provider
 from .dialects import DIALECTS, anthropic, caching, count_tokens_estimate, translator_for
 from .dialects.base import Dialect, Target
-from .dialects.shapes import clean_schema
+from .dialects.tools import clean_schema
 from .observe import metrics
 from .responses import ResponseTranslation
 

@@ -16,7 +16,7 @@ import orjson
 from .actions import Reply
 from .dialects import DIALECTS
 from .dialects.base import Dialect, Target, Translator
-from .dialects.shapes import CACHE_WRITE_TOKENS
+from .dialects.usage import most
 from .encoding import decoder
 from .errors import ClientError
 from .observe import metrics
@@ -30,31 +30,6 @@ def status_of(headers: dict[str, str]) -> int:
         return int(headers.get(":status", "0"))
     except ValueError:
         return 0
-
-
-def _usage_of(doc: dict) -> dict[str, int]:
-    """Input/output tokens from a response body in any dialect, with the prompt-cache reads and writes
-    among the input tokens (`cache_read`, `cache_write`)."""
-    usage = doc.get("usage")
-    if not isinstance(usage, dict):
-        return {}
-    if "input_tokens" in usage or "output_tokens" in usage:
-        out = {
-            "input": int(usage.get("input_tokens") or 0) + int(usage.get("cache_read_input_tokens") or 0),
-            "output": int(usage.get("output_tokens") or 0),
-        }
-        details_in, details_out = usage.get("input_tokens_details"), usage.get("output_tokens_details")
-    else:
-        out = {"input": int(usage.get("prompt_tokens") or 0), "output": int(usage.get("completion_tokens") or 0)}
-        details_in, details_out = usage.get("prompt_tokens_details"), usage.get("completion_tokens_details")
-    # Cache and reasoning counts (for cost and records) only when reported, so plain usage stays plain.
-    extra = {
-        "cache_read": usage.get("cache_read_input_tokens") or (details_in or {}).get("cached_tokens"),
-        "cache_write": usage.get("cache_creation_input_tokens") or (details_in or {}).get(CACHE_WRITE_TOKENS),
-        "reasoning": (details_out or {}).get("reasoning_tokens"),
-    }
-    out.update({k: int(v) for k, v in extra.items() if isinstance(v, int) and v > 0})
-    return out
 
 
 def count_usage(provider: str, usage: dict[str, int]) -> None:
@@ -170,8 +145,8 @@ class ResponseTranslation:
                 out += self._stream.close()
             # Known once the provider's stream has stopped, which can be before Envoy's end of stream
             # (a client that closes at its last event): read it as soon as it is there.
-            if end_of_stream or getattr(self._stream, "usage", None):
-                self.usage = _usage_of({"usage": getattr(self._stream, "usage", None)})
+            if end_of_stream or self._stream.done:
+                self.usage = dict(self._stream.usage)
             return Reply(body=out)
         # BUFFERED: Envoy sends the whole body once; keep a buffer anyway in case it arrives in parts.
         self._buffer += data
@@ -188,8 +163,7 @@ class ResponseTranslation:
         except ValueError:
             status, body = self.translator.error(502, b"the provider sent a response that is not JSON")
             return self._whole(body, status)
-        out = self.translator.response_body(doc, self.target, self.stream_options.get("client_tools"))
-        self.usage = _usage_of(out)
+        out, self.usage = self.translator.response_body(doc, self.target, self.stream_options.get("client_tools"))
         return self._whole(orjson.dumps(out), None)
 
     @staticmethod
@@ -255,8 +229,10 @@ class UsageMeter:
     client did not ask for; the usage-only chunk it adds is counted and left out of the client's
     stream (the request went out with `accept-encoding: identity`, so the bytes are plain)."""
 
-    def __init__(self, sink: Callable[[bytes], None] | None = None, strip_usage: bool = False) -> None:
+    def __init__(self, dialect: Dialect, sink: Callable[[bytes], None] | None = None,
+                 strip_usage: bool = False) -> None:
         self.usage: dict[str, int] = {}
+        self.usage_in = DIALECTS[dialect].usage_in  # where the dialect's body and events carry usage
         self.sink = sink  # sees the decoded bytes too (session recording), errors included
         self.strip_usage = strip_usage
         self._pending = bytearray()
@@ -326,11 +302,4 @@ class UsageMeter:
         doc = orjson.loads(payload)
         if not isinstance(doc, dict):
             return
-        kind = doc.get("type")
-        # Anthropic's message_start and the Responses API's final events hold the usage one level down
-        source = doc.get("message") if kind == "message_start" else doc.get("response") if kind in (
-            "response.completed", "response.incomplete", "response.failed") else doc
-        found = _usage_of(source if isinstance(source, dict) else {})
-        for key, value in found.items():  # streams repeat cumulative counts: keep the largest
-            if value:
-                self.usage[key] = max(self.usage.get(key, 0), value)
+        most(self.usage, self.usage_in(doc))  # streams repeat cumulative counts: the largest of each

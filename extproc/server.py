@@ -21,14 +21,14 @@ from ._proto import ext_proc_pb2 as pb
 from ._proto import ext_proc_pb2_grpc as pb_grpc
 from .actions import ProcessingStream, Reply
 from .attempts import AttemptExchange
-from .config import Config
+from .config import Config, ExtProcTLS
 from .exchange import Exchange
 from .gateway import Gateway
 from .metering import UsageReceiver
 from .observe import metrics
 from .responses import ResponseTranslation
 from .spent import SPENT_FILE_ENV, SpentWatch
-from .wire import ATTEMPT_PROVIDER_METADATA, GATE_METADATA
+from .wire import ATTEMPT_PROVIDER_METADATA, GATE_METADATA, GATE_SEALED
 
 log = logging.getLogger("lunaroute")
 
@@ -99,17 +99,30 @@ def to_proto(phase: str, reply: Reply) -> pb.ProcessingResponse:
     return resp
 
 
-def exchange_for(gateway: Gateway, metadata) -> Exchange | AttemptExchange:  # noqa: ANN001 - gRPC metadata
+def stream_authenticated(context: grpc.ServicerContext | grpc.aio.ServicerContext) -> bool:
+    """Whether the peer of this stream proved it is our Envoy: it came over a Unix socket (only who can
+    open the socket file — the containers sharing its volume), or its TLS handshake presented a client
+    certificate our CA signed (`ssl_server_credentials(require_client_auth=True)` refuses any other).
+    Plain TCP proves nothing: any pod (or, in a pod, any container) that reaches the port could say
+    anything in its metadata."""
+    if context.peer().startswith("unix:"):
+        return True
+    return bool(context.auth_context().get("x509_pem_cert"))
+
+
+def exchange_for(gateway: Gateway, metadata, authenticated: bool) -> Exchange | AttemptExchange:  # noqa: ANN001
     """The request phase's exchange, or, on a provider cluster's per-attempt filter (which names its
     provider in the stream's metadata), one attempt of a fallback chain. Envoy's filter config sets
-    this metadata; a client cannot."""
+    this metadata; a client of Envoy cannot. Neither is believed from a peer that is not
+    `authenticated`: its stream is a mesh's (never sealed; refused when gateway keys are configured),
+    so it can neither pass as the gate nor charge a provider's attempt."""
     sealed = False
     attempt = None
-    for key, value in metadata or ():
+    for key, value in (metadata or ()) if authenticated else ():
         if key == ATTEMPT_PROVIDER_METADATA and value in gateway.cfg.providers:
             attempt = value
         elif key == GATE_METADATA:
-            sealed = value == "sealed"
+            sealed = value == GATE_SEALED
     if attempt is not None:
         return AttemptExchange(gateway, attempt)
     return Exchange(gateway, sealed=sealed)
@@ -207,7 +220,7 @@ class ExternalProcessor(pb_grpc.ExternalProcessorServicer):
         self.gateway = gateway
 
     async def Process(self, request_iterator, context):  # noqa: N802 - gRPC method name
-        exchange = exchange_for(self.gateway, context.invocation_metadata())
+        exchange = exchange_for(self.gateway, context.invocation_metadata(), stream_authenticated(context))
         idle_s = self.gateway.cfg.timeouts.stream_idle_s
         requests = aiter(request_iterator)
         try:
@@ -243,6 +256,36 @@ def grpc_options(cfg: Config) -> list[tuple[str, int]]:
     ]
 
 
+def server_credentials(tls: ExtProcTLS) -> grpc.ServerCredentials:
+    """The worker's certificate, and the CA a client's certificate must chain to (client auth required)."""
+    def read(path: str) -> bytes:
+        return Path(path).read_bytes()
+
+    return grpc.ssl_server_credentials([(read(tls.key_file), read(tls.cert_file))],
+                                       root_certificates=read(tls.client_ca_file), require_client_auth=True)
+
+
+def listen(server: grpc.aio.Server, cfg: Config, index: int) -> list[str]:
+    """Open worker `index`'s addresses: its Unix socket (`extproc.socket_dir`), TCP with mutual TLS
+    (`extproc.tls`), both, or — neither configured — plain TCP, whose streams are never trusted."""
+    ep = cfg.extproc
+    tcp = f"{ep.listen_host}:{ep.port + index}"
+    opened: list[tuple[str, int]] = []
+    if ep.tls is not None:
+        opened.append((tcp, server.add_secure_port(tcp, server_credentials(ep.tls))))
+    if ep.socket_dir:
+        unix = f"unix:{ep.socket_path(index)}"
+        opened.append((unix, server.add_insecure_port(unix)))
+    if not opened:
+        log.warning("ext_proc worker on plain TCP %s: its streams are not authenticated, so none passes as the "
+                    "gateway's gate (set extproc.socket_dir or extproc.tls; README: Security)", tcp)
+        opened.append((tcp, server.add_insecure_port(tcp)))
+    for address, port in opened:
+        if not port:
+            raise OSError(f"cannot listen on {address}")
+    return [address for address, _ in opened]
+
+
 async def serve(cfg: Config, port: int, drain_s: float = 10.0, restarted: bool = False) -> None:
     """Run one worker until SIGTERM/SIGINT, then drain: health NOT_SERVING, finish open streams.
     `restarted`: the supervisor started it again after a death (counted in the metrics)."""
@@ -256,11 +299,10 @@ async def serve(cfg: Config, port: int, drain_s: float = 10.0, restarted: bool =
     limited = gateway.budgets is not None or gateway.ledger.windows is not None
     spent = SpentWatch(cfg, gateway.budgets, gateway.ledger.windows, Path(spent_file)) if spent_file and limited \
         else None
-    access_log_pb2_grpc.add_AccessLogServiceServicer_to_server(UsageReceiver(gateway, spent), server)
+    access_log_pb2_grpc.add_AccessLogServiceServicer_to_server(
+        UsageReceiver(gateway, spent, authenticated=stream_authenticated), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    address = cfg.extproc.worker_address(port - cfg.extproc.port)
-    if not server.add_insecure_port(address):
-        raise OSError(f"cannot listen on {address}")
+    address = " and ".join(listen(server, cfg, port - cfg.extproc.port))
     await server.start()
     await _set_health(health_servicer, health_pb2.HealthCheckResponse.SERVING)
     log.info("ext_proc worker listening on %s%s", address, " (restarted)" if restarted else "")

@@ -124,6 +124,30 @@ class Supervisor:
         if self.with_envoy:
             self._wait_for(self._workers_listening, "the ext_proc workers never listened")
             self._start_envoy()
+            if self.cfg.console.enabled:
+                self._start_console(config_json, env)
+
+    def _start_console(self, config_json: Path, worker_env_: dict[str, str]) -> None:
+        """The web console on its own port, restarted like a worker. It gets the workers' environment
+        plus the variables of its admin keys (and of the gateway keys when their holders may log in),
+        never a provider's key."""
+        console = self.cfg.console
+        keys = [*console.admin_keys, *(self.cfg.access.keys if console.key_holders_see_own_sessions else ())]
+        env = {**worker_env_, **{k.key_env: os.environ[k.key_env] for k in keys
+                                 if k.key_env and k.key_env in os.environ}}
+        cmd = [sys.executable, "-m", "extproc.cli", "console", "--config-json", str(config_json),
+               "--admin-address-file", str(self.runtime_dir / "admin-address")]
+        name = f"console (port {console.port})"
+        self.procs[name] = subprocess.Popen(cmd, env=env)
+        self._spawn[name] = (cmd, env)
+
+    @property
+    def console_url(self) -> str | None:
+        console = self.cfg.console
+        if not console.enabled:
+            return None
+        host = "127.0.0.1" if console.host in ("0.0.0.0", "::") else console.host
+        return f"http://{host}:{console.port}"
 
     def _start_envoy(self) -> None:
         envoy = self.envoy_bin or find_envoy()
@@ -138,7 +162,8 @@ class Supervisor:
                "--file-flush-interval-msec", "1000",
                "--admin-address-path", str(self.runtime_dir / "admin-address")]
         # Envoy needs the provider keys' variables, not the gateway keys' (the gate holds their digests)
-        gateway_keys = {k.key_env for k in self.cfg.access.keys if k.key_env}
+        # nor the console's admin keys'
+        gateway_keys = {k.key_env for k in (*self.cfg.access.keys, *self.cfg.console.admin_keys) if k.key_env}
         self.procs["envoy"] = subprocess.Popen(cmd, env={k: v for k, v in os.environ.items() if k not in gateway_keys})
 
     @property

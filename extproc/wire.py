@@ -64,6 +64,9 @@ PROVIDERS_KEY = "providers"
 PROVIDER_KEY = "provider"
 REFUSED_KEY = "refused"  # envoy/spent.lua: the spent budget it refused a request for (for the metrics)
 TPM_REFUSAL = "tpm"  # ... or this, for a full tokens-per-minute window
+# Route metadata (under GATE_FILTER) of a bypassed route to a provider of another vendor than Anthropic
+# that takes the client's credentials: the gate removes Anthropic's (sk-ant- keys, Claude logins) there.
+DROP_ANTHROPIC_CREDENTIALS_KEY = "drop_anthropic_credentials"
 # json_to_metadata lifts the body's `model` (or `error` for a body that is not JSON) into this namespace.
 BODY_METADATA = "lunaroute.body"
 MODEL_KEY = "model"
@@ -107,7 +110,8 @@ def lua_names() -> dict[str, str]:
     return {"internal_prefix": INTERNAL_PREFIX, "key": KEY_HEADER, "client": CLIENT_HEADER,
             "scope": SCOPE_HEADER, "peer": PEER_HEADER, "fast": FAST_HEADER, "candidate": CANDIDATE_HEADER,
             "namespace": METADATA_NAMESPACE, "client_key": CLIENT_KEY, "providers_key": PROVIDERS_KEY,
-            "provider_key": PROVIDER_KEY, "body_namespace": BODY_METADATA, "model_key": MODEL_KEY,
+            "provider_key": PROVIDER_KEY, "drop_anthropic_key": DROP_ANTHROPIC_CREDENTIALS_KEY,
+            "body_namespace": BODY_METADATA, "model_key": MODEL_KEY,
             "error_key": ERROR_KEY, "refused_key": REFUSED_KEY}
 
 

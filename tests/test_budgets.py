@@ -196,7 +196,7 @@ ANTHROPIC_SSE = b"".join([
 
 
 def test_the_meter_counts_a_compressed_stream_and_leaves_every_byte_alone() -> None:
-    meter = UsageMeter()
+    meter = UsageMeter("anthropic")
     mode = meter.on_headers(200, {"content-type": "text/event-stream", "content-encoding": "gzip"})
     assert mode.response_body_mode == "STREAMED" and not mode.remove_headers
     raw = gzip.compress(ANTHROPIC_SSE)
@@ -206,16 +206,16 @@ def test_the_meter_counts_a_compressed_stream_and_leaves_every_byte_alone() -> N
 
 
 def test_the_meter_counts_a_json_response_and_ignores_errors() -> None:
-    meter = UsageMeter()
+    meter = UsageMeter("openai")
     meter.on_headers(200, {"content-type": "application/json"})
     meter.on_body(orjson.dumps({"usage": {"prompt_tokens": 30, "completion_tokens": 9}}), True)
     assert meter.usage == {"input": 30, "output": 9}
-    failed = UsageMeter()
+    failed = UsageMeter("openai")
     assert failed.on_headers(529, {"content-type": "application/json"}).response_body_mode is None
 
 
 def test_the_meter_counts_a_passthrough_responses_api_stream() -> None:
-    meter = UsageMeter()
+    meter = UsageMeter("openai-responses")
     meter.on_headers(200, {"content-type": "text/event-stream"})
     usage = {"input_tokens": 40, "input_tokens_details": {"cached_tokens": 8}, "output_tokens": 11, "total_tokens": 51}
     meter.on_body(b'event: response.created\ndata: {"type":"response.created","response":{"usage":null}}\n\n'

@@ -42,7 +42,7 @@ NS = "ai-gateway"
 RELEASE = "lr"
 # The chart's kubeVersion floor and the newest schemas kubernetes-validate ships.
 KUBE_VERSIONS = ("1.27", kubernetes_validate.utils.latest_version())
-BUILTIN_API_VERSIONS = {"v1", "apps/v1", "policy/v1", "autoscaling/v2"}
+BUILTIN_API_VERSIONS = {"v1", "apps/v1", "policy/v1", "autoscaling/v2", "networking.k8s.io/v1"}
 SECRET = "sk-test-never-in-plain-text-0123456789"
 
 OPENAI = {"type": "openai", "base_url": "https://api.openai.com/v1", "api_key_env": "OPENAI_API_KEY",
@@ -119,7 +119,8 @@ def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
 
 def chart_config(docs: list[dict[str, Any]]) -> config.Config:
     """The gateway config exactly as the pods read it from the ConfigMap."""
-    raw = yaml.safe_load(one(docs, "ConfigMap")["data"]["config.yaml"])
+    (cm,) = [d for d in by_kind(docs, "ConfigMap") if "config.yaml" in d["data"]]
+    raw = yaml.safe_load(cm["data"]["config.yaml"])
     return config.parse(raw, env={}, source="ConfigMap")
 
 
@@ -198,6 +199,14 @@ def test_custom_resources_are_well_formed(variant: str) -> None:
                 assert len(ext["backendRefs"]) == 1 and ext["backendRefs"][0]["kind"] == "Service"
                 # Gateway API durations: 1-5 digits and a unit, no fractions
                 assert re.fullmatch(r"([0-9]{1,5}(h|m|s|ms)){1,4}", ext["messageTimeout"])
+        elif kind == "DestinationRule":
+            assert doc["apiVersion"] == "networking.istio.io/v1beta1"
+            tls = spec["trafficPolicy"]["tls"]
+            assert tls["mode"] == "MUTUAL" and tls["credentialName"] and tls["sni"] == spec["host"]
+        elif kind == "BackendTLSPolicy":
+            assert doc["apiVersion"] == "gateway.networking.k8s.io/v1alpha3"
+            assert [r["kind"] for r in spec["targetRefs"]] == ["Service"]
+            assert spec["validation"]["caCertificateRefs"][0]["kind"] == "ConfigMap"
         elif kind == "ReferenceGrant":
             assert doc["apiVersion"] == "gateway.networking.k8s.io/v1beta1"
             assert spec["from"][0]["kind"] == "EnvoyExtensionPolicy" and spec["to"][0]["kind"] == "Service"
@@ -227,10 +236,10 @@ def test_resources_per_mode() -> None:
     kinds = {v: sorted(d["kind"] for d in manifests(v)) for v in VARIANTS}
     assert kinds["gateway"] == ["ConfigMap", "Deployment", "PodDisruptionBudget", "Service", "ServiceAccount"]
     assert "ServiceMonitor" in kinds["gateway-servicemonitor"]
-    assert kinds["mesh-istio"] == ["ConfigMap", "Deployment", "EnvoyFilter", "PodDisruptionBudget", "Service",
-                                   "ServiceAccount"]
+    assert kinds["mesh-istio"] == ["ConfigMap", "Deployment", "DestinationRule", "EnvoyFilter", "NetworkPolicy",
+                                   "PodDisruptionBudget", "Secret", "Secret", "Service", "ServiceAccount"]
     assert {"EnvoyExtensionPolicy", "ClientTrafficPolicy", "BackendTrafficPolicy", "ReferenceGrant",
-            "HorizontalPodAutoscaler"} <= set(kinds["mesh-envoy-gateway"])
+            "HorizontalPodAutoscaler", "BackendTLSPolicy", "NetworkPolicy"} <= set(kinds["mesh-envoy-gateway"])
     assert "EnvoyFilter" not in kinds["mesh-envoy-gateway"]
     assert kinds["sidecar"] == ["ConfigMap"]  # the containers go into the user's own pods
 
@@ -291,7 +300,8 @@ def test_values_schema_rejects_settings_the_gateway_would_reject() -> None:
         chart.validate_schema({})
         for bad in ({"extProc": {"messageTimeoutMs": 50}}, {"extProc": {"maxMessageBytes": 1024}},
                     {"extProc": {"processingMode": {"request_body_mode": "buffered"}}},
-                    {"mesh": {"envoyGateway": {"requestTimeout": "1.5s"}}}):
+                    {"mesh": {"envoyGateway": {"requestTimeout": "1.5s"}}},
+                    {"extProc": {"mtls": {"enable": False}}}, {"mesh": {"istio": {"listenerPorts": ["443"]}}}):
             with pytest.raises(helm.HelmError):
                 chart.validate_schema(bad)
 
@@ -328,14 +338,21 @@ def test_the_init_container_renders_a_bootstrap_envoy_accepts(variant: str, tmp_
     assert listener == {"address": "0.0.0.0", "port_value": envoy["ports"][0]["containerPort"]}
     assert envoy["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": listener["port_value"]}
     assert envoy["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    # ... and reaches the workers on their Unix sockets, in a volume only these two containers mount:
+    # no gRPC port on the pod network, none on the loopback an app container shares (issue 23)
     extproc_cluster = next(c for c in boot["static_resources"]["clusters"] if c["name"] == "lunaroute_extproc")
-    endpoints = [e["endpoint"]["address"]["socket_address"]
+    endpoints = [e["endpoint"]["address"]
                  for e in extproc_cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]]
     extproc = container(spec, "lunaroute-extproc")
-    assert endpoints[0] == {"address": "127.0.0.1", "port_value": extproc["ports"][0]["containerPort"]}
-    assert len(endpoints) == cfg.extproc.workers
-    assert extproc["readinessProbe"]["grpc"]["port"] == cfg.extproc.port
-    assert cfg.extproc.listen_host == "0.0.0.0"  # kubelet's gRPC probe comes from outside the pod
+    sockets = cfg.extproc.socket_dir
+    assert endpoints == [{"pipe": {"path": f"{sockets}/worker-{i}.sock"}} for i in range(cfg.extproc.workers)]
+    assert cfg.extproc.tls is None and "ports" not in extproc
+    for c in (envoy, extproc):
+        assert {m["mountPath"] for m in c["volumeMounts"] if m["name"] == "lunaroute-sockets"} == {sockets}
+    volume = next(v for v in spec["volumes"] if v["name"] == "lunaroute-sockets")
+    assert volume["emptyDir"]["medium"] == "Memory"
+    for probe in ("readinessProbe", "livenessProbe"):  # kubelet's gRPC probe cannot dial a socket
+        assert extproc[probe]["exec"]["command"] == ["python", "-m", "extproc.probe", f"unix:{sockets}/worker-0.sock"]
     # the admin is a Unix socket in Envoy's own /tmp: an app container sharing the pod cannot reach it
     assert boot["admin"]["address"]["pipe"] == {"path": "/tmp/envoy-admin.sock", "mode": 0o600}
     assert "/tmp" in {m["mountPath"] for m in envoy["volumeMounts"] if m["name"] == "lunaroute-envoy-tmp"}
@@ -406,8 +423,12 @@ def test_istio_envoyfilter_inserts_the_renderers_ext_proc_filter(variant: str) -
     for p in vhosts:
         assert set(p["patch"]["value"]["typed_per_filter_config"]) == {"envoy.filters.http.ext_proc"}
 
-    listener = next(p for p in patches if p["applyTo"] == "LISTENER")
-    assert listener["patch"]["value"]["per_connection_buffer_limit_bytes"] == cfg.limits.max_request_bytes
+    # the buffer limit grows on the virtual hosts' listener ports only, not on every listener (issue 23)
+    listeners = [p for p in patches if p["applyTo"] == "LISTENER"]
+    assert sorted(p["match"]["listener"]["portNumber"] for p in listeners) == sorted(
+        {int(name.rsplit(":", 1)[-1].rsplit("|", 1)[-1]) for name in named})
+    for p in listeners:
+        assert p["patch"]["value"]["per_connection_buffer_limit_bytes"] == cfg.limits.max_request_bytes
 
 
 def test_chart_defaults_equal_the_renderers_defaults() -> None:
@@ -567,9 +588,16 @@ def test_compose_gateway_config_renders_a_bootstrap_envoy_accepts(compose: dict[
     assert {p.api_key_env for p in cfg.providers.values() if p.api_key_env} <= env_names
     assert set(_env_example()) <= env_names
 
-    # the workers are reached by service name and listen on all interfaces of their container
-    assert cfg.extproc.host == "extproc" and cfg.extproc.listen_host == "0.0.0.0"
-    assert f"{cfg.extproc.port}-{cfg.extproc.port + cfg.extproc.workers - 1}" in services["extproc"]["expose"]
+    # the workers listen on Unix sockets in a volume only extproc and envoy mount, as Envoy's user: no
+    # gRPC port on the compose network, and only Envoy speaks for the gate (issue 23)
+    assert cfg.extproc.tls is None and "expose" not in services["extproc"]
+    sockets = [{v["source"] for v in services[name]["volumes"] if v.get("target") == cfg.extproc.socket_dir}
+               for name in ("extproc", "envoy")]
+    assert sockets[0] == sockets[1] and len(sockets[0]) == 1
+    assert not any(v.get("target") == cfg.extproc.socket_dir for v in render["volumes"])
+    assert services["envoy"]["user"].split(":")[0] == "10001"  # the sockets' owner, the image's user
+    assert services["extproc"]["healthcheck"]["test"][1:] == ["python", "-m", "extproc.probe",
+                                                                f"unix:{cfg.extproc.socket_dir}/worker-0.sock"]
     assert (cfg.listen.host, cfg.listen.port) == ("0.0.0.0", services["envoy"]["ports"][0]["target"])
     envoy_cmd = services["envoy"]["command"]
     assert envoy_cmd[envoy_cmd.index("-c") + 1] == args.output
@@ -577,8 +605,8 @@ def test_compose_gateway_config_renders_a_bootstrap_envoy_accepts(compose: dict[
     assert shared & {v["source"] for v in services["envoy"]["volumes"]}
 
     boot = envoy_config.render(cfg, ca_file=args.ca_file)
-    # a service name is resolved by DNS, every address it has
-    assert envoy_config.extproc_cluster(cfg)["type"] == "STRICT_DNS"
+    assert envoy_config.extproc_cluster(cfg)["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"][
+        "address"] == {"pipe": {"path": f"{cfg.extproc.socket_dir}/worker-0.sock"}}
     ok, last = validate_with_envoy(boot, tmp_path)
     assert ok, last
 
@@ -594,5 +622,7 @@ def test_dockerfile_matches_what_compose_and_the_chart_expect(compose: dict[str,
     assert "LUNAROUTE_CONFIG=/etc/lunaroute/config.yaml" in text
     cfg = config.load(COMPOSE_DIR / "config.yaml", env={})
     assert int(last["EXPOSE"]) == cfg.extproc.port
+    chown = next(line for line in text.splitlines() if "chown 10001:10001" in line)
+    assert cfg.extproc.socket_dir in chown.split()  # the image's user may put the workers' sockets there
     with helm.Chart.load(CHART) as chart:
         assert chart.values["podSecurityContext"]["runAsUser"] == 10001

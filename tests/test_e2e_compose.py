@@ -1,8 +1,8 @@
 """The compose topology, on loopback: the `render` service's bootstrap, the `extproc` service's
 `lunaroute serve`, and Envoy started on its own with that bootstrap — three processes, as in compose.
 
-Docker is not available here, so the service names become loopback addresses and the providers
-mock ones; everything else is deploy/compose/config.yaml as shipped.
+Docker is not available here, so the shared socket volume becomes a temporary directory, the listener
+a loopback port and the providers mock ones; everything else is deploy/compose/config.yaml as shipped.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def compose_topology(tmp_path_factory, anthropic_mock, openai_mock):
     port = free_port()
     cfg["listen"] = {"host": "127.0.0.1", "port": port}
     cfg["admin"] = {"host": "127.0.0.1", "port": 0}
-    cfg["extproc"].update({"host": "127.0.0.1", "bind_host": "127.0.0.1", "port": free_port(cfg["extproc"]["workers"])})
+    cfg["extproc"]["socket_dir"] = str(tmp)  # the `extproc-sockets` volume both services mount
     cfg["providers"]["anthropic"]["base_url"] = anthropic_mock.base_url
     cfg["providers"]["openai"]["base_url"] = openai_mock.base_url + "/v1"
     path = tmp / "config.yaml"

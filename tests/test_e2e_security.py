@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -96,6 +97,9 @@ def _sample_paths(boot: dict) -> list[str]:
                 out.append(match["path"])
             elif "path_separated_prefix" in match:
                 out += [match["path_separated_prefix"], match["path_separated_prefix"] + "/x"]
+            elif "safe_regex" in match:  # e.g. ^/v1/models/[^/]+/.+ (below /v1/models/{id})
+                regex = match["safe_regex"]["regex"].lstrip("^").replace("[^/]+", "x").replace(".+", "x")
+                out.append(re.sub(r"\\(.)", r"\1", regex))
             else:
                 out += [match["prefix"].rstrip("/") + "/v1/embeddings", match["prefix"] + "x"]
     return sorted(set(out))
@@ -118,12 +122,16 @@ def _seen(mock) -> list[tuple[str, str, str, str]]:
             for r in mock.requests]
 
 
-def test_forged_internal_headers_are_ignored_on_every_route(sealed_gateway, anthropic_mock, openai_mock) -> None:
-    """Every route, GET and POST: the same requests with and without forged internal headers reach the
+@pytest.mark.parametrize("which", ["sealed_gateway", "gateway"])
+def test_forged_internal_headers_are_ignored_on_every_route(request, which: str, anthropic_mock,
+                                                            openai_mock) -> None:
+    """Every route kind (intercepted, fast, chains, the models API and what it refuses, bypass or its
+    404), GET, POST and DELETE: the same requests with and without forged internal headers reach the
     same providers with the same credentials, and no internal header reaches a provider."""
-    boot = envoy_config.render(config_mod.parse(sealed_gateway.config, env={}))
+    gw = request.getfixturevalue(which)
+    boot = envoy_config.render(config_mod.parse(gw.config, env={}))
     paths = _sample_paths(boot)
-    assert {"/v1/messages", "/v1/chat/completions/x", "/v1/models"} <= set(paths)
+    assert {"/v1/messages", "/v1/chat/completions/x", "/v1/models", "/v1/models/x", "/v1/models/x/x"} <= set(paths)
     body = json.dumps(MESSAGE).encode()
     outcomes = []
     for forged in ({}, FORGED):
@@ -131,9 +139,9 @@ def test_forged_internal_headers_are_ignored_on_every_route(sealed_gateway, anth
         openai_mock.reset()
         statuses = []
         for path in paths:
-            for method in ("GET", "POST"):
-                status, _, _ = sealed_gateway.get(path, method=method, body=body if method == "POST" else None,
-                                                  headers={**JSON, "x-api-key": "sk-ant-user", **forged})
+            for method in ("GET", "POST", "DELETE"):
+                status, _, _ = gw.get(path, method=method, body=body if method == "POST" else None,
+                                      headers={**JSON, "x-api-key": "sk-ant-user", **forged})
                 statuses.append((method, path, status))
         for mock in (anthropic_mock, openai_mock):
             for r in mock.requests:
@@ -142,8 +150,13 @@ def test_forged_internal_headers_are_ignored_on_every_route(sealed_gateway, anth
                 assert leaked == [], (r.path, leaked)
         outcomes.append((statuses, _seen(anthropic_mock), _seen(openai_mock)))
     assert outcomes[0] == outcomes[1]
-    # the issue's reproduction: nothing reaches the keyed provider, so its key is never spent
-    assert outcomes[1][2] == []
+    # the models API forwards reads only: nothing else under /v1/models reaches a provider
+    for seen in outcomes[1][1:]:
+        assert all(m in ("GET", "HEAD") for m, p, _, _ in seen if p.endswith("/models") or "/models/" in p), seen
+        assert not [p for _, p, _, _ in seen if "/models/x/" in p], seen
+    if which == "sealed_gateway":
+        # the issue's reproduction: nothing reaches the keyed provider, so its key is never spent
+        assert outcomes[1][2] == []
 
 
 def test_the_issues_forged_cluster_reproduction_spends_no_key(sealed_gateway, openai_mock) -> None:

@@ -166,3 +166,32 @@ def test_kill_9_of_a_worker_loses_at_most_the_records_in_flight(tmp_path, anthro
         gw.stop()
     (row,) = [s for s in orjson.loads(sessions_cli(gw, "list", "--json").stdout) if s["session"] == "kill-9"]
     assert len(ok) > 20 and len(ok) - clients <= row["requests"] <= len(ok)
+
+
+def test_pii_split_across_a_streams_deltas_never_reaches_the_store(recorded: Gateway, anthropic_mock) -> None:
+    """Issue #23: the provider streams a card number and an address in pieces; each event alone holds
+    no whole value, so only the reassembled answer can be redacted, and the raw events are not kept."""
+    def sse(kind: str, data: dict) -> bytes:
+        return f"event: {kind}\ndata: {orjson.dumps({'type': kind, **data}).decode()}\n\n".encode()
+
+    pieces = ["card 4111 1111", " 1111 1111 and mail jane", ".doe@example.com"]
+    anthropic_mock.stream_next([
+        sse("message_start", {"message": {"id": "m", "type": "message", "role": "assistant", "model": "claude-x",
+                                          "content": [], "usage": {"input_tokens": 5, "output_tokens": 1}}}),
+        sse("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
+        *(sse("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": p}}) for p in pieces),
+        sse("content_block_stop", {"index": 0}),
+        sse("message_delta", {"delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 9}}),
+        sse("message_stop", {})])
+    claude = anthropic.Anthropic(base_url=recorded.url, api_key=GATEWAY_KEY, max_retries=0,
+                                 default_headers={"x-claude-code-session-id": "split-pii"})
+    with claude.messages.stream(model="claude-sonnet-4-5", max_tokens=50,
+                                messages=[{"role": "user", "content": "read it back"}]) as stream:
+        assert "".join(stream.text_stream) == "".join(pieces)  # the client gets the answer untouched
+    assert recorded.stop() == 0  # SIGTERM flushes the writers
+    (turn,) = orjson.loads(sessions_cli(recorded, "show", "split-pii", "--json").stdout)
+    assert turn["response"]["content"][0]["text"] == "card [CREDIT_CARD] and mail [EMAIL]"
+    assert turn["events"] is None and turn["events_withheld"] == "pii"
+    for path in (recorded.workdir / "sessions").iterdir():
+        raw = path.read_bytes()
+        assert b"4111" not in raw and b"jane" not in raw, path.name

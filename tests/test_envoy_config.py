@@ -9,9 +9,10 @@ import pytest
 import yaml
 
 from extproc import config, envoy_config, wire
-from extproc.dialects import anthropic, openai
+from extproc.dialects import anthropic, openai_chat
 from extproc.envoy_config.routes import cluster_matcher
 from extproc.supervisor import find_envoy, validate_bootstrap
+from tests.envoy_local_replies import envelope_shape, local_reply_body
 
 CONFIGS = Path(__file__).parent / "fixtures" / "configs"
 
@@ -150,34 +151,18 @@ def test_a_chain_of_n_providers_gets_a_route_with_n_minus_1_retries() -> None:
     assert routes["chain2/v1/responses"]["match"]["path_separated_prefix"] == "/v1/responses"
 
 
-def test_envoys_own_errors_on_responses_paths_use_the_openai_envelope() -> None:
-    mappers = envoy_config.local_reply_config()["mappers"]
-    on_responses = [m for m in mappers if any(
-        f.get("header_filter", {}).get("header", {}).get("string_match") == {"contains": "/responses"}
-        for f in m["filter"].get("and_filter", {}).get("filters", []))]
-    assert on_responses and all(set(m["body_format_override"]["json_format"]) == {"error"} for m in on_responses)
-
-
 @pytest.mark.parametrize("status", [404, 408, 413, 429, 500, 502, 503, 504])
 def test_envoys_local_replies_have_the_shape_python_answers_with(status: int) -> None:
     """One error shape per status, whoever produced it: Envoy's mappers are rendered from the dialect
-    modules' tables."""
-    mappers = envoy_config.local_reply_config()["mappers"]
-
-    def body_for(path: str) -> dict:
-        for m in mappers:
-            filters = m["filter"].get("and_filter", {}).get("filters", [])
-            codes = [f["status_code_filter"]["comparison"] for f in filters if "status_code_filter" in f]
-            paths = [f["header_filter"]["header"]["string_match"] for f in filters if "header_filter" in f]
-            if paths == [{"contains": path}] and codes and (
-                    codes[0]["value"]["default_value"] == status or codes[0]["op"] == "GE"):
-                return m["body_format_override"]["json_format"]
-        raise AssertionError(path)
-
+    modules' tables; a provider's base path in front of an API path keeps the API's envelope."""
+    cfg = config.load(CONFIGS / "full.yaml", env={})
+    replies = envoy_config.local_reply_config(cfg)
     message = "%LOCAL_REPLY_BODY%"
-    assert body_for("/messages") == json.loads(anthropic.error_body(status, message))
-    assert body_for("/chat/completions") == json.loads(openai.error_body(status, message))
-    assert body_for("/responses") == json.loads(openai.error_body(status, message))
+    assert local_reply_body(replies, status, "/v1/messages?beta=true") == json.loads(
+        anthropic.error_body(status, message))
+    for path in ("/v1/chat/completions", "/v1/responses/abc", "/v1beta/openai/chat/completions"):
+        assert local_reply_body(replies, status, path) == json.loads(openai_chat.error_body(status, message)), path
+    assert envelope_shape(local_reply_body(replies, status, "/v1/organizations/o/responses")) == "both"
 
 
 def test_render_is_plain_yaml_round_trip() -> None:

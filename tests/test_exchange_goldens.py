@@ -129,7 +129,7 @@ def test_model_labels_are_the_configured_models_and_a_bounded_few_that_match_a_g
 
 
 @pytest.mark.parametrize(("method", "path", "status"), [
-    ("DELETE", "/v1/models/ft:gpt-4o-mini:org:x", 405), ("POST", "/v1/models/x/anything", 405),
+    ("DELETE", "/v1/models/ft:gpt-4o-mini:org:x", 405), ("POST", "/v1/models/x/anything", 404),
     ("GET", "/v1/models/x/anything", 404)])
 def test_the_models_api_only_reads_one_model_or_the_list(tmp_path: Path, method: str, path: str, status: int) -> None:
     cfg = config.parse(_config(tmp_path, default_provider="gpt"), env={"K": "k"})

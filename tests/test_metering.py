@@ -13,12 +13,14 @@ from extproc.metering import fast_routes, read_entry
 from extproc.wire import BODY_METADATA, METADATA_NAMESPACE, USAGE_METADATA
 
 PROVIDERS = {"anthropic": {"type": "anthropic", "base_url": "https://api.anthropic.com", "auth": "passthrough"},
-             "gpt": {"type": "openai", "base_url": "https://api.openai.com/v1", "api_key_env": "K"}}
+             "gpt": {"type": "openai", "base_url": "https://api.openai.com/v1", "api_key_env": "K"},
+             "resp": {"type": "openai-responses", "base_url": "https://api.openai.com/v1", "api_key_env": "K"}}
 KEYS = {"keys": [{"name": "alice", "key_sha256": "a" * 64}]}
 
 
 def _cfg(**extra: object) -> config.Config:
-    return config.parse({"providers": PROVIDERS, "routing": {"rules": [{"model": "gpt-*", "provider": "gpt"}]},
+    return config.parse({"providers": PROVIDERS, "routing": {"rules": [{"model": "gpt-*", "provider": "gpt"},
+                                                                     {"model": "o*", "provider": "resp"}]},
                          **extra}, env={})
 
 
@@ -39,20 +41,24 @@ def _entry(route: str, usage: dict[str, float], model: object = "claude-x", key:
     return e
 
 
-@pytest.mark.parametrize(("usage", "expected"), [
-    ({"input_tokens": 21, "output_tokens": 7, "cache_read_input_tokens": 5, "cache_creation_input_tokens": 2},
+@pytest.mark.parametrize(("route", "usage", "expected"), [
+    ("fast/anthropic/v1/messages",
+     {"input_tokens": 21, "output_tokens": 7, "cache_read_input_tokens": 5, "cache_creation_input_tokens": 2},
      {"input": 26, "output": 7, "cache_read": 5, "cache_write": 2}),  # Anthropic: cache reads join the input
-    ({"prompt_tokens": 30, "completion_tokens": 9, "cached_tokens": 10}, {"input": 30, "output": 9, "cache_read": 10}),
-    ({"input_tokens": 40, "output_tokens": 11, "cached_tokens": 8}, {"input": 40, "output": 11, "cache_read": 8}),
-    ({"input_tokens": -5, "output_tokens": 1e30}, {"input": 0, "output": 1 << 40}),  # clamped, never negative
+    ("fast/gpt/v1/chat/completions", {"prompt_tokens": 30, "completion_tokens": 9, "cached_tokens": 10},
+     {"input": 30, "output": 9, "cache_read": 10}),
+    ("fast/resp/v1/responses", {"input_tokens": 40, "output_tokens": 11, "cached_tokens": 8},
+     {"input": 40, "output": 11, "cache_read": 8}),
+    ("fast/anthropic/v1/messages", {"input_tokens": -5, "output_tokens": 1e30},
+     {"input": 0, "output": 1 << 40}),  # clamped, never negative
 ])
-def test_an_entry_reads_back_as_the_python_path_would_read_the_body(usage, expected) -> None:
+def test_an_entry_reads_back_as_the_python_path_would_read_the_body(route, usage, expected) -> None:
     routes = fast_routes(_cfg())
-    entry = read_entry(_entry("fast/anthropic/v1/messages", usage), routes)
+    entry = read_entry(_entry(route, usage), routes)
     assert entry is not None
     assert entry.usage == expected
-    assert (entry.provider, entry.route, entry.key, entry.model, entry.status) == (
-        "anthropic", "messages", "alice", "claude-x", 200)
+    assert (entry.key, entry.model, entry.status) == ("alice", "claude-x", 200)
+    assert entry.provider == route.split("/")[1]
     assert entry.ttft_s == pytest.approx(0.010) and entry.duration_s == pytest.approx(0.050)
     assert entry.headers == {"retry-after": "3"}
 

@@ -52,3 +52,37 @@ def test_tokenize_needs_a_secret_in_the_environment() -> None:
     with pytest.raises(ConfigError, match="pii.token_secret_env"):
         pii.secret({})
     assert pii.secret({"LR_PII": "s" * 16}) == b"s" * 16
+
+
+# Issue #23: kinds the first version missed. Each value is a made-up instance of its shape.
+MISSED = {
+    "e164_phone": ("call now: +14155552671", "[PHONE]"),
+    "e164_phone_de": ("ruf an: +4930901820", "[PHONE]"),
+    "jwt": ("token eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0."
+            "dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U", "[SECRET]"),
+    "aws_secret": ("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "[SECRET]"),
+    "github_pat": ("github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUV", "[SECRET]"),
+    "stripe_live": ("sk_live_51Habcdefghijklmnopqrstuv", "[SECRET]"),
+    "stripe_restricted": ("rk_live_51Habcdefghijklmnopqrstuv", "[SECRET]"),
+    "stripe_test": ("sk_test_4eC39HqLyjWDarjtT1zdp7dc", "[SECRET]"),
+    "gateway_key": ("lr-Qx3yZ0p9T_aB-cDeFgHiJkLmNoPqRsTuVwXyZ0123456", "[SECRET]"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MISSED))
+def test_kinds_issue_23_found_missing_are_redacted(name: str) -> None:
+    text, label = MISSED[name]
+    out = orjson.loads(Redactor().redact(orjson.dumps({"content": text})))["content"]
+    value = text.split()[-1]
+    assert value not in out and label in out
+
+
+@pytest.mark.parametrize("text", [
+    "commit 9fceb02d0ae598e95dc970b74d4e2bde8b1a2a3c fixed it",  # a git hash: lower-case hex
+    "see /usr/lib/python3/dist-packages/setuptools/command/build_py",  # a path
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEFGHIJKLMN",  # letters only
+    "build 20261207 and version +1",  # short numbers, a lone plus
+])
+def test_what_looks_like_the_new_kinds_but_is_not_stays(text: str) -> None:
+    body = orjson.dumps({"content": text})
+    assert Redactor().redact(body) is body

@@ -130,7 +130,7 @@ def _tool_ids_of_a_reply_without_ids(response_id: str | None) -> tuple[str, str]
     call = {"index": 0, "type": "function", "function": {"name": "Bash", "arguments": "{}"}}
     body = {"id": response_id, "model": "m", "choices": [{"index": 0, "finish_reason": "tool_calls",
             "message": {"role": "assistant", "content": None, "tool_calls": [call]}}]}
-    plain = translator.response_body(body)["content"][0]["id"]
+    plain = translator.response_body(body).body["content"][0]["id"]
     stream = translator.stream()
     chunk = {"id": response_id, "model": "m", "choices": [{"index": 0, "delta": {"tool_calls": [call]}}]}
     out = stream.feed(b"data: " + orjson.dumps(chunk) + b"\n\ndata: [DONE]\n\n") + stream.close()
@@ -208,5 +208,5 @@ def test_a_responses_clients_long_function_name_is_shortened_and_mapped_back() -
     tools = DIALECTS["openai-responses"].client_tools(body)
     call = {"id": "call_1", "type": "function", "function": {"name": short, "arguments": "{}"}}
     out = translator.response_body({"id": "c", "model": "m", "choices": [{"index": 0, "finish_reason": "tool_calls",
-                                    "message": {"role": "assistant", "tool_calls": [call]}}]}, None, tools)
+                                    "message": {"role": "assistant", "tool_calls": [call]}}]}, None, tools).body
     assert out["output"][0]["name"] == MCP_TOOL

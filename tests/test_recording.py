@@ -3,6 +3,10 @@ path into a SQLite store, never a header or a key."""
 
 from __future__ import annotations
 
+import os
+import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -13,8 +17,9 @@ from extproc import config
 from extproc.exchange import Exchange
 from extproc.gateway import Gateway
 from extproc.observe import metrics, sessions
-from extproc.observe.recording import anonymise_ip, session_of
+from extproc.observe.recording import anonymise_ip
 from extproc.observe.sessions import RecordWriter
+from extproc.session_id import session_id
 
 OPENAI_JSON = {"id": "c1", "object": "chat.completion", "created": 1, "model": "gpt-5.1",
                "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
@@ -117,12 +122,12 @@ def test_a_stream_cut_off_is_recorded_as_interrupted_with_what_came(tmp_path: Pa
 
 def test_sessions_come_from_claude_codes_header_then_metadata_then_other_headers() -> None:
     meta = {"metadata": {"user_id": orjson.dumps({"device_id": "d", "session_id": "from-meta"}).decode()}}
-    assert session_of({"x-claude-code-session-id": "cc-1", "x-session-id": "x"}, meta) == "cc-1"
-    assert session_of({"x-session-id": "x"}, meta) == "from-meta"
-    assert session_of({"x-session-id": "x", "session-id": "codex"}, {}) == "x"
-    assert session_of({"session-id": "codex"}, {}) == "codex"
-    assert session_of({"x-request-id": "req-9"}, {}) == "req-9"
-    assert session_of({"x-claude-code-session-id": "../../etc/passwd", "x-session-id": "a" * 129}, {}) is None
+    assert session_id({"x-claude-code-session-id": "cc-1", "x-session-id": "x"}, meta) == "cc-1"
+    assert session_id({"x-session-id": "x"}, meta) == "from-meta"
+    assert session_id({"x-session-id": "x", "session-id": "codex"}, {}) == "x"
+    assert session_id({"session-id": "codex"}, {}) == "codex"
+    assert session_id({"x-request-id": "req-9"}, {}) is None  # a request is no session (records name rows by it)
+    assert session_id({"x-claude-code-session-id": "../../etc/passwd", "x-session-id": "a" * 129}, {}) is None
 
 
 def test_client_addresses_are_kept_only_as_their_network() -> None:
@@ -178,3 +183,130 @@ def test_a_fallback_chain_is_recorded_under_the_provider_that_answered(tmp_path:
     (turn,) = _turns(gw, "chain")
     assert turn["provider"] == "gpt" and turn["response"]["content"][0]["text"] == "from the fallback"
     assert (turn["input"], turn["output"], turn["outcome"]) == (3, 2, "ok")
+
+
+# -- issue #23 and the console's aggregates -------------------------------------------------------
+
+def _sse(events: list[dict]) -> bytes:
+    return b"".join(f"event: {e['type']}\ndata: {orjson.dumps(e).decode()}\n\n".encode() for e in events)
+
+
+def test_pii_split_across_stream_deltas_is_masked_and_the_raw_events_are_not_kept(tmp_path: Path) -> None:
+    """Each delta alone holds half a card number: only the reassembled answer shows it whole."""
+    from extproc.observe.pii import Redactor
+
+    halves = ["Your card is 4111 1111", " 1111 1111, and mail jane", ".doe@example.com."]
+    events = [{"type": "message_start", "message": {"id": "m", "role": "assistant", "usage": {"input_tokens": 3}}},
+              {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+              *({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": h}}
+                for h in halves),
+              {"type": "content_block_stop", "index": 0}, {"type": "message_stop"}]
+    record = {"client": "anthropic", "stream": True, "request": b'{"messages":[]}', "response": _sse(events)}
+    doc = sessions.decode_bodies(sessions.encode_bodies(record, Redactor().redact))
+    assert doc["response"]["content"][0]["text"] == "Your card is [CREDIT_CARD], and mail [EMAIL]."
+    assert doc["events"] is None and doc["events_withheld"] == "pii"
+    stored = orjson.dumps(doc)
+    assert b"4111" not in stored and b"jane" not in stored
+
+
+def test_a_stream_without_pii_keeps_its_raw_events(tmp_path: Path) -> None:
+    from extproc.observe.pii import Redactor
+
+    events = [{"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "plain"}}]
+    record = {"client": "anthropic", "stream": True, "request": b"{}", "response": _sse(events)}
+    doc = sessions.decode_bodies(sessions.encode_bodies(record, Redactor().redact))
+    assert "plain" in doc["events"] and "events_withheld" not in doc
+
+
+def test_the_store_is_private_even_in_a_directory_that_already_exists(tmp_path: Path) -> None:
+    directory = tmp_path / "shared"
+    directory.mkdir(mode=0o755)
+    old_umask = os.umask(0o022)
+    try:
+        with sessions.open_db(str(directory)) as db:
+            sessions.insert(db, {"ts": time.time(), "session": "s", "usage": {}}, None)
+            for name in (sessions.DB_NAME, sessions.DB_NAME + "-wal", sessions.DB_NAME + "-shm"):
+                assert stat.S_IMODE((directory / name).stat().st_mode) == 0o600, name
+    finally:
+        os.umask(old_umask)
+
+
+def test_an_older_looser_store_is_tightened_when_opened(tmp_path: Path) -> None:
+    (tmp_path / sessions.DB_NAME).touch(mode=0o644)
+    os.chmod(tmp_path / sessions.DB_NAME, 0o644)
+    sessions.open_db(str(tmp_path)).close()
+    assert stat.S_IMODE((tmp_path / sessions.DB_NAME).stat().st_mode) == 0o600
+
+
+def _record(ts: float, session: str, **fields: object) -> dict:
+    return {"ts": ts, "session": session, "client": "anthropic", "provider": "anthropic", "model": "claude-x",
+            "key": "alice", "status": 200, "outcome": "ok", "usage": {"input": 10, "output": 2}, "cost_usd": 0.5,
+            "duration_ms": 100.0, "overhead_ms": 0.5, **fields}
+
+
+def test_aggregates_are_kept_with_each_record_and_back_filled_for_an_older_store(tmp_path: Path) -> None:
+    now = time.time()
+    rows = [_record(now - 7200, "a"), _record(now - 60, "a", provider="gpt", sent_model="gpt-5"),
+            _record(now - 30, "b", status=500, outcome="error", key="bob")]
+    with sessions.open_db(str(tmp_path / "new")) as db:
+        for r in rows:
+            sessions.insert(db, r, None)
+        kept = _aggregates(db)
+    # the same records in a store written before the aggregates existed, opened now
+    old = tmp_path / "old"
+    with sessions.open_db(str(old)) as db:
+        for r in rows:
+            sessions.insert(db, r, None)
+        db.executescript("DROP TABLE agg_hour; DROP TABLE agg_day; DROP TABLE session_index; DROP TABLE session_dims;"
+                         "PRAGMA user_version = 0;")
+    with sessions.open_db(str(old), create=False) as db:
+        assert _aggregates(db) == kept
+    assert kept["sessions"] == [("a", 2, 0, 1.0, "gpt", "gpt-5"), ("b", 1, 1, 0.5, "anthropic", "claude-x")]
+    assert kept["day_requests"] == 3 and kept["errors"] == 1
+    assert kept["dims"] == [("a", "anthropic", "claude-x", "alice"), ("a", "gpt", "gpt-5", "alice"),
+                            ("b", "anthropic", "claude-x", "bob")]
+
+
+def _aggregates(db) -> dict:
+    return {
+        "sessions": db.execute("SELECT session, requests, errors, cost_usd, provider, model FROM session_index "
+                               "ORDER BY session").fetchall(),
+        "dims": db.execute("SELECT * FROM session_dims ORDER BY 1, 2, 3, 4").fetchall(),
+        "day_requests": db.execute("SELECT SUM(requests) FROM agg_day").fetchone()[0],
+        "errors": db.execute("SELECT SUM(errors) FROM agg_hour").fetchone()[0],
+        "hours": db.execute("SELECT bucket, provider, model, key, requests, cost_usd FROM agg_hour "
+                            "ORDER BY 1, 2, 3, 4").fetchall(),
+    }
+
+
+def test_retention_forgets_the_sessions_it_emptied(tmp_path: Path) -> None:
+    now = time.time()
+    with sessions.open_db(str(tmp_path)) as db:
+        sessions.insert(db, _record(now - 40 * 86400, "old"), None)
+        sessions.insert(db, _record(now, "new"), None)
+        sessions.enforce_retention(db, max_age_days=30, max_bytes=1 << 30)
+        assert [r[0] for r in db.execute("SELECT session FROM session_index")] == ["new"]
+        assert [r[0] for r in db.execute("SELECT DISTINCT session FROM session_dims")] == ["new"]
+
+
+HOSTILE = "[/x] [bold red]boom[/] \x1b]8;;http://evil.example\x1b\\link\x1b]8;;\x1b\\ \x1b]0;pwned\x07 \x1b[31mred"
+
+
+def test_sessions_cli_prints_client_text_literally_without_terminal_escapes(tmp_path: Path) -> None:
+    """`[/x]` crashed Rich's markup parser; escape sequences set links, colours and the title."""
+    store = tmp_path / "store"
+    with sessions.open_db(str(store)) as db:
+        sessions.insert(db, {**_record(time.time(), "s1", model=HOSTILE),
+                             "request": orjson.dumps({"messages": [{"role": "user", "content": HOSTILE}]}),
+                             "response": orjson.dumps({"content": [{"type": "text", "text": HOSTILE}]})}, None)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"providers: {{anthropic: {{type: anthropic, base_url: 'https://api.anthropic.com'}}}}\n"
+                   f"recording: {{dir: '{store}'}}\n", encoding="utf-8")
+    for args in (["show", "s1"], ["stats", "--by", "model"], ["list"]):
+        out = subprocess.run([sys.executable, "-m", "extproc.cli", "sessions", *args, "--config", str(cfg)],
+                             capture_output=True, text=True, timeout=60, check=False,
+                             env={**os.environ, "COLUMNS": "400", "TERM": "xterm-256color"})
+        assert out.returncode == 0, out.stderr
+        assert "\x1b" not in out.stdout and "\x07" not in out.stdout
+        if args[0] != "list":
+            assert "[/x] [bold red]boom[/]" in out.stdout  # shown as written, not styled

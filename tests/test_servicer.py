@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterator
 
@@ -40,15 +42,18 @@ def body(doc: dict | bytes) -> pb.ProcessingRequest:
 
 
 class Stream:
-    """One ext_proc stream to a grpc.aio server running in its own thread and event loop."""
+    """One ext_proc stream to a grpc.aio server running in its own thread and event loop, on a Unix
+    socket as under `lunaroute up` (a peer the servicer trusts to be our Envoy)."""
 
     def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        self._dir = tempfile.mkdtemp(prefix="lr-servicer-")
+        self.address = f"unix:{self._dir}/w.sock"
         self._loop = asyncio.new_event_loop()
         self._started = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
         assert self._started.wait(10), "the server did not start"
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
+        self.channel = grpc.insecure_channel(self.address)
         self._requests: queue.Queue[pb.ProcessingRequest | None] = queue.Queue()
         stub = pb_grpc.ExternalProcessorStub(self.channel)
         self._responses = stub.Process(iter(self._requests.get, None), metadata=metadata, timeout=30)
@@ -57,7 +62,7 @@ class Stream:
         asyncio.set_event_loop(self._loop)
         self.server = grpc.aio.server(options=grpc_options(_cfg()))
         pb_grpc.add_ExternalProcessorServicer_to_server(ExternalProcessor(Gateway(_cfg())), self.server)
-        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.add_insecure_port(self.address)
         self._loop.run_until_complete(self.server.start())
         self._started.set()
         self._loop.run_forever()
@@ -74,6 +79,7 @@ class Stream:
         asyncio.run_coroutine_threadsafe(self.server.stop(None), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        shutil.rmtree(self._dir, ignore_errors=True)
 
 
 def _call(metadata: tuple[tuple[str, str], ...]) -> Iterator[Stream]:

@@ -32,7 +32,7 @@ from extproc.dialects import (
     anthropic,
     caching,
     count_tokens_estimate,
-    openai,
+    openai_chat,
     translator_for,
 )
 from extproc.dialects.base import ClientTool
@@ -105,7 +105,7 @@ def test_translation_matches_golden_fixture(case: str) -> None:
         _check(d / f"request.{provider}.json", out)
     elif kind == "response":
         body = json.loads((d / f"response.{provider}.json").read_text())
-        out = translator.response_body(body, target, **_options(meta.get("response", {})))
+        out = translator.response_body(body, target, **_options(meta.get("response", {}))).body
         _check(d / f"response.{client}.json", _normalize(out))
     elif kind == "stream":
         raw = (d / f"stream.{provider}.sse").read_bytes()
@@ -164,7 +164,7 @@ def test_passthrough_request_and_response_bodies_are_the_same_objects() -> None:
     body = {"model": "m", "messages": [], "cache_control": {"type": "ephemeral"}}
     translator = translator_for("anthropic", "anthropic")
     assert translator.request_body(body, Target(name="a", dialect="anthropic")) is body
-    assert translator.response_body(body) is body
+    assert translator.response_body(body).body is body
 
 
 @pytest.mark.parametrize(
@@ -193,7 +193,7 @@ def test_reasoning_can_be_dropped_from_responses() -> None:
     body = {"id": "x", "model": "m", "choices": [{"message": {"reasoning_content": "hmm", "content": "hi"},
                                                   "finish_reason": "stop"}]}
     target = Target(name="p", dialect="openai", reasoning="drop")
-    out = translator_for("anthropic", "openai").response_body(body, target)
+    out = translator_for("anthropic", "openai").response_body(body, target).body
     assert out["content"] == [{"type": "text", "text": "hi"}]
 
 
@@ -204,7 +204,7 @@ def test_reasoning_can_be_dropped_from_responses() -> None:
 )
 def test_anthropic_stop_reasons_map_to_openai_finish_reasons(stop: str, finish: str) -> None:
     body = {"id": "msg_1", "model": "m", "content": [], "stop_reason": stop, "usage": {}}
-    out = translator_for("openai", "anthropic").response_body(body)
+    out = translator_for("openai", "anthropic").response_body(body).body
     assert out["choices"][0]["finish_reason"] == finish
 
 
@@ -220,14 +220,14 @@ def test_gateway_errors_in_anthropic_dialect_use_the_right_type(status: int, kin
 
 
 def test_gateway_errors_in_openai_dialect_name_the_param() -> None:
-    body = orjson.loads(openai.error_body(429, "slow down", "model"))
+    body = orjson.loads(openai_chat.error_body(429, "slow down", "model"))
     assert body == {"error": {"message": "slow down", "type": "rate_limit_error", "param": "model",
                               "code": "rate_limit_exceeded"}}
 
 
 def test_stream_errors_are_shaped_for_each_sdk() -> None:
     assert anthropic.stream_error_event(529, "Overloaded").startswith(b"event: error\ndata: ")
-    chunk = openai.stream_error_chunk(503, "Overloaded")
+    chunk = openai_chat.stream_error_chunk(503, "Overloaded")
     assert chunk.startswith(b"data: {\"error\"") and b"event:" not in chunk
     event = SSEParser().feed(DIALECTS["openai-responses"].stream_error(502, "translation failed"))[0]
     data = orjson.loads(event.data)
@@ -240,7 +240,7 @@ def test_models_lists_in_both_dialects() -> None:
     assert a["data"][0] == {"type": "model", "id": "claude-x", "display_name": "claude-x",
                             "created_at": a["data"][0]["created_at"]}
     assert (a["has_more"], a["first_id"], a["last_id"]) == (False, "claude-x", "anthropic/y")
-    o = orjson.loads(openai.models_body(["gpt-5"]))
+    o = orjson.loads(openai_chat.models_body(["gpt-5"]))
     assert o["object"] == "list" and o["data"][0]["id"] == "gpt-5" and o["data"][0]["object"] == "model"
 
 

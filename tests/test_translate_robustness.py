@@ -6,7 +6,8 @@ import orjson
 import pytest
 
 from extproc.dialects import Target, TranslationError, translator_for
-from extproc.dialects.shapes import usage_to_anthropic, usage_to_openai
+from extproc.dialects.anthropic.from_chat import usage_to_anthropic
+from extproc.dialects.openai_chat.from_anthropic import usage_to_openai
 from extproc.sse import SSEParser, encode_json
 
 TO_OPENAI = Target(name="p", dialect="openai")
@@ -150,11 +151,11 @@ def test_unreadable_anthropic_response_is_a_502_not_a_crash(body: dict) -> None:
 def test_odd_but_harmless_response_fields_are_tolerated() -> None:
     body = {"id": 7, "choices": [{"message": {"content": "hi", "refusal": 3}, "finish_reason": ["stop"]}],
             "usage": {"prompt_tokens": "12", "completion_tokens": None}}
-    out = translator_for("anthropic", "openai").response_body(body)
+    out = translator_for("anthropic", "openai").response_body(body).body
     assert out["content"] == [{"type": "text", "text": "hi"}] and out["stop_reason"] == "end_turn"
     assert out["usage"]["input_tokens"] == 0
     body = {"id": "msg_1", "content": [], "stop_reason": {"x": 1}, "usage": "lots"}
-    out = translator_for("openai", "anthropic").response_body(body)
+    out = translator_for("openai", "anthropic").response_body(body).body
     assert out["choices"][0]["finish_reason"] == "stop" and out["usage"]["prompt_tokens"] == 0
 
 
@@ -212,7 +213,7 @@ def test_openai_stream_with_usage_on_every_chunk_waits_for_the_last_usage() -> N
     assert b"message_delta" not in early  # more usage may follow the finish chunk
     rest = stream.feed(_openai_stream(chunk({}, 3))) + stream.close()  # no [DONE]: end of stream finalizes
     delta = next(p for _, p in _events(rest) if p["type"] == "message_delta")
-    assert delta["usage"]["output_tokens"] == 3 and stream.usage["output_tokens"] == 3
+    assert delta["usage"]["output_tokens"] == 3 and stream.usage["output"] == 3
 
 
 def _to_openai(raw: bytes) -> list[object]:
@@ -268,7 +269,7 @@ def test_usage_without_reasoning_tokens_has_no_details_field() -> None:
 def test_anthropic_response_reasoning_tokens_reach_the_openai_response() -> None:
     body = {"id": "msg_1", "content": [{"type": "text", "text": "hi"}], "stop_reason": "end_turn",
             "usage": {"input_tokens": 5, "output_tokens": 9, "output_tokens_details": {"thinking_tokens": 4}}}
-    out = translator_for("openai", "anthropic").response_body(body)
+    out = translator_for("openai", "anthropic").response_body(body).body
     assert out["usage"]["completion_tokens_details"] == {"reasoning_tokens": 4}
 
 
@@ -380,7 +381,7 @@ ANSWER = {"type": "tool_use", "id": "toolu_1", "name": "json_response", "input":
 
 def test_the_forced_tools_call_comes_back_as_the_json_text_of_the_answer() -> None:
     body = {"id": "msg_1", "model": "m", "content": [ANSWER], "stop_reason": "tool_use", "usage": {}}
-    choice = translator_for("openai", "anthropic").response_body(body)["choices"][0]
+    choice = translator_for("openai", "anthropic").response_body(body).body["choices"][0]
     assert choice["finish_reason"] == "stop" and "tool_calls" not in choice["message"]
     assert orjson.loads(choice["message"]["content"]) == ANSWER["input"]
 

@@ -1,135 +1,96 @@
-"""Dialects and translation between them: one spec per dialect, translation through one common form.
+"""Dialects and translation between them: one package per dialect, translation through one common form.
 
-The dialects meet in OpenAI Chat Completions (the *hub*): each dialect other than the hub brings two
-translators, to the hub and from it, and every other pair is those composed (client → hub → provider,
-responses and streams back the same way, chunk by chunk). N dialects need 2(N − 1) translators, not
-N²; a new dialect is one module plus one line in `DIALECTS`.
+The dialects meet in OpenAI Chat Completions (the *hub*, `openai_chat`): each other dialect brings two
+legs, to the hub and from it, and every other pair is those composed (client → hub → provider,
+responses and streams back the same way, chunk by chunk). N dialects need 2(N − 1) legs, not N².
+
+Every dialect package has one shape: `spec` (its `DialectSpec`: the bodies the gateway writes in it,
+where its requests keep tool schemas, where its responses report usage) and translators named by what
+they produce, `from_<in>` (request, response and errors) and `from_<in>_stream`. A new dialect is a
+package, one line in `DIALECTS` and its two legs in `_LEGS`.
 
     translator = translator_for("anthropic", "openai")
     path = translator.request_path("/v1/messages")
     body = translator.request_body(client_body, target)
     stream = translator.stream(target, input_tokens_estimate=count_tokens_estimate(client_body))
+    client_bytes = stream.feed(provider_bytes) + stream.close(); stream.usage  # {"input": …, "output": …}
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from functools import partial
 
-from extproc.dialects import anthropic, anthropic_to_openai, openai, openai_responses
-from extproc.dialects.anthropic import count_tokens_estimate
-from extproc.dialects.anthropic_to_openai import AnthropicToOpenAI
-from extproc.dialects.base import ClientTools, Dialect, StreamTranslator, Target, TranslationError, Translator
-from extproc.dialects.openai_responses import ChatToResponses, ResponsesToChat
-from extproc.dialects.openai_to_anthropic import OpenAIToAnthropic
-from extproc.dialects.passthrough import Passthrough
+from extproc.dialects import anthropic, openai_chat, openai_responses
+from extproc.dialects.anthropic import from_chat as anthropic_from_chat
+from extproc.dialects.anthropic.from_chat_stream import AnthropicFromChatStream
+from extproc.dialects.anthropic.spec import count_tokens_estimate
+from extproc.dialects.base import (
+    ClientTools,
+    Dialect,
+    DialectSpec,
+    ResponseStream,
+    Target,
+    Translated,
+    TranslationError,
+    Translator,
+    Usage,
+)
+from extproc.dialects.openai_chat import from_anthropic as chat_from_anthropic
+from extproc.dialects.openai_chat import from_responses as chat_from_responses
+from extproc.dialects.openai_chat.from_anthropic_stream import ChatFromAnthropicStream
+from extproc.dialects.openai_chat.from_responses_stream import ChatFromResponsesStream
+from extproc.dialects.openai_chat.spec import relay_error
+from extproc.dialects.openai_responses import from_chat as responses_from_chat
+from extproc.dialects.openai_responses.from_chat_stream import ResponsesFromChatStream
+from extproc.dialects.stream import StreamTranslator
+from extproc.dialects.translators import Composed, HubLeg, Passthrough
 
 HUB: Dialect = "openai"
 
+DIALECTS: dict[Dialect, DialectSpec] = {
+    "anthropic": anthropic.SPEC,
+    "openai": openai_chat.SPEC,
+    "openai-responses": openai_responses.SPEC,
+}
 
-def _same(param: str) -> str:
-    return param
-
-
-@dataclass(frozen=True, slots=True)
-class DialectSpec:
-    """What the gateway needs to know to speak one dialect: the bodies it writes itself in it, and its
-    translators to and from the hub (none for the hub itself)."""
-
-    name: Dialect
-    error_body: Callable[..., bytes]  # (status, message, param=None) → the dialect's error envelope
-    stream_error: Callable[[int, str], bytes]  # a mid-stream error event
-    models_body: Callable[[list[str]], bytes]  # a `/v1/models` answer
-    count_body: Callable[[dict], bytes] | None  # the token-count answer, estimated locally (None: no such API)
-    tool_schemas: Callable[[dict], Iterator[tuple[dict, str]]]  # where a request's tool schemas live
-    to_hub: Translator | None = None  # client speaks this dialect, provider the hub
-    from_hub: Translator | None = None  # client speaks the hub, provider this dialect
-    hub_param: Callable[[str], str] = _same  # a hub request field → the field this dialect's client wrote
-    # the client's tools the provider knows by another name or shape, to map their calls back (None: none)
-    client_tools: Callable[[dict], ClientTools] | None = None
-
-
-DIALECTS: dict[str, DialectSpec] = {
-    "anthropic": DialectSpec("anthropic", anthropic.error_body, anthropic.stream_error_event, anthropic.models_body,
-                             anthropic.count_tokens_body, anthropic.tool_schemas, AnthropicToOpenAI(),
-                             OpenAIToAnthropic(), anthropic.hub_param, anthropic_to_openai.client_tools),
-    "openai": DialectSpec("openai", openai.error_body, openai.stream_error_chunk, openai.models_body, None,
-                          openai.tool_schemas),
-    openai_responses.DIALECT: DialectSpec(
-        openai_responses.DIALECT, openai_responses.error_body, openai_responses.stream_error_event,
-        openai.models_body, openai_responses.input_tokens_body, openai_responses.tool_schemas, ResponsesToChat(),
-        ChatToResponses(), openai_responses.hub_param, openai_responses.client_tools),
+# Per dialect but the hub: (to the hub — the client speaks the dialect, from the hub — the provider does).
+# Each function is named by what it produces: requests go client → provider, the rest provider → client.
+_LEGS: dict[Dialect, tuple[HubLeg, HubLeg]] = {
+    "anthropic": (
+        HubLeg(client="anthropic", provider=HUB, client_path=anthropic.PATH, provider_path=openai_chat.PATH,
+               request=chat_from_anthropic.request, response=anthropic_from_chat.response,
+               response_stream=AnthropicFromChatStream, response_error=anthropic_from_chat.provider_error,
+               client_usage=anthropic.usage),
+        HubLeg(client=HUB, provider="anthropic", client_path=openai_chat.PATH, provider_path=anthropic.PATH,
+               request=anthropic_from_chat.request, response=chat_from_anthropic.response,
+               response_stream=ChatFromAnthropicStream, response_error=chat_from_anthropic.provider_error,
+               client_usage=openai_chat.usage),
+    ),
+    "openai-responses": (
+        HubLeg(client="openai-responses", provider=HUB, client_path=openai_responses.PATH,
+               provider_path=openai_chat.PATH, request=chat_from_responses.request,
+               response=responses_from_chat.response, response_stream=ResponsesFromChatStream,
+               response_error=partial(relay_error, param_of=openai_responses.hub_param),
+               client_usage=openai_responses.usage),
+        HubLeg(client=HUB, provider="openai-responses", client_path=openai_chat.PATH,
+               provider_path=openai_responses.PATH, request=responses_from_chat.request,
+               response=chat_from_responses.response, response_stream=ChatFromResponsesStream,
+               response_error=relay_error, client_usage=openai_chat.usage),
+    ),
 }
 
 
-class ComposedStream:
-    """The provider's stream through the hub: provider → hub (`inner`), hub → client (`outer`)."""
-
-    def __init__(self, inner: StreamTranslator, outer: StreamTranslator) -> None:
-        self.inner = inner
-        self.outer = outer
-
-    @property
-    def usage(self) -> dict | None:
-        return getattr(self.outer, "usage", None)
-
-    def feed(self, chunk: bytes) -> bytes:
-        return self.outer.feed(self.inner.feed(chunk))
-
-    def close(self) -> bytes:
-        return self.outer.feed(self.inner.close()) + self.outer.close()
-
-
-class Composed:
-    """client → hub → provider, for a pair where neither side is the hub. Both legs see the provider's
-    `Target`; a 400 raised by the second leg names the field the client wrote (`hub_param`)."""
-
-    def __init__(self, first: Translator, second: Translator, hub_param: Callable[[str], str]) -> None:
-        self.first = first  # client → hub
-        self.second = second  # hub → provider
-        self.hub_param = hub_param
-        self.client = first.client
-        self.provider = second.provider
-
-    def request_path(self, client_path: str) -> str:
-        return self.second.request_path(self.first.request_path(client_path))
-
-    def request_body(self, body: dict, target: Target) -> dict:
-        hub = self.first.request_body(body, target)
-        try:
-            return self.second.request_body(hub, target)
-        except TranslationError as exc:
-            param = self.hub_param(exc.param) if exc.param else None
-            raise TranslationError(exc.message, param, exc.status) from exc
-
-    def response_body(self, body: dict, target: Target | None = None,
-                      client_tools: ClientTools | None = None) -> dict:
-        return self.first.response_body(self.second.response_body(body, target), target, client_tools)
-
-    def stream(self, target: Target | None = None, *, input_tokens_estimate: int = 0, include_usage: bool = False,
-               client_tools: ClientTools | None = None) -> ComposedStream:
-        # the hub stream in the middle always carries usage: the client's leg decides what it shows
-        inner = self.second.stream(target, include_usage=True)
-        outer = self.first.stream(target, input_tokens_estimate=input_tokens_estimate, include_usage=include_usage,
-                                  client_tools=client_tools)
-        return ComposedStream(inner, outer)
-
-    def error(self, status: int, body: bytes) -> tuple[int, bytes]:
-        return self.first.error(*self.second.error(status, body))
-
-
-def _translator(client: str, provider: str) -> Translator:
+def _translator(client: Dialect, provider: Dialect) -> Translator:
     if client == provider:
-        return Passthrough(client)  # type: ignore[arg-type]
+        return Passthrough(DIALECTS[client])
     if client == HUB:
-        return DIALECTS[provider].from_hub  # type: ignore[return-value]
+        return _LEGS[provider][1]
     if provider == HUB:
-        return DIALECTS[client].to_hub  # type: ignore[return-value]
-    spec = DIALECTS[client]
-    return Composed(spec.to_hub, DIALECTS[provider].from_hub, spec.hub_param)  # type: ignore[arg-type]
+        return _LEGS[client][0]
+    return Composed(_LEGS[client][0], _LEGS[provider][1], DIALECTS[client].hub_param)
 
 
-TRANSLATORS: dict[tuple[str, str], Translator] = {(c, p): _translator(c, p) for c in DIALECTS for p in DIALECTS}
+TRANSLATORS: dict[tuple[Dialect, Dialect], Translator] = {(c, p): _translator(c, p) for c in DIALECTS for p in DIALECTS}
 
 
 def translator_for(client: Dialect, provider: Dialect) -> Translator:
@@ -139,12 +100,20 @@ def translator_for(client: Dialect, provider: Dialect) -> Translator:
 
 __all__ = [
     "DIALECTS",
+    "HUB",
+    "ClientTools",
     "Dialect",
     "DialectSpec",
+    "ResponseStream",
     "StreamTranslator",
     "Target",
+    "Translated",
     "TranslationError",
     "Translator",
+    "Usage",
+    "anthropic",
     "count_tokens_estimate",
+    "openai_chat",
+    "openai_responses",
     "translator_for",
 ]

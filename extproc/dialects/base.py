@@ -1,4 +1,5 @@
-"""The one small interface every dialect pair implements.
+"""The vocabulary every dialect shares: the `Dialect` names, the provider `Target`, `Usage`, and the
+small interfaces a dialect (`DialectSpec`) and a dialect pair (`Translator`) implement.
 
 A `Translator` converts between the dialect the *client* speaks and the dialect the *provider*
 speaks. It is pure: dicts and bytes in, dicts and bytes out, no I/O, so golden fixtures and
@@ -7,13 +8,14 @@ property tests drive it directly. The gRPC servicer never looks inside a body it
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Literal, NamedTuple, Protocol
 
 from extproc.errors import ClientError
 
+# The API dialects, written once: config (`providers.*.type`), markers and paths import this.
 Dialect = Literal["anthropic", "openai", "openai-responses"]
 
 
@@ -59,6 +61,11 @@ class Target:
                     return cap
         return self.max_tokens
 
+    def output_cap(self, model: object, wanted: int) -> int:
+        """The output tokens to ask `model` for when the client wants `wanted`: clamped to the cap."""
+        cap = self.max_tokens_for(model)
+        return min(wanted, cap) if cap else wanted
+
 
 class ClientTool(NamedTuple):
     """A tool the client declared, as the provider knows it: a plain function whose calls must go back
@@ -72,8 +79,32 @@ class ClientTool(NamedTuple):
 ClientTools = Mapping[str, ClientTool]  # the function name the provider sees → the client's tool
 
 
-class StreamTranslator(Protocol):
+Usage = dict[str, int]
+"""Token usage as the gateway counts it, whatever the dialect: `input` and `output` (both present whenever
+the provider reported usage at all), and `cache_read`, `cache_write`, `reasoning` only when above 0; empty:
+no usage known. `input` counts the cache reads; it counts the cache writes as the dialect does (Chat's and
+Responses' `input` include them, Anthropic's does not), each dialect's `spec.usage` says how."""
+
+
+class Translated(NamedTuple):
+    """A translated JSON response and the usage it reports (normalised from the client's dialect)."""
+
+    body: dict
+    usage: Usage
+
+
+class ResponseStream(Protocol):
     """Translates one SSE response stream, chunk by chunk; chunks may split events anywhere."""
+
+    @property
+    def usage(self) -> Usage:
+        """The usage known so far (final once `done`); empty while none is known."""
+        ...
+
+    @property
+    def done(self) -> bool:
+        """The client's stream has ended (its final event or an error event went out)."""
+        ...
 
     def feed(self, chunk: bytes) -> bytes:
         """Bytes from the provider in, bytes for the client out (possibly empty)."""
@@ -85,8 +116,15 @@ class StreamTranslator(Protocol):
 
 
 class Translator(Protocol):
-    client: Dialect
-    provider: Dialect
+    @property
+    def client(self) -> Dialect:
+        """The dialect the client speaks."""
+        ...
+
+    @property
+    def provider(self) -> Dialect:
+        """The dialect the provider speaks."""
+        ...
 
     def request_path(self, client_path: str) -> str:
         """The provider's API path for the client's path (without query, without base prefix)."""
@@ -97,8 +135,8 @@ class Translator(Protocol):
         ...
 
     def response_body(self, body: dict, target: Target | None = None,
-                      client_tools: ClientTools | None = None) -> dict:
-        """Provider JSON response → client JSON response (non-streaming success).
+                      client_tools: ClientTools | None = None) -> Translated:
+        """Provider JSON response → client JSON response (non-streaming success), and its usage.
 
         `target` (optional) carries per-provider output options such as `Target.reasoning`;
         `client_tools` maps the functions the provider saw back to the tools the client declared (a
@@ -109,7 +147,7 @@ class Translator(Protocol):
     def stream(
         self, target: Target | None = None, *, input_tokens_estimate: int = 0, include_usage: bool = False,
         client_tools: ClientTools | None = None,
-    ) -> StreamTranslator:
+    ) -> ResponseStream:
         """A fresh stream translator for one SSE response.
 
         `input_tokens_estimate`: used for Anthropic clients' `message_start.usage.input_tokens` when the
@@ -122,3 +160,26 @@ class Translator(Protocol):
     def error(self, status: int, body: bytes) -> tuple[int, bytes]:
         """Provider error response (any status >= 400, any body) → client dialect (status, body)."""
         ...
+
+
+def _same(param: str) -> str:
+    return param
+
+
+@dataclass(frozen=True, slots=True)
+class DialectSpec:
+    """What the gateway needs to know to speak one dialect: the bodies it writes itself in it, where its
+    requests keep tool schemas, and where its responses report usage. Each dialect package's `spec`
+    module holds one; the registry (`extproc.dialects`) adds the translators."""
+
+    name: Dialect
+    error_body: Callable[..., bytes]  # (status, message, param=None) → the dialect's error envelope
+    stream_error: Callable[[int, str], bytes]  # a mid-stream error event
+    models_body: Callable[[list[str]], bytes]  # a `/v1/models` answer
+    count_body: Callable[[dict], bytes] | None  # the token-count answer, estimated locally (None: no such API)
+    tool_schemas: Callable[[dict], Iterator[tuple[dict, str]]]  # where a request's tool schemas live
+    usage: Callable[[object], Usage]  # the dialect's `usage` object → Usage
+    usage_in: Callable[[dict], Usage]  # the usage a response body or stream event of the dialect carries
+    hub_param: Callable[[str], str] = _same  # a hub request field → the field this dialect's client wrote
+    # the client's tools the provider knows by another name or shape, to map their calls back (None: none)
+    client_tools: Callable[[dict], ClientTools] | None = None

@@ -5,9 +5,9 @@ The two vendors cache differently, and a gateway that translates loses both unle
 - OpenAI caches automatically (prompts of 1024 tokens and more, exact prefix), but routes a request to a
   cache by a hash of its first tokens plus `prompt_cache_key`. Claude Code sessions all start with the
   same system prompt and tools, so without a key they all crowd onto the same cache machines, which
-  overflow under load. A translated request therefore gets a stable key per conversation: the client's session (Claude
-  Code's `x-claude-code-session-id`, Codex's `session-id`, else `metadata.user_id`'s `session_id`, else
-  `metadata.user_id` itself), hashed with the provider's name, so the provider never sees the session id
+  overflow under load. A translated request therefore gets a stable key per conversation: the client's session
+  (`extproc.session_id`, the rule budgets and records use too), else `metadata.user_id` itself, hashed
+  with the provider's name, so the provider never sees the session id
   and two vendors cannot link their keys. A client's own `prompt_cache_key` (Codex sends one) wins; a
   provider with `prompt_cache_key: false` (some OpenAI-compatible servers reject the field) gets none.
 - Anthropic caches only up to `cache_control` breakpoints the request marks (at most 4). A request
@@ -27,12 +27,10 @@ import hashlib
 from collections.abc import Mapping
 from fnmatch import fnmatchcase
 
-import orjson
-
-from extproc.dialects.anthropic import count_tokens_estimate
+from extproc.dialects.anthropic.spec import count_tokens_estimate
 from extproc.dialects.base import Dialect, Target
+from extproc.session_id import session_id
 
-SESSION_HEADERS = ("x-claude-code-session-id", "session-id")  # Claude Code's, Codex's
 MAX_BREAKPOINTS = 4  # Anthropic rejects more
 EPHEMERAL = {"type": "ephemeral"}
 # The shortest prompt Anthropic caches, by model (its prompt-caching documentation); others: 1024.
@@ -57,23 +55,14 @@ def prepare(body: dict, client_body: dict, client: Dialect, target: Target, head
 
 
 def conversation_of(headers: Mapping[str, str], body: dict) -> str | None:
-    """What names the client's conversation: its session header, else `metadata.user_id` (Claude Code
-    writes a JSON string there whose `session_id` is the session)."""
-    session = next((headers[h] for h in SESSION_HEADERS if headers.get(h)), None)
+    """What names the client's conversation: its session (`session_id`), else its `metadata.user_id`
+    (one user's requests share a cache, which still beats every client crowding onto one)."""
+    session = session_id(headers, body)
     if session:
         return session
     metadata = body.get("metadata")
     user = metadata.get("user_id") if isinstance(metadata, dict) else None
-    if not isinstance(user, str) or not user:
-        return None
-    if user.startswith("{"):
-        try:
-            inner = orjson.loads(user)
-        except orjson.JSONDecodeError:
-            inner = None
-        if isinstance(inner, dict) and isinstance(inner.get("session_id"), str) and inner["session_id"]:
-            return inner["session_id"]
-    return user
+    return user if isinstance(user, str) and user else None
 
 
 def cache_key(provider: str, conversation: str) -> str:
@@ -105,9 +94,9 @@ def client_hint(*holders: object) -> dict | None:
 def add_breakpoints(body: dict) -> None:
     """Mark an Anthropic request's stable prefix (see the module docstring); nothing when it already
     has a breakpoint or is too short to be cached."""
-    tools = body.get("tools") if isinstance(body.get("tools"), list) else []
-    system = body.get("system") if isinstance(body.get("system"), list) else []
-    messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+    tools = value if isinstance(value := body.get("tools"), list) else []
+    system = value if isinstance(value := body.get("system"), list) else []
+    messages = value if isinstance(value := body.get("messages"), list) else []
     holders = [*tools, *system, *(b for m in messages for b in _blocks(m))]
     if any(isinstance(h, dict) and "cache_control" in h for h in holders):
         return  # the client's own breakpoints win

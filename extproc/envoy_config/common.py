@@ -47,12 +47,13 @@ def ext_proc_off() -> dict[str, Any]:
     }
 
 
-def json_reply(status: int, body: str) -> dict[str, Any]:
+def json_reply(status: int, body: str, headers: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     return {
         "direct_response": {"status": status, "body": {"inline_string": body}},
         "response_headers_to_add": [
             {"header": {"key": "content-type", "value": "application/json"},
-             "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+             "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"},
+            *(headers or []),
         ],
         "typed_per_filter_config": ext_proc_off(),
     }

@@ -7,14 +7,10 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from ..config import Config
+from ..endpoints import FAST_PATHS
 from ..routing import Router
 from ..wire import BODY_METADATA, CANDIDATE_HEADER, ERROR_KEY, FAST_FILTER, JSON_TO_METADATA, MODEL_KEY, lua_names
 from .common import T, envoy_source, lua_literal, only_with_header
-
-# Paths the fast path may decide, and the dialect their clients speak.
-FAST_PATHS = {"/v1/messages": "anthropic", "/v1/messages/count_tokens": "anthropic",
-              "/v1/chat/completions": "openai", "/v1/responses": "openai-responses",
-              "/v1/responses/input_tokens": "openai-responses"}
 
 
 def glob_to_lua(glob: str) -> str | None:

@@ -13,17 +13,14 @@ import yaml
 
 from ..answers import error_bodies
 from ..config import Config, GatewayKey, parse
+from ..endpoints import JSON_PATHS, OPEN_PATHS, REPLY_SHAPES
+from ..prepare import ANTHROPIC_KEY_PREFIX
 from ..wire import GATE_FILTER, KEY_HEADER, lua_names
 from .common import T, envoy_source, lua_literal
 from .fast_path import fast_settings
 
 GATE_FILE = "lunaroute-gate.yaml"
 
-# Answered without a gateway key: probes, metrics, and Claude Code's credential-less `HEAD /`.
-OPEN_PATHS = ("/", "/healthz", "/readyz", "/metrics")
-
-# A POST here must carry JSON: a browser cannot send that cross-site without a CORS preflight.
-JSON_PATHS = ("/v1/messages", "/v1/chat/completions", "/v1/responses")
 
 _GATE_REPLIES: dict[str, tuple[int, str]] = {
     "no_key": (401, "This gateway needs a key: send it in " + KEY_HEADER + ", x-api-key or Authorization: Bearer."),
@@ -60,10 +57,14 @@ def gate_settings(cfg: Config, digests: dict[str, GatewayKey]) -> dict[str, Any]
         "origins": {o.lower().rstrip("/"): True for o in origins if o != "*"},
         "any_origin": "*" in origins,
         "probes": dict.fromkeys(OPEN_PATHS, True),
+        # a body sent there must be JSON: a browser cannot send that cross-site without a CORS preflight
         "json_paths": list(JSON_PATHS),
+        # the error envelope of each API family (the path, or below it); "both" elsewhere
+        "reply_shapes": [{"prefix": prefix, "shape": shape} for prefix, shape in REPLY_SHAPES],
         "fast_paths": dict.fromkeys(fast_settings(cfg)["paths"], True),
         "fast_max_bytes": cfg.limits.fast_path_max_bytes,
         "record_peer": cfg.recording.enabled,
+        "anthropic_key_prefix": ANTHROPIC_KEY_PREFIX,
         "names": lua_names(),
         "replies": {reason: {"status": str(status),
                              "bodies": {d: b.decode() for d, b in error_bodies(status, message).items()}}

@@ -3,15 +3,18 @@ the intercepted API paths (through ext_proc), and the bypass provider (ext_proc 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ..answers import error_bodies
 from ..config import Config
-from ..paths import INTERCEPTED_EXACT, INTERCEPTED_PREFIXES
+from ..endpoints import ANTHROPIC_SIGNS, CHAIN_PREFIXES, ENDPOINTS, INTERCEPTED_EXACT, INTERCEPTED_PREFIXES, refusal
 from ..prepare import HeaderEdits, as_sent_edits
 from ..wire import (
+    ATTEMPT_COUNT_HEADER,
     ATTEMPTS_HEADER,
     CLUSTER_HEADER,
+    DROP_ANTHROPIC_CREDENTIALS_KEY,
     FALLBACK_HEADER,
     FAST_HEADER,
     FAST_ROUTE_PREFIX,
@@ -25,8 +28,6 @@ from ..wire import (
 from .common import T, duration, ext_proc_off, header_input, json_reply
 from .fast_path import fast_settings
 from .metering import PLAIN_RESPONSE
-
-CHAIN_PREFIXES = ("/v1/messages", "/v1/chat/completions", "/v1/responses")
 
 # On routes through the workers Envoy's idle timeout comes this much after `timeouts.stream_idle_s`, so
 # a worker ends a stalled translated stream with an error event first (Envoy would cut the connection).
@@ -87,7 +88,7 @@ def cluster_matcher(cfg: Config) -> dict[str, Any]:
     }
     if not retries:
         return first
-    return {"matcher_tree": {"input": header_input("x-envoy-attempt-count"),
+    return {"matcher_tree": {"input": header_input(ATTEMPT_COUNT_HEADER),
                              "exact_match_map": {"map": retries}},
             "on_no_match": {"matcher": first}}
 
@@ -142,6 +143,7 @@ def route_table(cfg: Config) -> list[dict[str, Any]]:
     routes.append({"name": "routed", "match": {"prefix": "/", "headers": [
         {"name": CLUSTER_HEADER, "present_match": True}]}, "route": intercepted,
         "request_headers_to_remove": GATE_HEADERS, "response_headers_to_add": provider_header})
+    routes += not_served_routes()
     for name, match in [(p, {"path": p}) for p in INTERCEPTED_EXACT] + [
             (p, {"path_separated_prefix": p}) for p in INTERCEPTED_PREFIXES]:
         routes.append({"name": f"intercept{name}", "match": match, "route": intercepted,
@@ -152,33 +154,82 @@ def route_table(cfg: Config) -> list[dict[str, Any]]:
         # no Anthropic bypass provider to take them, the gateway answers them itself.
         routes.append({"name": "claude_code_side_calls", "match": {"prefix": "/api/"},
                        **json_reply(200, "{}")})
-    if cfg.bypass.enabled:
-        bypass = cfg.providers[cfg.bypass_provider]
-        action: dict[str, Any] = {"cluster": cluster_name(cfg.bypass_provider), **provider_action(cfg)}
-        if bypass.path_prefix:
-            action["prefix_rewrite"] = bypass.path_prefix + "/"
-        route: dict[str, Any] = {
-            "name": "bypass", "match": {"prefix": "/"}, "route": action,
-            "typed_per_filter_config": ext_proc_off(),
-            "request_headers_to_remove": list(GATE_HEADERS),
-            # the gate checks a key's provider allow-list against this (bypassed requests skip Python)
-            "metadata": {"filter_metadata": {GATE_FILTER: {PROVIDER_KEY: cfg.bypass_provider}}},
-        }
-        if not bypass.uses_client_key:
-            # The client's own credentials are not for this provider; Envoy injects the provider's.
-            route["request_headers_to_remove"] += ["x-api-key", "authorization"]
-        if bypass.versioned_base:  # its base path replaces the client's /v1 (see Provider.upstream_path)
-            routes.append({**route, "name": "bypass_v1", "match": {"prefix": "/v1/"},
-                           "route": {**action, "prefix_rewrite": bypass.path_prefix + "/"}})
-        routes.append(route)
-    else:
-        routes.append({
-            "name": "not_found",
-            "match": {"prefix": "/"},
-            # readable by both SDKs: Anthropic's envelope with OpenAI's fields
-            **json_reply(404, '{"type":"error","error":{"type":"not_found_error","code":"not_found","param":null,'
-                               '"message":"This path is not served by the gateway (bypass is disabled)."}}'),
-        })
+    return routes + bypass_routes(cfg)
+
+
+def bypass_routes(cfg: Config) -> list[dict[str, Any]]:
+    """Every path no other route takes: to the bypass provider with ext_proc off — only the paths in
+    its `endpoint_prefixes` when it has them — else a 404 both SDKs read."""
+    if not cfg.bypass.enabled:
+        return [_not_found("This path is not served by the gateway (bypass is disabled).")]
+    name = cfg.bypass_provider
+    bypass = cfg.providers[name]
+    remove = list(GATE_HEADERS)
+    if not bypass.uses_client_key:
+        # The client's own credentials are not for this provider; Envoy injects the provider's.
+        remove += ["x-api-key", "authorization"]
+    gate_metadata: dict[str, Any] = {PROVIDER_KEY: name}  # the gate checks a key's provider allow-list
+    if bypass.type != "anthropic" and bypass.uses_client_key:
+        gate_metadata[DROP_ANTHROPIC_CREDENTIALS_KEY] = True  # the gate removes sk-ant- keys and Claude logins
+
+    def to_bypass(route_name: str, match: dict[str, Any], rewrite: str | None) -> dict[str, Any]:
+        action: dict[str, Any] = {"cluster": cluster_name(name), **provider_action(cfg)}
+        if rewrite is not None:
+            action["prefix_rewrite"] = rewrite
+        return {"name": route_name, "match": match, "route": action, "typed_per_filter_config": ext_proc_off(),
+                "request_headers_to_remove": list(remove),
+                "metadata": {"filter_metadata": {GATE_FILTER: dict(gate_metadata)}}}
+
+    prefixes = [p.rstrip("/") for p in bypass.endpoint_prefixes]
+    if prefixes and "" not in prefixes:
+        routes = [to_bypass(f"bypass{p}", {"path_separated_prefix": p},
+                            bypass.upstream_path(p) if bypass.upstream_path(p) != p else None) for p in prefixes]
+        return [*routes, _not_found(f"This path is not served by the gateway: the bypass provider {name} "
+                                    f"serves only {', '.join(prefixes)} (its endpoint_prefixes).")]
+    rewrite = bypass.path_prefix + "/" if bypass.path_prefix else None
+    routes = []
+    if bypass.versioned_base:  # its base path replaces the client's /v1 (see Provider.upstream_path)
+        routes.append(to_bypass("bypass_v1", {"prefix": "/v1/"}, bypass.path_prefix + "/"))
+    return [*routes, to_bypass("bypass", {"prefix": "/"}, rewrite)]
+
+
+def _not_found(message: str) -> dict[str, Any]:
+    """A 404 for any path, readable by both SDKs (Anthropic's envelope with OpenAI's fields)."""
+    body = error_bodies(404, message)["both"].decode()
+    return {"name": "not_found", "match": {"prefix": "/"}, **json_reply(404, body)}
+
+
+def _in_clients_dialect(name: str, match: dict[str, Any], status: int, message: str,
+                        headers: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Direct answers for `match` where either vendor's SDK may call: Anthropic's envelope when the
+    request carries one of Anthropic's headers (as `paths.client_dialect` decides), else OpenAI's."""
+    bodies = error_bodies(status, message)
+    out = []
+    for sign in ANTHROPIC_SIGNS:
+        signed = {**match, "headers": [*match.get("headers", []), {"name": sign, "present_match": True}]}
+        out.append({"name": f"{name}/{sign}", "match": signed,
+                    **json_reply(status, bodies["anthropic"].decode(), headers)})
+    out.append({"name": name, "match": match, **json_reply(status, bodies["openai"].decode(), headers)})
+    return out
+
+
+def not_served_routes() -> list[dict[str, Any]]:
+    """Methods and sub-paths of an intercepted API that the gateway never forwards (`endpoints.refusal`):
+    `/v1/models` is read-only and one level deep, so `DELETE /v1/models/{fine-tune}` or `POST
+    /v1/models/x/y` never reach a provider with its key. Answered here, in the client's dialect."""
+    routes: list[dict[str, Any]] = []
+    for row in ENDPOINTS:
+        if row.path.endswith("/{id}") and row.intercepted:
+            status, message = refusal("GET", row.family + "/x/y") or (404, "")
+            below = {"safe_regex": {"regex": f"^{re.escape(row.family)}/[^/]+/.+"}}
+            routes += _in_clients_dialect(f"not_served{row.family}/*/*", below, status, message)
+    for family in dict.fromkeys(r.family for r in ENDPOINTS if r.methods and r.intercepted and r.path != "/"):
+        methods = sorted(next(r.methods for r in ENDPOINTS if r.family == family and r.methods))
+        status, message = refusal("_", family) or (405, "")
+        other_methods = {"path_separated_prefix": family, "headers": [
+            {"name": ":method", "invert_match": True, "string_match": {"safe_regex": {"regex": "|".join(methods)}}}]}
+        allow = {"header": {"key": "allow", "value": ", ".join(methods)}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+        routes += _in_clients_dialect(f"method_not_allowed{family}", other_methods, status, message, [allow])
     return routes
 
 

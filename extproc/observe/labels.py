@@ -18,7 +18,6 @@ from fnmatch import fnmatchcase
 OTHER = "other"
 MAX_LABEL_CHARS = 64
 MAX_DYNAMIC = 64  # per worker process; the total is bounded by workers × this
-MAX_OTHER_CACHED = 1024
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,63}$")
 
 
@@ -29,19 +28,21 @@ class ModelLabels:
         self._known = frozenset(m for m in known if len(m) <= MAX_LABEL_CHARS)
         self._globs = tuple(dict.fromkeys(g for g in globs if g and g != "*"))
         self._dynamic: set[str] = set()
-        self._other: set[str] = set()  # names already judged `other` (bounded): judged once, not per request
+        self._others: set[str] = set()  # names already found to be `other` (bounded: cleared when full)
 
     def label(self, model: str | None) -> str:
         if not model:
             return ""
         if model in self._known or model in self._dynamic:
             return model
-        if model in self._other:
+        if model in self._others:
             return OTHER
         if (len(self._dynamic) < MAX_DYNAMIC and _MODEL_NAME.match(model)
                 and any(fnmatchcase(model, g) for g in self._globs)):
             self._dynamic.add(model)
             return model
-        if len(self._other) < MAX_OTHER_CACHED:
-            self._other.add(model)
+        if len(self._others) >= 4 * MAX_DYNAMIC:
+            self._others.clear()
+        if len(model) <= MAX_LABEL_CHARS:
+            self._others.add(model)
         return OTHER

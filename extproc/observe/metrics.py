@@ -131,7 +131,7 @@ RATE_LIMIT_STORE_ERRORS = _Counter(
 USAGE_LOG_ENTRIES = _Counter(
     "lunaroute_usage_log_entries_total",
     "Fast-path access-log entries the workers received, by outcome (settled; unknown_route: not one of "
-    "this config's fast-path routes).",
+    "this config's fast-path routes; unauthenticated: a stream refused, its peer not our Envoy).",
     ["outcome"],
 )
 RECORDS_DROPPED = _Counter(

@@ -1,6 +1,8 @@
 """PII detection and redaction for JSON bodies: e-mail addresses, phone numbers, US SSNs, credit
-card numbers (Luhn-checked), IPv4/IPv6 addresses and API-key-like secrets (`sk-…`, `sk-ant-…`, AWS
-access keys, GitHub and Slack tokens, bearer tokens).
+card numbers (Luhn-checked), IPv4/IPv6 addresses and secrets: API keys (`sk-…`, `sk-ant-…`, AWS access
+key ids and secret access keys, GitHub `ghp_…`/`github_pat_…`, Slack, Stripe `sk_live_…`/`rk_live_…`, this
+gateway's own `lr-…` keys), JWTs and bearer tokens. Phone numbers: North American with separators,
+international with a leading `+` (with separators, or E.164's bare `+` and 8-15 digits).
 
 Why this shape: it must cost milliseconds on Claude Code's 120 KB bodies, so there is no NER and no
 walk over the JSON tree. All kinds are one RE2 alternation scanned once over the body (linear time,
@@ -36,7 +38,13 @@ KINDS: tuple[Kind, ...] = ("email", "phone", "ssn", "credit_card", "ip", "secret
 # a card before a phone number).
 _PATTERNS: dict[str, str] = {
     "secret": r"\bsk-ant-[A-Za-z0-9_-]{16,}|\bsk-(?:proj-|svcacct-)?[A-Za-z0-9_-]{20,}|\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"
-              r"|\bgh[pousr]_[A-Za-z0-9]{30,}|\bxox[abprs]-[A-Za-z0-9-]{10,}|(?i:\bbearer) +[A-Za-z0-9._~+/-]{20,}=*",
+              r"|\bgh[pousr]_[A-Za-z0-9]{30,}|\bgithub_pat_[A-Za-z0-9_]{22,}|\bxox[abprs]-[A-Za-z0-9-]{10,}"
+              r"|\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}|\blr-[A-Za-z0-9_-]{32,}"
+              r"|\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"
+              r"|(?i:\bbearer) +[A-Za-z0-9._~+/-]{20,}=*",
+    # AWS secret access keys: 40 characters of base64 standing alone; told from paths, hashes and
+    # words in Python (`_aws_secret`), since RE2 has no look-around.
+    "aws_secret": r"\b[A-Za-z0-9/+]{40}\b",
     "email": r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b",
     "credit_card": r"\b[2-6]\d{3}(?:[ -]?\d){9,15}\b",  # issuers' first digits: 2-6
     "ssn": r"\b\d{3}-\d{2}-\d{4}\b",
@@ -45,9 +53,11 @@ _PATTERNS: dict[str, str] = {
             r"|\b(?:[0-9a-f]{1,4}:){1,6}:(?:[0-9a-f]{1,4}(?::[0-9a-f]{1,4})*)?\b)",
     # North American with separators, or international with a leading +: bare digit runs are dates,
     # builds and ids far more often than phone numbers.
-    "phone": r"(?:\+1[ .-]?)?(?:\(\d{3}\) ?|\b\d{3}[ .-])\d{3}[ .-]\d{4}\b|\+\d{1,3}(?:[ .-]\d{1,4}){2,5}\b",
+    "phone": r"(?:\+1[ .-]?)?(?:\(\d{3}\) ?|\b\d{3}[ .-])\d{3}[ .-]\d{4}\b|\+\d{1,3}(?:[ .-]\d{1,4}){2,5}\b"
+             r"|\+[1-9]\d{7,14}\b",
 }
-_KIND_OF = {"ipv4": "ip", "ipv6": "ip"}
+_KIND_OF = {"ipv4": "ip", "ipv6": "ip", "aws_secret": "secret"}
+_BASE64 = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/+=")
 _NUMBER_BEFORE = frozenset(b":,[ \n\t")
 _NUMBER_AFTER = frozenset(b",]} \n\t")
 
@@ -116,6 +126,8 @@ class Redactor:
                 return None
         elif kind == "phone" and sum(ch.isdigit() for ch in value) < 9:
             return None
+        if name == "aws_secret" and not _aws_secret(value, text, start, end):
+            return None
         return self._mode(kind, value)
 
     def _mode(self, kind: str, value: str) -> str:
@@ -128,6 +140,15 @@ class Redactor:
         if self.mode == "partial":
             return _partial(kind, value)
         return f"[{label}]"
+
+
+def _aws_secret(value: str, text: bytes, start: int, end: int) -> bool:
+    """A 40-character run that is a whole token (not a window of a longer base64 run), mixes upper
+    and lower case and digits (git hashes are lower-case hex) and is not a path (few slashes)."""
+    if (start > 0 and text[start - 1] in _BASE64) or (end < len(text) and text[end] in _BASE64):
+        return False
+    return (any(c.isupper() for c in value) and any(c.islower() for c in value) and any(c.isdigit() for c in value)
+            and value.count("/") <= 3)
 
 
 def _a_json_number(text: bytes, start: int, end: int, strings: _StringTracker) -> bool:

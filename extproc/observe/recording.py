@@ -10,50 +10,9 @@ decision, usage, cost, status and timings. Never a header: credentials live ther
 from __future__ import annotations
 
 import ipaddress
-import re
 import time
 from time import perf_counter
 from typing import Any
-
-import orjson
-
-# What a session id may look like: ids name rows and appear in terminals, so nothing else gets in.
-_SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
-_SESSION_HEADERS = ("x-claude-code-session-id", "x-session-id", "session-id")  # Claude Code's, anyone's, Codex's
-
-
-def valid_session(value: object) -> str | None:
-    return value if isinstance(value, str) and _SESSION_ID.match(value) else None
-
-
-def _metadata_session(doc: dict) -> str | None:
-    """Claude Code's `metadata.user_id` is a JSON string holding `session_id` (older versions: a
-    `…_session_<uuid>` suffix)."""
-    meta = doc.get("metadata")
-    user = meta.get("user_id") if isinstance(meta, dict) else None
-    if not isinstance(user, str):
-        return None
-    if user.startswith("{"):
-        try:
-            inner = orjson.loads(user)
-        except orjson.JSONDecodeError:
-            return None
-        return valid_session(inner.get("session_id")) if isinstance(inner, dict) else None
-    _, sep, tail = user.rpartition("_session_")
-    return valid_session(tail) if sep else None
-
-
-def session_of(headers: dict[str, str], doc: dict | None = None) -> str | None:
-    """The client's session: Claude Code's `x-claude-code-session-id` (stable, reused by `--resume`),
-    else `metadata.user_id`'s session, else `x-session-id`, else Codex's `session-id`, else the
-    request id. Values that are not plain ids are ignored, not cleaned: a cleaned id could merge two
-    sessions."""
-    first = valid_session(headers.get(_SESSION_HEADERS[0]))
-    if first:
-        return first
-    from_doc = _metadata_session(doc) if doc is not None else None
-    return from_doc or next((s for h in _SESSION_HEADERS[1:] if (s := valid_session(headers.get(h)))),
-                            None) or valid_session(headers.get("x-request-id"))
 
 
 def anonymise_ip(value: str | None) -> str | None:

@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 import zstandard
 
-from . import metrics
+from . import metrics, rollups
 from .sse_reassembly import reassemble
 
 log = logging.getLogger("lunaroute")
@@ -48,32 +48,59 @@ def _connect(path: Path) -> sqlite3.Connection:
     return db
 
 
+def _private(path: Path) -> None:
+    """The store file and its WAL/SHM readable by this user only (records hold prompts), whatever
+    the umask and whether or not the directory already existed. SQLite gives the WAL and SHM files
+    the database file's mode; those left by an older, looser store are tightened too."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            if name.stat().st_mode & 0o077:
+                name.chmod(0o600)
+
+
 def open_db(directory: str, create: bool = True) -> sqlite3.Connection:
-    """The store under `directory` (0700: records hold prompts)."""
+    """The store under `directory` (0700, its files 0600: records hold prompts), with its
+    aggregates (`rollups`) created and back-filled if the store predates them."""
     root = Path(os.path.expanduser(directory))
     if create:
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _private(root / DB_NAME)
     elif not (root / DB_NAME).exists():
         raise FileNotFoundError(f"no session store in {root} (is recording.enabled on, with this dir?)")
     db = _connect(root / DB_NAME)
     db.executescript(_SCHEMA)
+    rollups.migrate(db)
     return db
 
 
 def encode_bodies(record: dict[str, Any], redact: Callable[[bytes], bytes] | None) -> bytes:
     """The bodies of one record as one zstd frame: client request, provider request, the response
-    reassembled (a stream becomes its final message) and, for streams, the raw events."""
+    reassembled (a stream becomes its final message) and, for streams, the raw events.
+
+    A value split across deltas ("4111 1111" in one event, "1111 1111" in the next) is whole only in
+    the reassembled message, so that is what redaction reads. When it finds something there, the raw
+    events would still hold it in pieces no pattern sees: they are not kept (`events_withheld`)."""
     def clean(data: bytes | None) -> bytes | None:
         return redact(data) if data and redact is not None else data
 
     raw = record.get("response") or b""
     final = reassemble(record.get("client", ""), raw) if record.get("stream") else None
-    doc = {
+    doc: dict[str, Any] = {
         "request": _as_json(clean(record.get("request"))),
         "provider_request": _as_json(clean(record.get("provider_request"))),
-        "response": _as_json(clean(orjson.dumps(final) if final is not None else raw)),
-        "events": clean(raw).decode("utf-8", "replace") if final is not None else None,
+        "events": None,
     }
+    if final is None:
+        doc["response"] = _as_json(clean(raw))
+    else:
+        whole = orjson.dumps(final)
+        masked = clean(whole)
+        doc["response"] = _as_json(masked)
+        if masked == whole:
+            doc["events"] = clean(raw).decode("utf-8", "replace")
+        else:
+            doc["events_withheld"] = "pii"
     return zstandard.ZstdCompressor(level=3).compress(orjson.dumps(doc))
 
 
@@ -99,9 +126,17 @@ def insert(db: sqlite3.Connection, record: dict[str, Any], redact: Callable[[byt
            ("input", "output", "cache_read", "cache_write", "reasoning")}}
     row["stream"] = bool(record.get("stream"))
     row["truncated"] = bool(record.get("truncated"))
-    db.execute(f"INSERT INTO records ({', '.join(_COLUMNS)}, body_bytes, bodies) "
-               f"VALUES ({', '.join('?' * (len(_COLUMNS) + 2))})",
-               [row[c] for c in _COLUMNS] + [len(bodies), bodies])
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute(f"INSERT INTO records ({', '.join(_COLUMNS)}, body_bytes, bodies) "
+                   f"VALUES ({', '.join('?' * (len(_COLUMNS) + 2))})",
+                   [row[c] for c in _COLUMNS] + [len(bodies), bodies])
+        rollups.add(db, row)
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
 
 
 def enforce_retention(db: sqlite3.Connection, max_age_days: float, max_bytes: int, max_sessions: int = 10_000) -> int:
@@ -109,8 +144,8 @@ def enforce_retention(db: sqlite3.Connection, max_age_days: float, max_bytes: in
     the oldest records until the bodies fit `max_bytes`."""
     deleted = db.execute("DELETE FROM records WHERE ts < ?", (time.time() - max_age_days * 86400,)).rowcount
     deleted += db.execute(
-        "DELETE FROM records WHERE session IN (SELECT session FROM records GROUP BY session "
-        "ORDER BY MAX(ts) DESC LIMIT -1 OFFSET ?)", (max_sessions,)).rowcount
+        "DELETE FROM records WHERE session IN (SELECT session FROM session_index "
+        "ORDER BY last_ts DESC LIMIT -1 OFFSET ?)", (max_sessions,)).rowcount
     total = db.execute("SELECT COALESCE(SUM(body_bytes), 0) FROM records").fetchone()[0]
     if total > max_bytes:
         cutoff = db.execute(
@@ -118,6 +153,8 @@ def enforce_retention(db: sqlite3.Connection, max_age_days: float, max_bytes: in
             "WHERE kept > ? ORDER BY ts DESC LIMIT 1", (max_bytes,)).fetchone()
         if cutoff is not None:
             deleted += db.execute("DELETE FROM records WHERE ts <= ?", (cutoff[0],)).rowcount
+    if deleted:
+        rollups.prune(db, time.time() - 2 * rollups.DAY_S)
     return deleted
 
 
@@ -199,10 +236,15 @@ def sessions(db: sqlite3.Connection, limit: int = 50, since: float = 0.0) -> lis
     return out
 
 
-def turns(db: sqlite3.Connection, session: str) -> Iterator[dict[str, Any]]:
-    """Every record of a session, oldest first, bodies decoded."""
-    cur = db.execute(f"SELECT id, {', '.join(_COLUMNS)}, bodies FROM records WHERE session = ? ORDER BY ts, id",
-                     (session,))
+def turns(db: sqlite3.Connection, session: str, offset: int = 0, limit: int = -1,
+          key: str | None = None) -> Iterator[dict[str, Any]]:
+    """The records of a session, oldest first, bodies decoded: all of them, or `limit` from the
+    `offset`-th (the console pages through long sessions); only `key`'s when given."""
+    where, args = "session = ?", [session]
+    if key is not None:
+        where, args = where + " AND key = ?", [*args, key]
+    cur = db.execute(f"SELECT id, {', '.join(_COLUMNS)}, bodies FROM records WHERE {where} ORDER BY ts, id "
+                     "LIMIT ? OFFSET ?", (*args, limit, offset))
     for row in cur:
         item = dict(zip(("id", *_COLUMNS), row[:-1], strict=True))
         item["stream"], item["truncated"] = bool(item["stream"]), bool(item["truncated"])

@@ -1,6 +1,11 @@
 """`lunaroute sessions list|show|stats|export`: the session store read back, as `rich` tables for a
 terminal and as JSON (`--json`, `export`: JSONL) for scripts. It reads the store of the config it is
-given (`recording.dir`), never a running gateway."""
+given (`recording.dir`), never a running gateway.
+
+Everything in a record was written by a client (prompts, model names, session ids) or a provider, so
+it reaches the terminal only through `_plain`: as `rich.text.Text` (never parsed as markup: `[/x]`
+neither styles nor crashes) with control characters replaced (no escape sequence from a prompt sets
+colours, hyperlinks or the terminal's title)."""
 
 from __future__ import annotations
 
@@ -14,10 +19,18 @@ import orjson
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
 from . import sessions as store
 
 _PERIODS = {"h": 3600, "d": 86400, "w": 7 * 86400}
+# C0 controls but tab and newline, DEL, C1 controls (0x9b is a one-byte CSI on some terminals)
+_CONTROLS = {c: "\ufffd" for c in (*range(0x00, 0x09), *range(0x0b, 0x20), *range(0x7f, 0xa0))}
+
+
+def _plain(value: object, style: str = "") -> Text:
+    """Client or provider text for the terminal: literal, without control characters."""
+    return Text(str(value).translate(_CONTROLS), style=style)
 
 
 def _since(period: str) -> float:
@@ -48,13 +61,13 @@ def cmd_list(args: argparse.Namespace, directory: str) -> int:
     if args.json:
         _json_out(rows)
         return 0
-    table = Table(title=f"sessions in {directory}")
+    table = Table(title=_plain(f"sessions in {directory}"))
     for col in ("session", "start (UTC)", "duration", "requests", "providers", "in", "out", "thinking",
                 "cache r/w", "cost", "overhead"):
         table.add_column(col, justify="right" if col not in ("session", "providers") else "left")
     for r in rows:
-        table.add_row(r["session"], _when(r["start"]), f"{r['duration_s']:.1f}s", str(r["requests"]),
-                      ",".join(r["providers"]), str(r["input"]), str(r["output"]), str(r["reasoning"]),
+        table.add_row(_plain(r["session"]), _when(r["start"]), f"{r['duration_s']:.1f}s", str(r["requests"]),
+                      _plain(",".join(r["providers"])), str(r["input"]), str(r["output"]), str(r["reasoning"]),
                       f"{r['cache_read']}/{r['cache_write']}", _usd(r["cost_usd"]), f"{r['overhead_ms']:.1f} ms")
     Console().print(table)
     return 0
@@ -109,16 +122,17 @@ def cmd_show(args: argparse.Namespace, directory: str) -> int:
         return 0
     console = Console()
     for i, r in enumerate(rows, 1):
-        head = (f"#{i} {_when(r['ts'])}  {r['client']} {r['path']} → {r['provider']} ({r['reason']})  "
-                f"model {r['model']}" + (f" → {r['sent_model']}" if r["sent_model"] != r["model"] else "")
-                + f"  status {r['status']} {r['outcome']}")
+        head = _plain(f"#{i} {_when(r['ts'])}  {r['client']} {r['path']} → {r['provider']} ({r['reason']})  "
+                      f"model {r['model']}" + (f" → {r['sent_model']}" if r["sent_model"] != r["model"] else "")
+                      + f"  status {r['status']} {r['outcome']}")
         ttft = "—" if r["ttft_ms"] is None else f"{r['ttft_ms']:.0f} ms"
         facts = (f"tokens in {r['input']} out {r['output']} cache r/w {r['cache_read']}/{r['cache_write']}  "
-                 f"cost {_usd(r['cost_usd'])}  {r['duration_ms']:.0f} ms, ttft {ttft}, "
-                 f"overhead {r['overhead_ms']:.2f} ms")
-        body = f"[bold]user[/bold]: {_text_of(r.get('request'))}\n[bold]answer[/bold]: {_text_of(r.get('response'))}"
-        console.print(Panel(body, title=head, subtitle=facts, title_align="left", subtitle_align="left"),
-                      markup=True, highlight=False)
+                 f"cost {_usd(r['cost_usd'])}  {r['duration_ms'] or 0:.0f} ms, ttft {ttft}, "
+                 f"overhead {r['overhead_ms'] or 0:.2f} ms")
+        body = Text.assemble(_plain("user", "bold"), ": ", _plain(_text_of(r.get("request"))), "\n",
+                             _plain("answer", "bold"), ": ", _plain(_text_of(r.get("response"))))
+        console.print(Panel(body, title=head, subtitle=Text(facts), title_align="left", subtitle_align="left"),
+                      highlight=False)
     return 0
 
 
@@ -140,7 +154,7 @@ def cmd_stats(args: argparse.Namespace, directory: str) -> int:
                 "avg overhead"):
         table.add_column(col, justify="left" if col == args.by else "right")
     for r in rows:
-        table.add_row(str(r[args.by] or "—"), str(r["requests"]), str(r["errors"]), str(r["input"]),
+        table.add_row(_plain(r[args.by] or "—"), str(r["requests"]), str(r["errors"]), str(r["input"]),
                       str(r["output"]), f"{r['cache_read']}/{r['cache_write']}", _usd(r["cost_usd"]),
                       f"{r['avg_duration_ms'] or 0:.0f} ms", f"{r['avg_ttft_ms'] or 0:.0f} ms",
                       f"{r['avg_overhead_ms'] or 0:.2f} ms")

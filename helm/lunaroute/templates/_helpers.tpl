@@ -88,13 +88,22 @@ chart owns set from `envoy.*` / `extProc.*`, so Envoy, the ext_proc server and t
 {{- define "lunaroute.config" -}}
 {{- $cfg := deepCopy (.Values.config | default dict) }}
 {{- $ep := .Values.extProc }}
-{{- $managed := dict "port" (int $ep.port) "bind_host" "0.0.0.0" "message_timeout_ms" (int $ep.messageTimeoutMs) "max_message_bytes" (int64 $ep.maxMessageBytes) }}
+{{- /* the workers' Unix sockets: Envoy's way in when it shares the pod, the probes' way in always */}}
+{{- $managed := dict "port" (int $ep.port) "socket_dir" (include "lunaroute.socketDir" .) "message_timeout_ms" (int $ep.messageTimeoutMs) "max_message_bytes" (int64 $ep.maxMessageBytes) }}
 {{- if eq .Values.mode "mesh" }}
+{{- /* the mesh's proxies come over the pod network: TCP, with mutual TLS unless switched off */}}
 {{- $_ := set $managed "host" (include "lunaroute.extprocHost" .) }}
+{{- $_ := set $managed "bind_host" "0.0.0.0" }}
 {{- $_ := set $managed "workers" 1 }}
+{{- if $ep.mtls.enabled }}
+{{- $dir := include "lunaroute.mtlsDir" . }}
+{{- $_ := set $managed "tls" (dict "cert_file" (printf "%s/tls.crt" $dir) "key_file" (printf "%s/tls.key" $dir) "client_ca_file" (printf "%s/ca.crt" $dir)) }}
+{{- end }}
 {{- else }}
+{{- /* Envoy shares the pod: no gRPC port at all, only the sockets in a volume of these two containers */}}
 {{- $_ := set $managed "host" "127.0.0.1" }}
 {{- $_ := set $managed "workers" (int $ep.workers) }}
+{{- $_ := set $cfg "limits" (include "lunaroute.envoyLimits" (list . (get $cfg "limits" | default dict)) | fromYaml) }}
 {{- /* a sidecar serves its own pod over loopback only; the gateway serves the pod network */}}
 {{- $_ := set $cfg "listen" (dict "host" (ternary "127.0.0.1" "0.0.0.0" (eq .Values.mode "sidecar")) "port" (int .Values.envoy.port)) }}
 {{- /* a Unix socket in Envoy's own /tmp: an app container sharing the pod's network cannot reach it */}}
@@ -114,6 +123,71 @@ chart owns set from `envoy.*` / `extProc.*`, so Envoy, the ext_proc server and t
 {{- end }}
 {{- $_ := set $cfg "extproc" (merge $managed (get $cfg "extproc" | default dict)) }}
 {{- toYaml $cfg }}
+{{- end }}
+
+{{/* Where the workers' Unix sockets live (a volume shared by the ext_proc and Envoy containers only). */}}
+{{- define "lunaroute.socketDir" -}}/run/lunaroute{{- end }}
+
+{{/* Where the ext_proc container finds its mutual-TLS certificate, key and client CA (mesh mode). */}}
+{{- define "lunaroute.mtlsDir" -}}/etc/lunaroute-tls{{- end }}
+
+{{/* Mesh mode with mutual TLS between the mesh's proxies and the workers. */}}
+{{- define "lunaroute.mtls" -}}
+{{- if and (eq .Values.mode "mesh") .Values.extProc.mtls.enabled }}true{{ end }}
+{{- end }}
+
+{{/* The Secret with the workers' certificate, key and client CA (tls.crt, tls.key, ca.crt). */}}
+{{- define "lunaroute.mtlsServerSecret" -}}
+{{- .Values.extProc.mtls.existingSecret | default (printf "%s-extproc-tls" (include "lunaroute.fullname" .) | trunc 63 | trimSuffix "-") }}
+{{- end }}
+
+{{/* The Secret with the proxies' client certificate, key and the CA of the workers' (tls.crt, tls.key, ca.crt). */}}
+{{- define "lunaroute.mtlsClientSecret" -}}
+{{- .Values.extProc.mtls.clientSecret | default (printf "%s-extproc-client" (include "lunaroute.fullname" .) | trunc 63 | trimSuffix "-") }}
+{{- end }}
+
+{{/* The namespace of the Istio proxies that run the filter (their client certificate Secret goes there). */}}
+{{- define "lunaroute.istioProxyNamespace" -}}
+{{- .Values.mesh.istio.proxyNamespace | default .Values.mesh.istio.namespace | default .Release.Namespace }}
+{{- end }}
+
+{{/* A Kubernetes memory quantity ("512Mi", "1G", "1073741824") in bytes. */}}
+{{- define "lunaroute.bytes" -}}
+{{- $q := toString . }}
+{{- $digits := regexFind "^[0-9]+" $q }}
+{{- $units := dict "" 1 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 }}
+{{- $unit := trimPrefix $digits $q }}
+{{- if or (not $digits) (not (hasKey $units $unit)) }}
+{{- fail (printf "envoy.resources.limits.memory: %q is not a memory quantity the chart reads; write it like 512Mi or 1Gi" $q) }}
+{{- end }}
+{{- mul (int64 $digits) (get $units $unit) }}
+{{- end }}
+
+{{/*
+The config's `limits` with Envoy's heap cap below its container's memory limit, so the overload manager
+(which resets the streams holding the most memory from 85 % of the cap, refuses new requests at 95 %)
+acts before the kernel's OOM killer ends every stream at once. Unset: 75 % of the limit (the rest is
+what Envoy's process holds beyond its heap). (list . limits)
+*/}}
+{{- define "lunaroute.envoyLimits" -}}
+{{- $root := index . 0 }}
+{{- $limits := deepCopy (index . 1) }}
+{{- $memory := dig "limits" "memory" "" ($root.Values.envoy.resources | default dict) }}
+{{- if $memory }}
+{{- $cap := int64 (include "lunaroute.bytes" $memory) }}
+{{- if hasKey $limits "envoy_max_heap_bytes" }}
+{{- if ge (int64 (get $limits "envoy_max_heap_bytes")) $cap }}
+{{- fail (printf "config.limits.envoy_max_heap_bytes: %v is not below envoy.resources.limits.memory (%s = %d bytes): the kernel would kill Envoy before its overload manager acts; leave it unset (75 %% of the limit) or lower it" (get $limits "envoy_max_heap_bytes") $memory $cap) }}
+{{- end }}
+{{- else }}
+{{- $heap := div (mul $cap 3) 4 }}
+{{- if lt $heap 67108864 }}
+{{- fail (printf "envoy.resources.limits.memory: %s leaves Envoy a heap cap of %d bytes (75 %%), below the 64 MiB the gateway needs; raise the limit to at least 86Mi" $memory $heap) }}
+{{- end }}
+{{- $_ := set $limits "envoy_max_heap_bytes" $heap }}
+{{- end }}
+{{- end }}
+{{- toYaml $limits }}
 {{- end }}
 
 {{/* Fail early when a provider's key variable has no source (Envoy would refuse to start). */}}
@@ -184,6 +258,7 @@ typed_config:
 - name: lunaroute-extproc-tmp
   emptyDir:
     sizeLimit: 256Mi
+{{ include "lunaroute.socketsVolume" . }}
 {{- with .Values.extraVolumes }}
 {{ toYaml . }}
 {{- end }}
@@ -215,6 +290,20 @@ typed_config:
       mountPath: /envoy
 {{- end }}
 
+{{/* The workers' Unix sockets: only the containers that mount this volume can open them. */}}
+{{- define "lunaroute.socketsVolume" -}}
+- name: lunaroute-sockets
+  emptyDir:
+    medium: Memory
+    sizeLimit: 1Mi
+{{- end }}
+
+{{/* The ext_proc container's probe: worker 0's gRPC health over its Unix socket (extproc/probe.py). */}}
+{{- define "lunaroute.extprocProbe" -}}
+exec:
+  command: [python, -m, extproc.probe, {{ printf "unix:%s/worker-0.sock" (include "lunaroute.socketDir" .) | quote }}]
+{{- end }}
+
 {{/* The ext_proc server container. */}}
 {{- define "lunaroute.extprocContainer" -}}
 - name: lunaroute-extproc
@@ -227,17 +316,18 @@ typed_config:
     {{- with .Values.extProc.env }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
+  {{- if eq .Values.mode "mesh" }}
   ports:
     - name: lr-grpc
       containerPort: {{ .Values.extProc.port }}
       protocol: TCP
+  {{- end }}
+  {{- /* kubelet's gRPC probe dials the pod IP in plain text: it reaches neither a socket nor mutual TLS */}}
   livenessProbe:
-    grpc:
-      port: {{ .Values.extProc.port }}
+    {{- include "lunaroute.extprocProbe" . | nindent 4 }}
     {{- toYaml .Values.extProc.livenessProbe | nindent 4 }}
   readinessProbe:
-    grpc:
-      port: {{ .Values.extProc.port }}
+    {{- include "lunaroute.extprocProbe" . | nindent 4 }}
     {{- toYaml .Values.extProc.readinessProbe | nindent 4 }}
   resources:
     {{- toYaml .Values.extProc.resources | nindent 4 }}
@@ -249,9 +339,16 @@ typed_config:
       readOnly: true
     - name: lunaroute-extproc-tmp
       mountPath: /tmp
+    - name: lunaroute-sockets
+      mountPath: {{ include "lunaroute.socketDir" . }}
+    {{- if include "lunaroute.mtls" . }}
+    - name: lunaroute-extproc-tls
+      mountPath: {{ include "lunaroute.mtlsDir" . }}
+      readOnly: true
+    {{- end }}
 {{- end }}
 
-{{/* Envoy and the ext_proc server, side by side; Envoy reaches the workers on 127.0.0.1. */}}
+{{/* Envoy and the ext_proc server, side by side; Envoy reaches the workers on their Unix sockets. */}}
 {{- define "lunaroute.sidecar.containers" -}}
 - name: lunaroute-envoy
   image: "{{ .Values.envoy.image.repository }}:{{ .Values.envoy.image.tag }}"
@@ -318,6 +415,8 @@ typed_config:
       readOnly: true
     - name: lunaroute-envoy-tmp
       mountPath: /tmp
+    - name: lunaroute-sockets
+      mountPath: {{ include "lunaroute.socketDir" . }}
     {{- with .Values.envoy.extraVolumeMounts }}
     {{- toYaml . | nindent 4 }}
     {{- end }}

@@ -1,4 +1,6 @@
-"""Client speaks OpenAI Chat Completions, provider speaks Anthropic Messages (OpenAI SDK apps → Claude).
+"""Anthropic Messages from Chat Completions: the request of a Chat client for an Anthropic provider (OpenAI
+SDK apps → Claude), and the response and errors of a Chat provider for an Anthropic client. The Chat
+provider's stream is `from_chat_stream`; the other direction is `extproc.dialects.openai_chat.from_anthropic`.
 
 Choices made here:
 - `system`/`developer` messages are hoisted, in order, into the top-level `system` blocks (Anthropic
@@ -20,45 +22,55 @@ Choices made here:
   `_structured_output`; not together with tools), `audio`, `modalities` other than text, legacy `functions`,
   non-function tools. Silently dropped (hints without an Anthropic counterpart): `seed`,
   `frequency_penalty`, `presence_penalty`, `logit_bias`, `store`, `service_tier`, `prompt_cache_key`…
-- errors: Anthropic 529 `overloaded_error` → OpenAI 503 (a status every OpenAI client knows as retryable);
-  Anthropic's "prompt is too long: N tokens > M maximum" → OpenAI `context_length_exceeded`.
+- response: provider tool arguments that are not a JSON object are kept under ``{"raw_arguments": "<text>"}``
+  so the client's schema validation reports the problem to the model instead of the call silently losing
+  input; a call without an id gets one Anthropic accepts (`history.generated_tool_id`).
+- errors: a provider's context overflow is reworded as Anthropic's "prompt is too long", on which Claude
+  Code compacts the conversation.
 """
 
 from __future__ import annotations
 
 import re
-import time
+from typing import Any
 
 import orjson
 
-from extproc.dialects import openai as O
-from extproc.dialects.anthropic_stream_to_openai import AnthropicToOpenAIStream
+from extproc.dialects.anthropic.history import generated_tool_id
+from extproc.dialects.anthropic.spec import error_body
 from extproc.dialects.base import ClientTools, Target, TranslationError
-from extproc.dialects.caching import client_hint
-from extproc.dialects.shapes import (
-    MALFORMED,
-    RESPONSE_TOOL,
-    STOP_TO_FINISH,
+from extproc.dialects.body_checks import (
     body_excerpt,
     check_list,
     check_number,
     check_positive_int,
     check_strings,
     malformed_as,
-    not_understood,
-    usage_to_openai,
 )
+from extproc.dialects.caching import client_hint
+from extproc.dialects.openai_chat.read import first_choice, message_text, reasoning_of, tool_calls_of
+from extproc.dialects.openai_chat.spec import CACHE_WRITE_TOKENS
+from extproc.dialects.tools import RESPONSE_TOOL, client_name, parse_arguments
+from extproc.dialects.usage import dict_of, tokens
 
 _DATA_URL = re.compile(r"^data:([^;,]+);base64,(.*)$", re.S)
-_TOO_LONG = re.compile(r"prompt is too long: (\d+) tokens > (\d+) maximum")
 _BUDGET = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384, "xhigh": 32768}
 _MIN_BUDGET = 1024
-
+_CTX_MAX = re.compile(r"maximum context length is (\d+)", re.I)
+_CTX_USED = re.compile(r"(?:resulted in|requested|you have|prompt has|input has)\s+(\d+)\s+tokens", re.I)
+_CTX_HINT = re.compile(r"context[ _]length|context window|prompt is too long|too many tokens", re.I)
+FINISH_TO_STOP = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "function_call": "tool_use",
+    "content_filter": "refusal",
+}
 
 # ----------------------------------------------------------------------------------------------- request
 
 
-def translate_request(body: dict, target: Target) -> dict:
+def request(body: dict, target: Target) -> dict:
     """OpenAI `/v1/chat/completions` body → Anthropic `/v1/messages` body."""
     _reject_unfaithful(body)
     out: dict = {"model": body.get("model")}
@@ -75,8 +87,7 @@ def translate_request(body: dict, target: Target) -> dict:
 
     wanted = check_positive_int(body, "max_completion_tokens"), check_positive_int(body, "max_tokens")
     max_tokens = wanted[0] or wanted[1] or target.default_max_tokens
-    cap = target.max_tokens_for(out["model"])
-    out["max_tokens"] = min(max_tokens, cap) if cap else max_tokens
+    out["max_tokens"] = target.output_cap(out["model"], max_tokens)
     stop = body.get("stop")
     if stop is not None and not isinstance(stop, str):
         check_strings(stop, "stop")
@@ -99,7 +110,7 @@ def translate_request(body: dict, target: Target) -> dict:
         structured = _structured_output(body.get("response_format"), out)
     temperature, top_p = check_number(body, "temperature"), check_number(body, "top_p")
     # Anthropic refuses thinking while tool_choice forces a tool
-    thinking = not structured and _may_think(messages) and _thinking(body.get("reasoning_effort"), out, cap)
+    thinking = not structured and _may_think(messages) and _thinking(body.get("reasoning_effort"), out, target)
     if not thinking:
         if temperature is not None:
             out["temperature"] = min(temperature, 1)
@@ -174,7 +185,7 @@ def _push(out: list[dict], role: str, blocks: list[dict]) -> None:
         out.append({"role": role, "content": blocks})
 
 
-def _text_of(content: object, where: str) -> str:
+def _text_of(content: Any, where: str) -> str:
     if isinstance(content, str):
         return content
     texts = []
@@ -324,13 +335,13 @@ def _may_think(messages: list[dict]) -> bool:
     return True
 
 
-def _thinking(effort: object, out: dict, cap: int | None) -> bool:
+def _thinking(effort: object, out: dict, target: Target) -> bool:
     budget = _BUDGET.get(effort) if isinstance(effort, str) else None
     if not budget:
         return False
     if out["max_tokens"] <= budget:
         wanted = out["max_tokens"] + budget
-        out["max_tokens"] = min(wanted, cap) if cap else wanted
+        out["max_tokens"] = target.output_cap(out["model"], wanted)
         budget = min(budget, out["max_tokens"] - 1)
     if budget < _MIN_BUDGET:
         return False  # the cap leaves no room for thinking: answer without it
@@ -341,115 +352,114 @@ def _thinking(effort: object, out: dict, cap: int | None) -> bool:
 # ---------------------------------------------------------------------------------------------- response
 
 
-def translate_response(body: dict, target: Target | None = None) -> dict:
-    """Anthropic `message` → OpenAI `chat.completion`. A body of the wrong shape raises `not_understood`."""
-    if not isinstance(body, dict):
-        raise not_understood("not a JSON object")
-    content = body.get("content")
-    if not isinstance(content, list) or not all(isinstance(b, dict) for b in content):
-        raise not_understood("content is not an array of blocks")
-    texts: list[str] = []
-    thinking: list[str] = []
-    calls: list[dict] = []
-    answer: str | None = None
-    for n, block in enumerate(content):
-        kind = block.get("type")
-        if kind == "text":
-            texts.append(_text(block.get("text"), n))
-        elif kind == "thinking":
-            thinking.append(_text(block.get("thinking"), n))
-        elif kind == "tool_use" and block.get("name") == RESPONSE_TOOL:
-            answer = orjson.dumps(block.get("input") or {}).decode()  # the structured answer
-        elif kind == "tool_use":
-            name = block.get("name")
-            if not isinstance(name, str) or not name:
-                raise not_understood(f"content[{n}] tool_use has no name")
-            calls.append({"id": block.get("id"), "type": "function",
-                          "function": {"name": name,
-                                       "arguments": orjson.dumps(block.get("input") or {}).decode()}})
-    if answer is not None:  # the JSON alone is the message, as the client's response_format asked
-        texts = [answer]
-    message: dict = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
-    if calls:
-        message["tool_calls"] = calls
-    if thinking:
-        message["reasoning_content"] = "".join(thinking)
-    reason = body.get("stop_reason")
-    finish = STOP_TO_FINISH.get(reason, "stop") if isinstance(reason, str) else "stop"
-    if answer is not None and not calls:  # only the structured answer's tool was called
-        finish = "stop"
+def response(body: dict, target: Target | None = None, client_tools: ClientTools | None = None) -> dict:
+    """OpenAI `chat.completion` → Anthropic `message`. A body of the wrong shape raises `not_understood`."""
+    choice, message = first_choice(body)
+    content: list[dict] = []
+    reasoning = reasoning_of(message)
+    mode = target.reasoning if target else "thinking"
+    if reasoning and mode == "thinking":
+        content.append({"type": "thinking", "thinking": reasoning})
+    elif reasoning and mode == "text":
+        content.append({"type": "text", "text": reasoning})
+    text = message_text(message)
+    if text:
+        content.append({"type": "text", "text": text})
+    refusal = message.get("refusal")
+    if refusal and isinstance(refusal, str):
+        content.append({"type": "text", "text": refusal})
+    calls = tool_calls_of(message)
+    for n, (call, name, arguments) in enumerate(calls):
+        call_id = call.get("id")
+        if not isinstance(call_id, str) or not call_id:
+            call_id = generated_tool_id(str(body.get("id") or ""), n)
+        content.append({"type": "tool_use", "id": call_id, "name": client_name(name, client_tools),
+                        "input": parse_arguments(arguments)})
+    reason, sequence = stop_reason(choice.get("finish_reason"), choice.get("stop_reason"), bool(calls))
+    raw_id = str(body.get("id") or "")
     return {
-        "id": f"chatcmpl-{body.get('id')}",
-        "object": "chat.completion",
-        "created": int(time.time()),
+        "id": raw_id if raw_id.startswith("msg_") else f"msg_{raw_id}",
+        "type": "message",
+        "role": "assistant",
         "model": body.get("model"),
-        "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
-        "usage": usage_to_openai(body.get("usage")),
+        "content": content,
+        "stop_reason": reason,
+        "stop_sequence": sequence,
+        "usage": usage_to_anthropic(body.get("usage")),
     }
 
 
-def _text(value: object, n: int) -> str:
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise not_understood(f"content[{n}] text is not a string")
-    return value
+def stop_reason(finish: str | None, matched: object = None, has_tools: bool = False) -> tuple[str, str | None]:
+    """(stop_reason, stop_sequence). vLLM reports the matched stop string in `choice.stop_reason`;
+    some providers (Ollama) finish tool calls with "stop", so tool calls win."""
+    finish = finish if isinstance(finish, str) else None
+    if has_tools and finish in (None, "stop"):
+        return "tool_use", None
+    if finish == "stop" and isinstance(matched, str):
+        return "stop_sequence", matched
+    return FINISH_TO_STOP.get(finish or "stop", "end_turn"), None
+
+
+def usage_to_anthropic(usage: object) -> dict:
+    """OpenAI usage → Anthropic usage; `input_tokens` excludes cached prompt tokens, as Anthropic counts.
+
+    Cache writes, which providers relaying Claude report as `prompt_tokens_details.cache_write_tokens`,
+    become `cache_creation_input_tokens` (and leave `input_tokens` too).
+
+    Reasoning tokens (`completion_tokens_details.reasoning_tokens`, part of `completion_tokens`) are kept
+    as ``output_tokens_details: {"thinking_tokens": N}``, where Anthropic reports its own.
+    """
+    usage = dict_of(usage)
+    prompt = tokens(usage.get("prompt_tokens"))
+    details = dict_of(usage.get("prompt_tokens_details"))
+    cached = tokens(details.get("cached_tokens")) or tokens(usage.get("prompt_cache_hit_tokens"))  # DeepSeek's
+    written = tokens(details.get(CACHE_WRITE_TOKENS))
+    out: dict = {
+        "input_tokens": max(prompt - cached - written, 0),
+        "cache_creation_input_tokens": written,
+        "cache_read_input_tokens": cached,
+        "output_tokens": tokens(usage.get("completion_tokens")),
+    }
+    reasoning = tokens(dict_of(usage.get("completion_tokens_details")).get("reasoning_tokens"))
+    if reasoning:
+        out["output_tokens_details"] = {"thinking_tokens": reasoning}
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ errors
 
 
 def provider_error(status: int, body: bytes) -> tuple[int, bytes]:
-    """Any Anthropic-provider error response (JSON or not) → OpenAI envelope."""
+    """Any OpenAI-provider error response (JSON or not) → Anthropic envelope; context overflows reworded."""
+    message, code = _error_message(status, body)
+    if code == "context_length_exceeded" or _CTX_HINT.search(message):
+        return 400, error_body(400, context_message(message))
+    return status, error_body(status, message)
+
+
+def context_message(message: str) -> str:
+    """Claude Code compacts the conversation on exactly this wording."""
+    limit = _CTX_MAX.search(message)
+    used = _CTX_USED.search(message)
+    if limit and used:
+        return f"prompt is too long: {used.group(1)} tokens > {limit.group(1)} maximum"
+    return f"prompt is too long: {message}"
+
+
+def _error_message(status: int, body: bytes) -> tuple[str, str | None]:
     try:
         data = orjson.loads(body) if body else None
     except orjson.JSONDecodeError:
         data = None
-    err = data.get("error") if isinstance(data, dict) else None
-    if isinstance(err, dict) and isinstance(err.get("message"), str):
-        message = err["message"]
-    else:
-        message = body_excerpt(status, body)
-    if status == 529:
-        status = 503
-    too_long = _TOO_LONG.search(message)
-    if too_long:
-        message = (f"This model's maximum context length is {too_long.group(2)} tokens. "
-                   f"However, your messages resulted in {too_long.group(1)} tokens.")
-        return 400, O.error_body(400, message, "messages", "context_length_exceeded")
-    return status, O.error_body(status, message)
-
-
-# -------------------------------------------------------------------------------------------- translator
-
-
-class OpenAIToAnthropic:
-    """Translator for client=openai, provider=anthropic."""
-
-    client = "openai"
-    provider = "anthropic"
-
-    def request_path(self, client_path: str) -> str:
-        return "/v1/messages" if client_path.rstrip("/") == "/v1/chat/completions" else client_path
-
-    def request_body(self, body: dict, target: Target) -> dict:
-        try:
-            return translate_request(body, target)
-        except MALFORMED as exc:  # a wrongly shaped field: the client's 400, not the gateway's 500
-            raise TranslationError(f"malformed request body: {exc}") from exc
-
-    def response_body(self, body: dict, target: Target | None = None,
-                      client_tools: ClientTools | None = None) -> dict:
-        try:
-            return translate_response(body, target)
-        except MALFORMED as exc:
-            raise not_understood(str(exc)) from exc
-
-    def stream(
-        self, target: Target | None = None, *, input_tokens_estimate: int = 0, include_usage: bool = False,
-        client_tools: ClientTools | None = None,
-    ) -> AnthropicToOpenAIStream:
-        return AnthropicToOpenAIStream(include_usage)
-
-    def error(self, status: int, body: bytes) -> tuple[int, bytes]:
-        return provider_error(status, body)
+    if isinstance(data, list) and data:
+        data = data[0]  # some providers wrap the error in a list
+    if isinstance(data, dict):
+        err = data.get("error", data)
+        if isinstance(err, str):
+            return err, None
+        if isinstance(err, dict):
+            msg = err.get("message") or err.get("detail") or err.get("msg")
+            code = err.get("code")
+            if isinstance(msg, str) and msg:
+                return msg, code if isinstance(code, str) else None
+    return body_excerpt(status, body), None

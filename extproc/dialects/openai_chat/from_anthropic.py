@@ -1,8 +1,9 @@
-"""Client speaks Anthropic Messages, provider speaks OpenAI Chat Completions (Claude Code → GPT, DeepSeek…).
+"""Chat Completions from Anthropic Messages: the request of an Anthropic client for a Chat provider (Claude
+Code → GPT, DeepSeek…), and the response and errors of an Anthropic provider for a Chat client.
 
 Request: built field by field from a whitelist, so Anthropic-only fields (`cache_control`,
-`context_management`, `output_config`, betas…) never reach the provider. Response, stream (see
-`openai_stream_to_anthropic`) and errors go the other way.
+`context_management`, `output_config`, betas…) never reach the provider. The Anthropic provider's stream
+is `from_anthropic_stream`; the other direction is `extproc.dialects.anthropic.from_chat`.
 
 Choices made here (each a place where the two APIs differ):
 - text-only user/system content becomes one string (blocks joined with a blank line): several
@@ -13,53 +14,53 @@ Choices made here (each a place where the two APIs differ):
 - `metadata.user_id` longer than OpenAI's 64 characters is replaced by its SHA-256 hex (stable, 64 chars).
 - `thinking` enabled → `reasoning_effort` by budget (<4k low, <16k medium, else high); `adaptive` takes
   `output_config.effort` when given, otherwise leaves the provider's default; `disabled` sends nothing.
-- provider tool arguments that are not a JSON object are kept under ``{"raw_arguments": "<text>"}`` so the
-  client's schema validation reports the problem to the model instead of the call silently losing input.
+- a response's `tool_use` of the forced `RESPONSE_TOOL` (a Chat client's `response_format` answered by
+  an Anthropic provider) is the message's JSON text again.
+- errors: Anthropic 529 `overloaded_error` → OpenAI 503 (a status every OpenAI client knows as retryable);
+  Anthropic's "prompt is too long: N tokens > M maximum" → OpenAI `context_length_exceeded`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
+import time
+from typing import Any
 
 import orjson
 
-from extproc.dialects import anthropic as A
-from extproc.dialects.base import ClientTool, ClientTools, Target, TranslationError
-from extproc.dialects.openai_stream_to_anthropic import OpenAIToAnthropicStream
-from extproc.dialects.shapes import (
-    MALFORMED,
+from extproc.dialects.base import ClientTools, Target, TranslationError
+from extproc.dialects.body_checks import (
     body_excerpt,
     check_list,
     check_number,
     check_positive_int,
     check_strings,
-    client_name,
-    first_choice,
     malformed_as,
-    message_text,
     not_understood,
-    parse_arguments,
-    reasoning_of,
-    short_tool_name,
-    stop_reason,
-    usage_to_anthropic,
 )
+from extproc.dialects.openai_chat.spec import CACHE_WRITE_TOKENS, error_body, user_field
+from extproc.dialects.tools import RESPONSE_TOOL, short_tool_name
+from extproc.dialects.usage import dict_of, tokens
 
 BILLING_HEADER_PREFIX = "x-anthropic-billing-header:"
-OPENAI_USER_MAX = 64
 
-_EFFORT = {"low": "low", "medium": "medium", "high": "high", "max": "high", "minimal": "low"}
-
-_CTX_MAX = re.compile(r"maximum context length is (\d+)", re.I)
-_CTX_USED = re.compile(r"(?:resulted in|requested|you have|prompt has|input has)\s+(\d+)\s+tokens", re.I)
-_CTX_HINT = re.compile(r"context[ _]length|context window|prompt is too long|too many tokens", re.I)
+_EFFORT: dict[object, str] = {"low": "low", "medium": "medium", "high": "high", "max": "high", "minimal": "low"}
+_TOO_LONG = re.compile(r"prompt is too long: (\d+) tokens > (\d+) maximum")
+STOP_TO_FINISH = {
+    "end_turn": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "stop_sequence": "stop",
+    "refusal": "content_filter",
+    "pause_turn": "stop",
+    "model_context_window_exceeded": "length",
+}
 
 
 # ----------------------------------------------------------------------------------------------- request
 
 
-def translate_request(body: dict, target: Target) -> dict:
+def request(body: dict, target: Target) -> dict:
     """Anthropic `/v1/messages` body → OpenAI `/v1/chat/completions` body."""
     out: dict = {"model": body.get("model")}
     messages: list[dict] = []
@@ -75,8 +76,7 @@ def translate_request(body: dict, target: Target) -> dict:
 
     max_tokens = check_positive_int(body, "max_tokens")
     if max_tokens is not None:
-        cap = target.max_tokens_for(out["model"])
-        out[target.max_tokens_field] = min(max_tokens, cap) if cap else max_tokens
+        out[target.max_tokens_field] = target.output_cap(out["model"], max_tokens)
     for key in ("temperature", "top_p"):
         if check_number(body, key) is not None:
             out[key] = body[key]
@@ -88,7 +88,7 @@ def translate_request(body: dict, target: Target) -> dict:
         raise TranslationError("metadata must be an object", "metadata")
     user = (metadata or {}).get("user_id")
     if isinstance(user, str) and user:
-        out["user"] = user if len(user) <= OPENAI_USER_MAX else hashlib.sha256(user.encode()).hexdigest()
+        out["user"] = user_field(user)
     if body.get("stream"):
         out["stream"] = True
         out["stream_options"] = {"include_usage": True}
@@ -242,7 +242,7 @@ def _tool_result(block: dict, where: str) -> tuple[str, list[dict]]:
     return text, images
 
 
-def _part(block: object, where: str) -> dict:
+def _part(block: Any, where: str) -> dict:
     """One Anthropic content block (text, image, document) → an OpenAI content part."""
     kind = block.get("type") if isinstance(block, dict) else None
     if kind == "text":
@@ -302,14 +302,6 @@ def _provider_name(name: object) -> object:
     return short_tool_name(name) if isinstance(name, str) else name
 
 
-def client_tools(body: dict) -> dict[str, ClientTool]:
-    """The request's tools whose names reach the provider shortened (`short_tool_name`): their calls go
-    back to the client under the name it declared."""
-    tools = body.get("tools")
-    names = [t.get("name") for t in tools if isinstance(t, dict)] if isinstance(tools, list) else []
-    return {short_tool_name(n): ClientTool(n) for n in names if isinstance(n, str) and short_tool_name(n) != n}
-
-
 def _tool_choice(choice: object, out: dict) -> None:
     if choice is None:
         return
@@ -345,119 +337,108 @@ def _reasoning_effort(thinking: object, output_config: object) -> str | None:
 # ---------------------------------------------------------------------------------------------- response
 
 
-def translate_response(body: dict, target: Target | None = None, client_tools: ClientTools | None = None) -> dict:
-    """OpenAI `chat.completion` → Anthropic `message`. A body of the wrong shape raises `not_understood`."""
-    choice, message = first_choice(body)
-    content: list[dict] = []
-    reasoning = reasoning_of(message)
-    mode = target.reasoning if target else "thinking"
-    if reasoning and mode == "thinking":
-        content.append({"type": "thinking", "thinking": reasoning})
-    elif reasoning and mode == "text":
-        content.append({"type": "text", "text": reasoning})
-    text = message_text(message)
-    if text:
-        content.append({"type": "text", "text": text})
-    refusal = message.get("refusal")
-    if refusal and isinstance(refusal, str):
-        content.append({"type": "text", "text": refusal})
-    calls = message.get("tool_calls") or []
-    if not isinstance(calls, list) or not all(isinstance(c, dict) for c in calls):
-        raise not_understood("tool_calls is not an array of objects")
-    for n, call in enumerate(calls):
-        function = call.get("function") or {}
-        name = function.get("name")
-        if not isinstance(name, str) or not name:
-            raise not_understood(f"tool_calls[{n}] has no function name")
-        call_id = call.get("id")
-        if not isinstance(call_id, str) or not call_id:
-            call_id = A.generated_tool_id(str(body.get("id") or ""), n)
-        content.append({"type": "tool_use", "id": call_id,
-                        "name": client_name(name, client_tools),
-                        "input": parse_arguments(function.get("arguments"))})
-    reason, sequence = stop_reason(choice.get("finish_reason"), choice.get("stop_reason"), bool(calls))
-    raw_id = str(body.get("id") or "")
+def response(body: dict, target: Target | None = None, client_tools: ClientTools | None = None) -> dict:
+    """Anthropic `message` → OpenAI `chat.completion`. A body of the wrong shape raises `not_understood`."""
+    if not isinstance(body, dict):
+        raise not_understood("not a JSON object")
+    content = body.get("content")
+    if not isinstance(content, list) or not all(isinstance(b, dict) for b in content):
+        raise not_understood("content is not an array of blocks")
+    texts: list[str] = []
+    thinking: list[str] = []
+    calls: list[dict] = []
+    answer: str | None = None
+    for n, block in enumerate(content):
+        kind = block.get("type")
+        if kind == "text":
+            texts.append(_text(block.get("text"), n))
+        elif kind == "thinking":
+            thinking.append(_text(block.get("thinking"), n))
+        elif kind == "tool_use" and block.get("name") == RESPONSE_TOOL:
+            answer = orjson.dumps(block.get("input") or {}).decode()  # the structured answer
+        elif kind == "tool_use":
+            name = block.get("name")
+            if not isinstance(name, str) or not name:
+                raise not_understood(f"content[{n}] tool_use has no name")
+            calls.append({"id": block.get("id"), "type": "function",
+                          "function": {"name": name,
+                                       "arguments": orjson.dumps(block.get("input") or {}).decode()}})
+    if answer is not None:  # the JSON alone is the message, as the client's response_format asked
+        texts = [answer]
+    message: dict = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
+    if calls:
+        message["tool_calls"] = calls
+    if thinking:
+        message["reasoning_content"] = "".join(thinking)
+    reason = body.get("stop_reason")
+    finish = STOP_TO_FINISH.get(reason, "stop") if isinstance(reason, str) else "stop"
+    if answer is not None and not calls:  # only the structured answer's tool was called
+        finish = "stop"
     return {
-        "id": raw_id if raw_id.startswith("msg_") else f"msg_{raw_id}",
-        "type": "message",
-        "role": "assistant",
+        "id": f"chatcmpl-{body.get('id')}",
+        "object": "chat.completion",
+        "created": int(time.time()),
         "model": body.get("model"),
-        "content": content,
-        "stop_reason": reason,
-        "stop_sequence": sequence,
-        "usage": usage_to_anthropic(body.get("usage")),
+        "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+        "usage": usage_to_openai(body.get("usage")),
     }
+
+
+def _text(value: object, n: int) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise not_understood(f"content[{n}] text is not a string")
+    return value
+
+
+def usage_to_openai(usage: object) -> dict:
+    """Anthropic usage → OpenAI usage; `prompt_tokens` counts cached and cache-written tokens too.
+
+    OpenAI has no field for cache writes (they cost more than plain input at Anthropic): when there are
+    any they go in ``prompt_tokens_details.cache_write_tokens``, an extra field OpenAI SDKs keep.
+
+    ``output_tokens_details.thinking_tokens`` (Anthropic's name; when present) →
+    ``completion_tokens_details.reasoning_tokens``.
+    """
+    usage = dict_of(usage)
+    cached = tokens(usage.get("cache_read_input_tokens"))
+    written = tokens(usage.get("cache_creation_input_tokens"))
+    prompt = tokens(usage.get("input_tokens")) + cached + written
+    completion = tokens(usage.get("output_tokens"))
+    out: dict = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": cached},
+    }
+    if written:
+        out["prompt_tokens_details"][CACHE_WRITE_TOKENS] = written
+    reasoning = tokens(dict_of(usage.get("output_tokens_details")).get("thinking_tokens"))
+    if reasoning:
+        out["completion_tokens_details"] = {"reasoning_tokens": reasoning}
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ errors
 
 
 def provider_error(status: int, body: bytes) -> tuple[int, bytes]:
-    """Any OpenAI-provider error response (JSON or not) → Anthropic envelope; context overflows reworded."""
-    message, code = _error_message(status, body)
-    if code == "context_length_exceeded" or _CTX_HINT.search(message):
-        return 400, A.error_body(400, context_message(message))
-    return status, A.error_body(status, message)
-
-
-def context_message(message: str) -> str:
-    """Claude Code compacts the conversation on exactly this wording."""
-    limit = _CTX_MAX.search(message)
-    used = _CTX_USED.search(message)
-    if limit and used:
-        return f"prompt is too long: {used.group(1)} tokens > {limit.group(1)} maximum"
-    return f"prompt is too long: {message}"
-
-
-def _error_message(status: int, body: bytes) -> tuple[str, str | None]:
+    """Any Anthropic-provider error response (JSON or not) → OpenAI envelope."""
     try:
         data = orjson.loads(body) if body else None
     except orjson.JSONDecodeError:
         data = None
-    if isinstance(data, list) and data:
-        data = data[0]  # some providers wrap the error in a list
-    if isinstance(data, dict):
-        err = data.get("error", data)
-        if isinstance(err, str):
-            return err, None
-        if isinstance(err, dict):
-            msg = err.get("message") or err.get("detail") or err.get("msg")
-            code = err.get("code")
-            if isinstance(msg, str) and msg:
-                return msg, code if isinstance(code, str) else None
-    return body_excerpt(status, body), None
-
-
-# -------------------------------------------------------------------------------------------- translator
-
-
-class AnthropicToOpenAI:
-    """Translator for client=anthropic, provider=openai."""
-
-    client = "anthropic"
-    provider = "openai"
-
-    def request_path(self, client_path: str) -> str:
-        return "/v1/chat/completions" if client_path.rstrip("/") == "/v1/messages" else client_path
-
-    def request_body(self, body: dict, target: Target) -> dict:
-        try:
-            return translate_request(body, target)
-        except MALFORMED as exc:  # a wrongly shaped field: the client's 400, not the gateway's 500
-            raise TranslationError(f"malformed request body: {exc}") from exc
-
-    def response_body(self, body: dict, target: Target | None = None,
-                      client_tools: ClientTools | None = None) -> dict:
-        try:
-            return translate_response(body, target, client_tools)
-        except MALFORMED as exc:
-            raise not_understood(str(exc)) from exc
-
-    def stream(
-        self, target: Target | None = None, *, input_tokens_estimate: int = 0, include_usage: bool = False,
-        client_tools: ClientTools | None = None,
-    ) -> OpenAIToAnthropicStream:
-        return OpenAIToAnthropicStream(target, input_tokens_estimate, client_tools)
-
-    def error(self, status: int, body: bytes) -> tuple[int, bytes]:
-        return provider_error(status, body)
+    err = data.get("error") if isinstance(data, dict) else None
+    if isinstance(err, dict) and isinstance(err.get("message"), str):
+        message = err["message"]
+    else:
+        message = body_excerpt(status, body)
+    if status == 529:
+        status = 503
+    too_long = _TOO_LONG.search(message)
+    if too_long:
+        message = (f"This model's maximum context length is {too_long.group(2)} tokens. "
+                   f"However, your messages resulted in {too_long.group(1)} tokens.")
+        return 400, error_body(400, message, "messages", "context_length_exceeded")
+    return status, error_body(status, message)

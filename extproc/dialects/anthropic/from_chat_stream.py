@@ -1,4 +1,4 @@
-"""OpenAI `chat.completion.chunk` stream → Anthropic Messages stream events, chunk by chunk.
+"""Anthropic Messages stream events from a Chat Completions stream (an Anthropic client, a Chat provider).
 
 Anthropic content blocks cannot interleave, OpenAI deltas can. The policy:
 - thinking (`reasoning_content`), text and tool calls each go to their own block; the open block is
@@ -29,24 +29,18 @@ Anthropic content blocks cannot interleave, OpenAI deltas can. The policy:
 
 from __future__ import annotations
 
-import contextlib
+from typing import Any
 
 import orjson
 
-from extproc.dialects import anthropic as A
-from extproc.dialects.base import ClientTools, Target
-from extproc.dialects.shapes import (
-    MALFORMED,
-    ToolCallSlots,
-    client_name,
-    complete_object,
-    reasoning_of,
-    stop_reason,
-    usage_to_anthropic,
-)
-from extproc.sse import SSEEvent, SSEParser, encode_json
+from extproc.dialects.anthropic.from_chat import stop_reason, usage_to_anthropic
+from extproc.dialects.anthropic.history import generated_tool_id
+from extproc.dialects.anthropic.spec import stream_error_event, usage
+from extproc.dialects.openai_chat.read import ToolCallSlots, reasoning_of
+from extproc.dialects.stream import StreamTranslator
+from extproc.dialects.tools import client_name, complete_object
+from extproc.sse import encode_json
 
-_CUT_OFF = "the provider's stream ended early (no finish_reason or [DONE]); the response is incomplete"
 _BAD_ARGUMENTS = "the provider's stream ended with tool call arguments that are not a complete JSON object"
 
 
@@ -60,23 +54,20 @@ class _Tool:
         self.sent: list[str] = []  # fragments already emitted (the live tool)
 
 
-class OpenAIToAnthropicStream:
-    """One translated stream. `feed` provider bytes, get Anthropic SSE bytes; `close` at end of stream."""
+class AnthropicFromChatStream(StreamTranslator):
+    """Chat chunks in, Anthropic events out."""
 
-    def __init__(self, target: Target | None = None, input_tokens_estimate: int = 0,
-                 client_tools: ClientTools | None = None) -> None:
-        self._parser = SSEParser()
-        self._reasoning = target.reasoning if target else "thinking"
-        self._estimate = max(input_tokens_estimate, 1)
-        self._out: list[bytes] = []
-        self._started = False
-        self._done = False
+    read_usage = staticmethod(usage)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._reasoning = self.target.reasoning if self.target else "thinking"
+        self._estimate = max(self.input_tokens_estimate, 1)
         self._index = 0  # index of the next Anthropic content block
         self._id = ""  # the provider's response id (generated tool ids derive from it)
         self._open: str | None = None  # kind of the open block: thinking | text | reasoning_text | tool
         self._tools: dict[int, _Tool] = {}  # by ToolCallSlots key
         self._slots = ToolCallSlots()
-        self._client_tools = client_tools  # shortened names → the client's own
         self._live: int | None = None  # provider index of the tool call streaming live
         self._live_sent = False  # the live tool has had at least one non-empty input_json_delta
         self._after_tools: list[tuple[str, list[str]]] = []
@@ -85,57 +76,34 @@ class OpenAIToAnthropicStream:
         self._usage: dict | None = None
         self._usage_early = False  # usage came before the finish chunk: more may follow, wait for [DONE]
         self._chars = 0  # output characters, for an output estimate when the provider sends no usage
-        self.usage: dict | None = None  # final Anthropic usage, for metrics once the stream has ended
 
-    def feed(self, chunk: bytes) -> bytes:
-        self._handle(self._parser.feed(chunk))
-        return self._flush()
+    def ended(self) -> None:
+        if self._finish:  # finished, only the usage chunk or [DONE] is missing
+            self._finalize()
+        else:
+            super().ended()
 
-    def close(self) -> bytes:
-        self._handle(self._parser.close())
-        if not self._done:
-            if not self._started:
-                self._fail("provider stream ended without any data")
-            elif self._finish:
-                self._finalize()
-            else:
-                self._fail(_CUT_OFF)
-        return self._flush()
-
-    def _handle(self, events: list[SSEEvent]) -> None:
-        for event in events:
-            with contextlib.suppress(*MALFORMED):  # a chunk of the wrong shape is skipped, the stream goes on
-                self._event(event.data)
-
-    def _flush(self) -> bytes:
-        out, self._out = b"".join(self._out), []
-        return out
+    def fail(self, status: int, message: str, code: str | None = None) -> None:
+        self.ended_with(self._final_usage())
+        self.emit(stream_error_event(status, message))
+        self.done = True
 
     def _emit(self, name: str, payload: dict) -> None:
-        self._out.append(encode_json(payload, name))
+        self.emit(encode_json(payload, name))
 
     # ----------------------------------------------------------------------------------- provider events
 
-    def _event(self, data: str) -> None:
-        if self._done:
-            return
-        data = data.strip()
-        if data == "[DONE]":
-            if self._started:
-                self._finalize()
-            return
-        try:
-            chunk = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return  # keep-alives and junk lines are not content
-        if not isinstance(chunk, dict):
-            return
+    def on_done_marker(self) -> None:
+        if self.started:
+            self._finalize()
+
+    def on_event(self, kind: Any, chunk: dict) -> None:
         error = chunk.get("error")
         if error:
             self._error(error)
             return
         usage = chunk.get("usage")
-        if not self._started:
+        if not self.started:
             self._start(chunk, usage)
         if isinstance(usage, dict):
             self._usage = usage
@@ -148,7 +116,7 @@ class OpenAIToAnthropicStream:
             self._finalize()
 
     def _start(self, chunk: dict, usage: object) -> None:
-        self._started = True
+        self.started = True
         start_usage = usage_to_anthropic(usage)
         if not start_usage["input_tokens"] and not start_usage["cache_read_input_tokens"]:
             start_usage["input_tokens"] = self._estimate
@@ -168,6 +136,7 @@ class OpenAIToAnthropicStream:
         self._emit("message_start", {"type": "message_start", "message": message})
 
     def _error(self, error: object) -> None:
+        """The provider's own error chunk: its Anthropic error event, no usage claimed."""
         status, message = 500, "provider stream error"
         if isinstance(error, dict):
             message = str(error.get("message") or message)
@@ -175,14 +144,11 @@ class OpenAIToAnthropicStream:
             status = code if isinstance(code, int) and 400 <= code < 600 else 500
         elif isinstance(error, str):
             message = error
-        self._out.append(A.stream_error_event(status, message))
-        self._done = True
+        self.emit(stream_error_event(status, message))
+        self.done = True
 
-    def _fail(self, message: str) -> None:
-        """End the client's stream with an error event (nothing may follow it)."""
-        self.usage = self._final_usage()
-        self._out.append(A.stream_error_event(502, message))
-        self._done = True
+    def usage_so_far(self) -> object:
+        return usage_to_anthropic(self._usage) if self._usage else None
 
     def _final_usage(self) -> dict:
         if self._usage:
@@ -225,7 +191,7 @@ class OpenAIToAnthropicStream:
             block: dict = {"type": "thinking", "thinking": ""}
         elif kind == "tool":
             assert tool is not None
-            block = {"type": "tool_use", "id": tool.id, "name": client_name(tool.name, self._client_tools),
+            block = {"type": "tool_use", "id": tool.id, "name": client_name(tool.name, self.client_tools),
                      "input": {}}
         else:
             block = {"type": "text", "text": ""}
@@ -262,7 +228,7 @@ class OpenAIToAnthropicStream:
         if tool is None:
             tool = self._tools[index] = _Tool()
             call_id = call.get("id")
-            tool.id = call_id if isinstance(call_id, str) and call_id else A.generated_tool_id(self._id, index)
+            tool.id = call_id if isinstance(call_id, str) and call_id else generated_tool_id(self._id, index)
         name = function.get("name")
         if name and isinstance(name, str) and not tool.name:
             tool.name = name
@@ -284,7 +250,7 @@ class OpenAIToAnthropicStream:
         reason, sequence = stop_reason(self._finish, self._matched, bool(self._tools))
         live = self._tools.get(self._live) if self._live is not None else None
         if live and reason != "max_tokens" and not complete_object("".join(live.sent)):
-            self._fail(_BAD_ARGUMENTS)  # already streamed: it cannot be repaired, only refused
+            self.fail(502, _BAD_ARGUMENTS)  # already streamed: it cannot be repaired, only refused
             return
         self._close_block()
         for index in sorted(self._tools):
@@ -304,9 +270,10 @@ class OpenAIToAnthropicStream:
             self._open_block(kind)
             self._delta(kind, "".join(parts))
             self._close_block()
-        usage = self.usage = self._final_usage()
+        usage = self._final_usage()
+        self.ended_with(usage)
         self._emit("message_delta", {"type": "message_delta",
                                      "delta": {"stop_reason": reason, "stop_sequence": sequence},
                                      "usage": usage})
         self._emit("message_stop", {"type": "message_stop"})
-        self._done = True
+        self.done = True
