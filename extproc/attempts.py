@@ -173,7 +173,8 @@ class AttemptExchange:
             if not self.chain.metered and self.status < 400:  # the request phase does not read it: ours
                 model = self.chain.models.get(self.name) or self.chain.model
                 self.gw.ledger.usage(Settlement(self.name, model, usage, self.status, now - self.started,
-                                                self.first_byte - self.started if self.first_byte else None))
+                                                self.first_byte - self.started if self.first_byte else None),
+                                     key=self.chain.key)
         return reply
 
     def internal_error(self, phase: str) -> Reply:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from pathlib import Path
 from time import perf_counter
@@ -16,16 +17,18 @@ import grpc
 from grpc_health.v1 import _async as health_aio  # pyright: ignore[reportAttributeAccessIssue] - `health.aio`, not in the stubs
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from ._proto import access_log_pb2_grpc
 from ._proto import ext_proc_pb2 as pb
 from ._proto import ext_proc_pb2_grpc as pb_grpc
 from .actions import ProcessingStream, Reply
 from .attempts import AttemptExchange
 from .config import Config, ExtProcTLS
-from .envoy_admin import FastPathPoller
 from .exchange import Exchange
 from .gateway import Gateway
+from .metering import UsageReceiver
 from .observe import metrics
 from .responses import ResponseTranslation
+from .spent import SPENT_FILE_ENV, SpentWatch
 from .wire import ATTEMPT_PROVIDER_METADATA, GATE_METADATA, GATE_SEALED
 
 log = logging.getLogger("lunaroute")
@@ -293,6 +296,13 @@ async def serve(cfg: Config, port: int, drain_s: float = 10.0, restarted: bool =
     gateway = Gateway(cfg, healthy=lambda: serving["ok"])
     server = grpc.aio.server(options=grpc_options(cfg))
     pb_grpc.add_ExternalProcessorServicer_to_server(ExternalProcessor(gateway), server)
+    # Envoy's fast path is settled from its access log (`metering`); spent budgets go back to Envoy
+    spent_file = os.environ.get(SPENT_FILE_ENV)
+    limited = gateway.budgets is not None or gateway.ledger.windows is not None
+    spent = SpentWatch(cfg, gateway.budgets, gateway.ledger.windows, Path(spent_file)) if spent_file and limited \
+        else None
+    access_log_pb2_grpc.add_AccessLogServiceServicer_to_server(
+        UsageReceiver(gateway, spent, authenticated=stream_authenticated), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     address = " and ".join(listen(server, cfg, port - cfg.extproc.port))
     await server.start()
@@ -300,10 +310,8 @@ async def serve(cfg: Config, port: int, drain_s: float = 10.0, restarted: bool =
     log.info("ext_proc worker listening on %s%s", address, " (restarted)" if restarted else "")
     if restarted:
         metrics.WORKER_RESTARTS.inc()
-    poller = None
-    if cfg.admin.socket:  # Envoy beside us (`lunaroute up`): its fast path's counters go into /metrics
-        poller = FastPathPoller(cfg.admin.socket, metrics.publish_fast_path)
-        poller.start()
+    if spent is not None:
+        spent.start()
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -314,8 +322,8 @@ async def serve(cfg: Config, port: int, drain_s: float = 10.0, restarted: bool =
     await _set_health(health_servicer, health_pb2.HealthCheckResponse.NOT_SERVING)
     log.info("ext_proc worker on %s draining", address)
     await server.stop(grace=drain_s)
-    if poller is not None:
-        poller.stop()
+    if spent is not None:
+        spent.stop()
     await asyncio.to_thread(gateway.close)  # flush queued session records, off the event loop
 
 

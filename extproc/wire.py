@@ -62,6 +62,8 @@ METADATA_NAMESPACE = "lunaroute"
 CLIENT_KEY = "client"
 PROVIDERS_KEY = "providers"
 PROVIDER_KEY = "provider"
+REFUSED_KEY = "refused"  # envoy/spent.lua: the spent budget it refused a request for (for the metrics)
+TPM_REFUSAL = "tpm"  # ... or this, for a full tokens-per-minute window
 # Route metadata (under GATE_FILTER) of a bypassed route to a provider of another vendor than Anthropic
 # that takes the client's credentials: the gate removes Anthropic's (sk-ant- keys, Claude logins) there.
 DROP_ANTHROPIC_CREDENTIALS_KEY = "drop_anthropic_credentials"
@@ -69,6 +71,12 @@ DROP_ANTHROPIC_CREDENTIALS_KEY = "drop_anthropic_credentials"
 BODY_METADATA = "lunaroute.body"
 MODEL_KEY = "model"
 ERROR_KEY = "error"
+
+# The fast path's response usage: json_to_metadata (JSON bodies) and sse_to_metadata (streams) write the
+# provider's raw usage fields here, under their own names (USAGE_FIELDS); the access log ships them.
+USAGE_METADATA = "lunaroute.usage"
+USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens",
+                "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens")
 
 # gRPC initial metadata of our own bootstrap's ext_proc streams. GATE_METADATA says the gate ran, so
 # internal headers are Envoy's (a mesh's proxies, whose filter chain is not ours, do not send it);
@@ -85,6 +93,11 @@ ATTEMPT_FILTER = "lunaroute.attempt_ext_proc"
 EXTPROC_FILTER = "envoy.filters.http.ext_proc"
 JSON_TO_METADATA = "envoy.filters.http.json_to_metadata"
 EXTPROC_CLUSTER = "lunaroute_extproc"
+USAGE_JSON_FILTER = "lunaroute.usage_json"  # json_to_metadata on fast-path responses
+USAGE_SSE_FILTER = "lunaroute.usage_sse"  # sse_to_metadata on fast-path streams
+SPENT_FILTER = "lunaroute.spent"  # refuses fast-path requests whose budget is spent (envoy/spent.lua)
+USAGE_LOG = "lunaroute_usage"  # the http_grpc access log's name: fast-path entries for the workers
+FAST_ROUTE_PREFIX = "fast/"  # the fast path's route names: fast/{provider}{path}
 
 
 def cluster_name(provider: str) -> str:
@@ -99,7 +112,7 @@ def lua_names() -> dict[str, str]:
             "namespace": METADATA_NAMESPACE, "client_key": CLIENT_KEY, "providers_key": PROVIDERS_KEY,
             "provider_key": PROVIDER_KEY, "drop_anthropic_key": DROP_ANTHROPIC_CREDENTIALS_KEY,
             "body_namespace": BODY_METADATA, "model_key": MODEL_KEY,
-            "error_key": ERROR_KEY}
+            "error_key": ERROR_KEY, "refused_key": REFUSED_KEY}
 
 
 # -- the fallback chain, carried in CHAIN_HEADER from the request phase to every attempt -------------
