@@ -25,6 +25,7 @@ from ._proto import access_log_pb2 as pb
 from ._proto import access_log_pb2_grpc as pb_grpc
 from .config import Config
 from .dialects import DIALECTS
+from .dialects.base import Dialect
 from .envoy_config.fast_path import fast_settings
 from .gateway import Gateway
 from .ledger import Settlement
@@ -64,7 +65,7 @@ class FastEntry:
     headers: dict[str, str] = field(default_factory=dict)  # the provider's rate-limit response headers
 
 
-def fast_routes(cfg: Config) -> dict[str, tuple[str, str, str]]:
+def fast_routes(cfg: Config) -> dict[str, tuple[str, str, Dialect]]:
     """This config's fast-path route names → (provider, route kind, the provider's dialect)."""
     out = {}
     for path, entry in fast_settings(cfg)["paths"].items():
@@ -79,9 +80,10 @@ def _seconds(d: duration_pb2.Duration) -> float:
     return d.seconds + d.nanos / 1e9
 
 
-def _raw_usage(fields: dict[str, float]) -> dict[str, object]:
+def _raw_usage(fields: dict[str, object]) -> dict[str, object]:
     """The usage fields Envoy lifted, back in the shape the provider sent (its dialect's `usage` reads it)."""
-    counts = {k: min(max(int(v), 0), MAX_TOKENS) for k, v in fields.items() if isinstance(v, int | float)}
+    counts = {k: min(max(int(v), 0), MAX_TOKENS) for k, v in fields.items()
+              if isinstance(v, int | float) and not isinstance(v, bool)}
     raw: dict[str, object] = {k: v for k, v in counts.items() if k not in ("cached_tokens", "cache_write_tokens")}
     details = {k: counts[k] for k in ("cached_tokens", "cache_write_tokens") if k in counts}
     if details:
@@ -94,7 +96,7 @@ def _value(meta: Any, namespace: str, key: str) -> object:  # noqa: ANN401 - a p
     return struct[key] if struct is not None and key in struct else None
 
 
-def read_entry(raw: pb.HTTPAccessLogEntry, routes: dict[str, tuple[str, str, str]]) -> FastEntry | None:
+def read_entry(raw: pb.HTTPAccessLogEntry, routes: dict[str, tuple[str, str, Dialect]]) -> FastEntry | None:
     """A FastEntry, or None when the route is not one of this config's fast-path routes."""
     common = raw.common_properties
     target = routes.get(common.route_name)
@@ -102,7 +104,7 @@ def read_entry(raw: pb.HTTPAccessLogEntry, routes: dict[str, tuple[str, str, str
         return None
     meta = common.metadata.filter_metadata
     lifted = meta.get(USAGE_METADATA)
-    raw_usage = _raw_usage(dict(lifted.items())) if lifted is not None else {}
+    raw_usage = _raw_usage({k: v for k, v in lifted.items()}) if lifted is not None else {}
     usage = DIALECTS[target[2]].usage(raw_usage) if raw_usage else {}  # nothing lifted: nothing reported
     model, key = _value(meta, BODY_METADATA, MODEL_KEY), _value(meta, METADATA_NAMESPACE, CLIENT_KEY)
     refused = _value(meta, METADATA_NAMESPACE, REFUSED_KEY)
