@@ -1,9 +1,11 @@
 """The gateway against bare Envoy, measured in the same run with a compiled load generator (`hey`).
 
-Everything runs on loopback: a **mock provider** that is itself an Envoy answering canned provider
-responses (so the provider is never the bottleneck: it is measured directly too), a **bare Envoy**
-proxying every path to it, and the **gateway** (`lunaroute up`: Envoy, its gate and fast path, ext_proc
-workers) in front of the same mock. Each scenario sends the same requests through both and reports
+Everything runs on loopback: a **mock provider** answering canned provider responses from one
+uvloop + httptools process (`mock_server.py`; measured directly too, so it is seen never to be the
+bottleneck: it must serve at least twice bare Envoy's rate), a **bare Envoy** proxying every path to
+it, and the **gateway** (`lunaroute up`: Envoy, its gate and fast path, ext_proc workers) in front of the
+same mock. The fast path's rows include its metering (usage read by Envoy, settled by the workers after
+the response: their CPU per request is the metering's). Each scenario sends the same requests through both and reports
 requests/s and p50/p99 under load, the latency the gateway adds at c=1 and at a fixed 100 rps, time to
 first byte for SSE, the workers' CPU per request, and Envoy's and the workers' RSS. Writes JSON and a
 PNG chart. Not a test: nothing here asserts on time (`--smoke` runs seconds, for CI's sanity check).
@@ -73,7 +75,7 @@ def ensure_hey() -> str:
     raise SystemExit("benchmark: `hey` is needed (apt-get install hey)")
 
 
-# -- the mock provider: an Envoy answering canned responses --------------------------------------------
+# -- the mock provider's answers (served by mock_server.py) --------------------------------------------
 
 
 def _sse(events: list[tuple[str | None, dict | str]]) -> str:
@@ -118,13 +120,6 @@ def canned() -> dict[str, tuple[str, str]]:
             "count": ("application/json", '{"input_tokens": 12}')}
 
 
-def _reply(name: str, match: dict) -> dict:
-    ctype, body = canned()[name]
-    return {"match": match, "direct_response": {"status": 200, "body": {"inline_string": body}},
-            "response_headers_to_add": [{"header": {"key": "content-type", "value": ctype},
-                                         "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]}
-
-
 def _listener(port: int, routes: list[dict]) -> dict:
     return {"name": "l", "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
             "per_connection_buffer_limit_bytes": 32 * 1024 * 1024,
@@ -134,18 +129,6 @@ def _listener(port: int, routes: list[dict]) -> dict:
                                                                         "routes": routes}]},
                 "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
                     "@type": _T + "envoy.extensions.filters.http.router.v3.Router"}}]}}]}]}
-
-
-def mock_bootstrap(port: int) -> dict:
-    stream = [{"name": "x-bench-stream", "present_match": True}]
-    routes = [_reply("count", {"path": "/v1/messages/count_tokens"}),
-              _reply("messages_sse", {"prefix": "/v1/messages", "headers": stream}),
-              _reply("messages", {"prefix": "/v1/messages"}),
-              _reply("chat_sse", {"prefix": "/v1/chat/completions", "headers": stream}),
-              _reply("chat", {"prefix": "/v1/chat/completions"}),
-              _reply("embeddings", {"prefix": "/"})]
-    return {"admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
-            "static_resources": {"listeners": [_listener(port, routes)]}}
 
 
 def bare_bootstrap(port: int, mock_port: int) -> dict:
@@ -161,7 +144,7 @@ def bare_bootstrap(port: int, mock_port: int) -> dict:
 LITELLM_VENV = ROOT / ".cache" / "litellm-venv"
 LITELLM_KEY = "sk-bench-litellm-master"  # LiteLLM refuses to start without one
 # The scenarios a peer gateway can serve too (same request, same mock, same bare Envoy baseline).
-PEER_SCENARIOS = ("passthrough (fast path)", "OpenAI -> Anthropic")
+PEER_SCENARIOS = ("passthrough (fast path, metered)", "OpenAI -> Anthropic")
 
 
 def start_litellm(port: int, mock: str, tmp: Path) -> subprocess.Popen:
@@ -231,9 +214,9 @@ def scenarios(smoke: bool) -> list[Scenario]:
     chat_h = ["content-type: application/json", "authorization: Bearer bench-user"]
     out = [
         Scenario("bypass (/v1/embeddings)", "/v1/embeddings", j({"model": "e", "input": "hi"}), chat_h),
-        Scenario("passthrough (fast path)", "/v1/messages", j(SMALL)),
-        Scenario("pooled passthrough, 3 keys (fast path)", "/v1/messages", j({**SMALL, "model": "pool-x"}),
-                 [*JSON_HEADERS, "x-claude-code-session-id: bench-session-1"]),
+        Scenario("passthrough (fast path, metered)", "/v1/messages", j(SMALL)),
+        Scenario("passthrough SSE (fast path, metered)", "/v1/messages", j({**SMALL, "stream": True}),
+                 [*JSON_HEADERS, STREAM], sse=True),
         Scenario("Claude Code 115 KB, no marker (fast path)", "/v1/messages", j(cc)),
         Scenario("marker-routed, same dialect", "/v1/messages", j(marked(SMALL, "claude2"))),
         Scenario("Claude Code 115 KB, marker", "/v1/messages", j(marked(cc, "claude2"))),
@@ -244,6 +227,8 @@ def scenarios(smoke: bool) -> list[Scenario]:
         Scenario("OpenAI -> Anthropic, SSE", "/v1/chat/completions", j({**chat, "stream": True}),
                  [*chat_h, STREAM], sse=True),
         Scenario("fallback-chain route", "/v1/messages", j({**SMALL, "model": "chain-x"})),
+        Scenario("pooled passthrough, 3 keys (fast path, metered)", "/v1/messages", j({**SMALL, "model": "pool-x"}),
+                 [*JSON_HEADERS, "x-claude-code-session-id: bench-session-1"]),
     ]
     if smoke:
         return [out[1], out[6]]
@@ -320,10 +305,9 @@ def measure(args: argparse.Namespace) -> dict:
     procs: list[subprocess.Popen] = []
     try:
         mock_port, bare_port, gw_port = free_port(), free_port(), free_port()
-        (tmp / "mock.yaml").write_text(yaml.safe_dump(mock_bootstrap(mock_port)))
         (tmp / "bare.yaml").write_text(yaml.safe_dump(bare_bootstrap(bare_port, mock_port)))
-        base = [envoy, "--disable-hot-restart", "-l", "error", "--concurrency", "1", "-c"]
-        procs.append(start([*base, str(tmp / "mock.yaml")], tmp / "mock.log"))
+        procs.append(start([sys.executable, str(ROOT / "benchmarks" / "mock_server.py"), "--port", str(mock_port)],
+                           tmp / "mock.log", ready="mock listening"))
         procs.append(start([envoy, "--disable-hot-restart", "-l", "error", "-c", str(tmp / "bare.yaml")],
                            tmp / "bare.log"))
         cfg = gateway_config(gw_port, free_port(args.workers), args.workers, f"http://127.0.0.1:{mock_port}")
@@ -385,10 +369,12 @@ def measure(args: argparse.Namespace) -> dict:
         small = next(s for s in scenarios(args.smoke) if s.name.startswith("passthrough"))
         (tmp / "body.json").write_bytes(small.body)
         mock_direct = hey(binary, urls["mock"], small, tmp / "body.json", n, c)
+        bare_direct = hey(binary, urls["bare"], small, tmp / "body.json", n, c)
         return {
             "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release(),
                         "workers": args.workers, "concurrency": c, "requests": n},
             "mock_direct_rps": round(mock_direct.rps, 1),
+            "bare_small_rps": round(bare_direct.rps, 1),
             "rss_start": rss_start, "rss_end": gw.rss(),
             "scenarios": results,
         }
@@ -468,7 +454,8 @@ def main(argv: list[str] | None = None) -> int:
         if "litellm" in r and "load" in r["litellm"]:
             print(f"LiteLLM, {r['scenario']}: {r['litellm']['load']['rps']:.0f} rps, "
                   f"ratio to bare Envoy {r['litellm']['ratio_rps']:.3f}")
-    print(f"\nmock served directly: {report['mock_direct_rps']:.0f} rps; RSS start {report['rss_start']}, "
+    print(f"\nmock served directly: {report['mock_direct_rps']:.0f} rps (bare Envoy through it, same request: "
+          f"{report['bare_small_rps']:.0f} rps); RSS start {report['rss_start']}, "
           f"end {report['rss_end']}; written to {args.out}")
     return 0
 

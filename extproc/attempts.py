@@ -122,10 +122,11 @@ class AttemptExchange:
         changed = False
         if self.provider.type != chain.client or model or self.provider.tool_schema.drop_keys \
                 or (self.provider.type == "anthropic" and anthropic.may_need_fit(body)):
-            doc = orjson.loads(body)  # the request phase already parsed and checked it
-            changed = bool(model) and doc.get("model") != model
+            parsed: dict = orjson.loads(body)  # the request phase already parsed and checked it
+            changed = bool(model) and parsed.get("model") != model
             if changed:
-                doc["model"] = model
+                parsed["model"] = model
+            doc = parsed
         try:
             out = prepare(self.name, self.provider, chain.client, chain.path, chain.query, self.headers, doc,
                           changed, stash=chain.stash)
@@ -172,7 +173,8 @@ class AttemptExchange:
             if not self.chain.metered and self.status < 400:  # the request phase does not read it: ours
                 model = self.chain.models.get(self.name) or self.chain.model
                 self.gw.ledger.usage(Settlement(self.name, model, usage, self.status, now - self.started,
-                                                self.first_byte - self.started if self.first_byte else None))
+                                                self.first_byte - self.started if self.first_byte else None),
+                                     key=self.chain.key)
         return reply
 
     def internal_error(self, phase: str) -> Reply:

@@ -17,6 +17,8 @@ import yaml
 from . import config as config_mod
 from .config import Config, ConfigError, is_loopback
 from .envoy_config import GATE_FILE, inline_gate, render, render_gate, render_yaml, write_gate
+from .envoy_config.bootstrap import inline_spent
+from .envoy_config.spent import SPENT_FILE, write_spent
 from .observe import sessions_cli
 from .pools import cli as pools_cli
 from .supervisor import Supervisor, SupervisorError, find_envoy, validate_bootstrap
@@ -137,17 +139,19 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    """The bootstrap, and the gate file beside it (Envoy watches that one; rotating keys rewrites it).
-    On stdout: one self-contained file with the gate inlined."""
+    """The bootstrap, and the gate file beside it (Envoy watches that one; rotating keys rewrites it), and
+    the spent-limits file with nothing spent (the workers rewrite it: give them its path in
+    LUNAROUTE_SPENT_FILE). On stdout: one self-contained file with the gate inlined."""
     cfg = _load(args, secrets=False)
     digests = cfg.key_digests()
     if args.output in (None, "-"):
-        boot = inline_gate(render(cfg, ca_file=args.ca_file), render_gate(cfg, digests))
+        boot = inline_spent(inline_gate(render(cfg, ca_file=args.ca_file), render_gate(cfg, digests)))
         sys.stdout.write(yaml.safe_dump(boot, sort_keys=False, width=120))
         return 0
     out = Path(args.output)
     gate = out.with_name(GATE_FILE)
     write_gate(cfg, gate, digests)
+    write_spent(gate.with_name(SPENT_FILE), [])
     out.write_text(render_yaml(cfg, ca_file=args.ca_file, gate_path=args.gate_path or str(gate.resolve())),
                    encoding="utf-8")
     return 0

@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .dialects.base import Dialect
+from .rate_limit_config import RateLimit
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 CONFIG_ENV = "LUNAROUTE_CONFIG"
@@ -557,6 +558,24 @@ class GatewayKey(_Model):
         return hashlib.sha256(value.encode()).hexdigest()
 
 
+class Tracing(_Model):
+    """Envoy's OpenTelemetry tracer: spans sent over OTLP/HTTP to `otlp_endpoint` (off when empty)."""
+
+    otlp_endpoint: str = ""  # http(s)://collector:4318
+    sample_rate: float = Field(1.0, ge=0.0, le=1.0)
+    service_name: str = Field("lunaroute", min_length=1, max_length=128)
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if value:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.path.strip("/"):
+                raise ValueError(f"{value!r} is not an OTLP/HTTP collector address; write http(s)://host:port, "
+                                 "e.g. http://otel-collector:4318 (spans go to its /v1/traces)")
+        return value
+
+
 class AdminKey(GatewayKey):
     """A key to the web console (extproc/console): the same shapes as a gateway key, without
     allow-lists (an admin sees everything). `lunaroute keys new --admin` prints one."""
@@ -656,6 +675,8 @@ class Config(_Model):
     pii: Pii = Pii()
     budgets: BudgetsConfig = BudgetsConfig()
     access: Access = Access()
+    rate_limits: list[RateLimit] = []  # see rate_limit_config
+    tracing: Tracing = Tracing()
     console: ConsoleConfig = ConsoleConfig()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -686,6 +707,14 @@ class Config(_Model):
                 f"listen.host: {self.listen.host} is reachable from other machines and access.keys is empty, so "
                 "anyone who reaches it would spend your providers' keys; add access.keys (README: Security), "
                 "or set access.allow_anonymous: true if a firewall or a loopback-only port mapping protects it")
+        key_names = {k.name for k in self.access.keys}
+        for i, lim in enumerate(self.rate_limits):
+            if lim.provider is not None:
+                self._known(f"rate_limits[{i}].provider", lim.provider)
+            elif lim.key != "*" and lim.key not in key_names:
+                hint = difflib.get_close_matches(lim.key or "", key_names, n=1)
+                raise ValueError(f"rate_limits[{i}].key: no gateway key is named {lim.key!r}; " + (
+                    f"did you mean {hint[0]!r}?" if hint else "name one of access.keys, or \"*\" for each key"))
         if self.console.enabled and not is_loopback(self.console.host) and not self.console.admin_keys:
             raise ValueError(f"console.host: {self.console.host} is reachable from other machines and "
                              "console.admin_keys is empty, so anyone who reaches it would read every recorded "

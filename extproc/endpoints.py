@@ -71,16 +71,17 @@ class Endpoint:
         return self.path.removesuffix("/*").removesuffix("/{id}")
 
 
-_JSON = {"json_body": True}
 ENDPOINTS: tuple[Endpoint, ...] = (
-    Endpoint("/v1/messages", Kind.MESSAGES, "anthropic", **_JSON, routed=True, fast=True, chain=True),
-    Endpoint("/v1/messages/count_tokens", Kind.COUNT_TOKENS, "anthropic", **_JSON, routed=True, fast=True),
-    Endpoint("/v1/messages/*", Kind.MESSAGES_OTHER, "anthropic", **_JSON),
-    Endpoint("/v1/chat/completions", Kind.CHAT, "openai", **_JSON, routed=True, fast=True, chain=True),
-    Endpoint("/v1/chat/completions/*", Kind.CHAT_OTHER, "openai", **_JSON),
-    Endpoint("/v1/responses", Kind.RESPONSES, "openai-responses", **_JSON, routed=True, fast=True, chain=True),
-    Endpoint("/v1/responses/input_tokens", Kind.INPUT_TOKENS, "openai-responses", **_JSON, routed=True, fast=True),
-    Endpoint("/v1/responses/*", Kind.RESPONSES_OTHER, "openai-responses", **_JSON),
+    Endpoint("/v1/messages", Kind.MESSAGES, "anthropic", json_body=True, routed=True, fast=True, chain=True),
+    Endpoint("/v1/messages/count_tokens", Kind.COUNT_TOKENS, "anthropic", json_body=True, routed=True, fast=True),
+    Endpoint("/v1/messages/*", Kind.MESSAGES_OTHER, "anthropic", json_body=True),
+    Endpoint("/v1/chat/completions", Kind.CHAT, "openai", json_body=True, routed=True, fast=True, chain=True),
+    Endpoint("/v1/chat/completions/*", Kind.CHAT_OTHER, "openai", json_body=True),
+    Endpoint("/v1/responses", Kind.RESPONSES, "openai-responses", json_body=True, routed=True, fast=True,
+             chain=True),
+    Endpoint("/v1/responses/input_tokens", Kind.INPUT_TOKENS, "openai-responses", json_body=True, routed=True,
+             fast=True),
+    Endpoint("/v1/responses/*", Kind.RESPONSES_OTHER, "openai-responses", json_body=True),
     Endpoint("/v1/models", Kind.MODELS, None, methods=READ),
     Endpoint("/v1/models/{id}", Kind.MODELS, None, methods=READ),
     Endpoint("/healthz", Kind.HEALTHZ, None, open=True, intercepted=False),

@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import logging
 import socket
-import threading
-from collections.abc import Callable
-
-log = logging.getLogger("lunaroute")
 
 
 class _UnixHTTPConnection(http.client.HTTPConnection):
@@ -50,25 +45,3 @@ def stats(pattern: str, socket_path: str | None = None, address: str | None = No
         return {s["name"]: int(s["value"]) for s in json.loads(raw or b"")["stats"] if "value" in s}
     except (ValueError, KeyError, TypeError):
         return None
-
-
-FAST_PATH_STATS = r"^vhost\.lunaroute\.route\.fast\.upstream_rq_(total|[1-5]xx)$"
-
-
-class FastPathPoller(threading.Thread):
-    """Reads Envoy's fast-path counters every few seconds (off the event loop) for /metrics: requests
-    Envoy sent straight to a provider never reach Python, so Python cannot count them itself."""
-
-    def __init__(self, socket_path: str, publish: Callable[[dict[str, int]], None], every_s: float = 5.0) -> None:
-        super().__init__(name="envoy-fast-path-stats", daemon=True)
-        self.socket_path, self.publish, self.every_s = socket_path, publish, every_s
-        self._stop = threading.Event()
-
-    def run(self) -> None:
-        while not self._stop.wait(self.every_s):
-            found = stats(FAST_PATH_STATS, self.socket_path)
-            if found is not None:
-                self.publish({name.rsplit("_", 1)[-1]: value for name, value in found.items()})
-
-    def stop(self) -> None:
-        self._stop.set()

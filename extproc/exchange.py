@@ -402,10 +402,12 @@ class Exchange:
         self.phase = Phase.SETTLED
         now = perf_counter()
         read = self.response is not None
-        s = Settlement(self.provider_name, self.sent_model, dict(self.response.usage) if read else {}, self.status,
+        usage = dict(self.response.usage) if self.response is not None else {}
+        s = Settlement(self.provider_name, self.sent_model, usage, self.status,
                        now - self.started, self.first_byte - self.started if self.first_byte else None, self.busy)
         ledger = self.gw.ledger
-        cost = ledger.usage(s, read=read)  # when this phase read it, it owns the usage (a chain's attempts don't)
+        # when this phase read the response it owns the usage (a chain's attempts then leave it)
+        cost = ledger.usage(s, read=read, key=self.req.key)
         if read and not self.chained and s.usage and self.ttfb >= 0:
             ledger.latency(s.provider, self.ttfb, s.usage.get("output", 0), s.duration_s)
         ledger.record(self.draft, s, outcome, cost)

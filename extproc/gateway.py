@@ -17,6 +17,7 @@ from .observe.pii import Redactor
 from .observe.pricing import DEFAULT_PRICES, Price, PriceTable
 from .observe.sessions import RecordWriter
 from .pools.state import PoolState
+from .rate_windows import TokenWindows
 from .routing import Observed, Router
 
 
@@ -45,6 +46,7 @@ class Gateway:
              for name, p in cfg.providers.items() if p.pricing is not None})
         self.budgets = Budgets(cfg.budgets) if cfg.budgets.all_limits() else None
         self.ledger = Ledger(self.prices, model_labels(cfg), self.observed, self.budgets, self.recorder)
+        self.ledger.windows = TokenWindows.of(cfg)
         self._healthy = healthy or (lambda: True)
         self._ticks = 0
         self.pools = PoolState(cfg)  # credential pools: start keys and cooldowns (extproc.pools)

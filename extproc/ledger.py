@@ -13,6 +13,9 @@ rule, written here, not shared memory:
   translated or sampled the response. Nobody reads a plain passthrough: it has no usage here.
 - **The request phase owns budgets and records**, naming the provider that answered (Envoy's
   `x-lunaroute-provider` response header) and the model that provider was sent.
+- **Envoy's fast path is settled after the fact** (`after_the_fact`): no worker saw the request, so the
+  worker that receives its access-log entry (`extproc.metering`) counts it, settles its usage as the
+  reader would, and charges the budgets it draws on — nothing was reserved before it left.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ from .observe.labels import ModelLabels
 from .observe.pricing import PriceTable
 from .observe.recording import Draft
 from .observe.sessions import RecordWriter
+from .rate_windows import TokenWindows
 from .routing import Observed
+from .wire import TPM_REFUSAL as TPM
 
 log = logging.getLogger("lunaroute")
 
@@ -43,11 +48,13 @@ class Settlement:
     status: int = 0
     duration_s: float = 0.0
     ttft_s: float | None = None
-    overhead_s: float = 0.0
+    overhead_s: float | None = None  # the request phase's own time (None: an attempt's or Envoy's settling)
 
 
 class Ledger:
     """Built once per worker (`Gateway.ledger`); every settling goes through it."""
+
+    windows: TokenWindows | None = None  # tokens-per-minute windows (`rate_windows`), when configured
 
     def __init__(self, prices: PriceTable, labels: ModelLabels, observed: Observed, budgets: Budgets | None,
                  recorder: RecordWriter | None) -> None:
@@ -68,8 +75,9 @@ class Ledger:
 
     # -- the reader's part -------------------------------------------------------------------------
 
-    def usage(self, s: Settlement, read: bool = True) -> float | None:
-        """Tokens, cache tokens, cost and the GenAI histograms of the response `s` describes; returns
+    def usage(self, s: Settlement, read: bool = True, key: str = "") -> float | None:
+        """Tokens, cache tokens, cost and the GenAI histograms of the response `s` describes, the same
+        by gateway `key`, and its tokens in the key's and provider's tokens-per-minute windows; returns
         its cost (None when unpriced or nothing was reported). `read`: the body was read (else only
         the gateway's overhead is known)."""
         usage = s.usage
@@ -84,7 +92,46 @@ class Ledger:
                      usage.get("cache_write", 0))
         metrics.observe_exchange(s.provider, self.labels.label(s.model) if read else "", usage, cost, s.duration_s,
                                  s.ttft_s, s.overhead_s, read=read)
+        if usage:
+            self.per_key(key, s, cost)
+            if self.windows is not None:
+                self.windows.charge(key, s.provider, s.model, usage)
         return cost
+
+    # -- Envoy's fast path, learned from its access log --------------------------------------------
+
+    def after_the_fact(self, s: Settlement, route: str, key: str, refused: str = "") -> float | None:
+        """One fast-path request Envoy served and logged: counted once (`path="fast"`), its usage
+        settled, and the budgets of its gateway key and provider charged with what it used (after the
+        response: a budget can be overrun by what was in flight when it ran out). `refused`: the spent
+        budget Envoy refused it for (nothing reached the provider). Returns its cost."""
+        metrics.REQUESTS.labels(route, s.provider, path=metrics.FAST).inc()
+        metrics.RESPONSES.labels(route, s.provider, str(s.status), path=metrics.FAST).inc()
+        if refused == TPM:
+            metrics.RATE_LIMITED.labels(TPM).inc()
+            return None
+        if refused:
+            metrics.BUDGET_REJECTIONS.labels(refused).inc()
+            return None
+        cost = self.usage(s, key=key)
+        if self.budgets is not None:
+            draws = self.budgets.draws(key or None, s.provider, None)
+            if draws and (s.usage or s.status >= 400):
+                used = s.usage.get("input", 0) + s.usage.get("output", 0)  # cache reads and writes are in the input
+                charge = Reservation(draws, 0, 0.0, 0, key or None, s.provider)  # nothing was reserved
+                self.budgets.settle(charge, used, cost or 0.0, provider=s.provider)
+        if log.isEnabledFor(logging.INFO):
+            self.done_line(s, cost, "fast", key, "", route)
+        return cost
+
+    def per_key(self, key: str, s: Settlement, cost: float | None) -> None:
+        """Tokens and cost by gateway key (key names are the operator's, so bounded), provider and model."""
+        model = self.labels.label(s.model)
+        for kind in ("input", "output", "cache_read", "cache_write"):
+            if s.usage.get(kind):
+                metrics.KEY_TOKENS.labels(key, s.provider, model, kind).inc(s.usage[kind])
+        if cost:
+            metrics.KEY_COST.labels(key, s.provider, model).inc(cost)
 
     # -- the request phase's part ------------------------------------------------------------------
 
@@ -110,7 +157,7 @@ class Ledger:
         draft.meta["provider"] = s.provider
         draft.meta["sent_model"] = s.model
         self.recorder.submit(draft.finish(status=s.status, outcome=outcome, usage=s.usage, cost_usd=cost,
-                                          overhead_ms=round(s.overhead_s * 1000, 3)))
+                                          overhead_ms=round((s.overhead_s or 0.0) * 1000, 3)))
 
     @staticmethod
     def done_line(s: Settlement, cost: float | None, outcome: str, key: str, client: str, path: str) -> None:
@@ -119,4 +166,4 @@ class Ledger:
             "status": s.status, "outcome": outcome, "usage": s.usage, "cost_usd": cost,
             "duration_ms": round(s.duration_s * 1000, 3),
             "ttft_ms": None if s.ttft_s is None else round(s.ttft_s * 1000, 3),
-            "overhead_ms": round(s.overhead_s * 1000, 3)}).decode())
+            "overhead_ms": None if s.overhead_s is None else round(s.overhead_s * 1000, 3)}).decode())

@@ -98,6 +98,8 @@ def take_marker(body: dict[str, Any], dialect: Dialect, providers: Collection[st
         body[key] = prompt["content"]
         return marker, marker is not NO_MARKER
     messages = body.get(key)
+    if not isinstance(messages, list):
+        return NO_MARKER, False
     message = _prompt_message(messages, dialect)
     if message is None:
         return NO_MARKER, False
@@ -115,6 +117,8 @@ def _take(message: dict[str, Any], providers: Collection[str]) -> Marker:
         stripped = _strip(content)
         message["content"] = stripped if stripped.strip() else EMPTY_PROMPT
         return _classify(found, providers)
+    if not isinstance(content, list):  # neither text nor blocks: nothing to look into
+        return NO_MARKER
     found = _last_marker(_texts(content))
     if found is None:
         return NO_MARKER

@@ -20,7 +20,7 @@ COUNT_KINDS = frozenset({Kind.COUNT_TOKENS, Kind.INPUT_TOKENS})
 # APIs only a provider of the client's own dialect has (batches, stored responses): forwarded as they are.
 NATIVE_KINDS = frozenset({Kind.MESSAGES_OTHER, Kind.RESPONSES_OTHER})
 
-_DIALECT_OF = {e.kind: e.dialect for e in ENDPOINTS}
+_DIALECT_OF: dict[Kind, Dialect | None] = {e.kind: e.dialect for e in ENDPOINTS}
 
 __all__ = ["BODY_KINDS", "COUNT_KINDS", "NATIVE_KINDS", "Kind", "classify", "client_dialect", "split_path"]
 

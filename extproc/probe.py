@@ -18,7 +18,9 @@ def serving(address: str, timeout_s: float = 2.0) -> bool:
     """Whether the worker at `address` (a gRPC target, e.g. `unix:/path`) answers SERVING in time."""
     with grpc.insecure_channel(address) as channel:
         try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout_s)
+            # typeshed's HealthStub omits the methods the generated code sets on the instance
+            check = health_pb2_grpc.HealthStub(channel).Check  # pyright: ignore[reportAttributeAccessIssue]
+            reply = check(health_pb2.HealthCheckRequest(), timeout=timeout_s)
         except grpc.RpcError:
             return False
     return reply.status == health_pb2.HealthCheckResponse.SERVING

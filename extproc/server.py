@@ -8,23 +8,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from pathlib import Path
 from time import perf_counter
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import _async as health_aio  # pyright: ignore[reportAttributeAccessIssue] - `health.aio`, not in the stubs
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from ._proto import access_log_pb2_grpc
 from ._proto import ext_proc_pb2 as pb
 from ._proto import ext_proc_pb2_grpc as pb_grpc
 from .actions import ProcessingStream, Reply
 from .attempts import AttemptExchange
 from .config import Config, ExtProcTLS
-from .envoy_admin import FastPathPoller
 from .exchange import Exchange
 from .gateway import Gateway
+from .metering import UsageReceiver
 from .observe import metrics
 from .responses import ResponseTranslation
+from .spent import SPENT_FILE_ENV, SpentWatch
 from .wire import ATTEMPT_PROVIDER_METADATA, GATE_METADATA, GATE_SEALED
 
 log = logging.getLogger("lunaroute")
@@ -73,18 +77,18 @@ def to_proto(phase: str, reply: Reply) -> pb.ProcessingResponse:
     if reply.immediate is not None:
         imm = reply.immediate
         resp = pb.ProcessingResponse(immediate_response=pb.ImmediateResponse(
-            status=pb.HttpStatus(code=imm.status), body=imm.body, details=imm.details))
+            status=pb.HttpStatus(code=imm.status),  # pyright: ignore[reportArgumentType] - an enum on the wire: any code
+            body=imm.body, details=imm.details))
         for k, v in imm.headers.items():
             resp.immediate_response.headers.set_headers.append(
                 pb.HeaderValueOption(header=pb.HeaderValue(key=k, raw_value=v.encode()), append_action=_OVERWRITE))
         return resp
+    resp = pb.ProcessingResponse()
     if phase in ("request_trailers", "response_trailers"):  # never asked for; answered harmlessly
-        return pb.ProcessingResponse(**{phase: pb.TrailersResponse()})
+        getattr(resp, phase).SetInParent()
+        return resp
     common = _common(reply)
-    if phase in ("request_headers", "response_headers"):
-        resp = pb.ProcessingResponse(**{phase: pb.HeadersResponse(response=common)})
-    else:
-        resp = pb.ProcessingResponse(**{phase: pb.BodyResponse(response=common)})
+    getattr(resp, phase).response.CopyFrom(common)  # a HeadersResponse or a BodyResponse, by phase
     if reply.request_body_mode or reply.response_body_mode or reply.response_header_mode:
         mode = resp.mode_override
         if reply.request_body_mode:
@@ -230,6 +234,7 @@ class ExternalProcessor(pb_grpc.ExternalProcessorServicer):
                 except TimeoutError:
                     # The provider went silent mid-stream: end the client's stream with an error event
                     # before Envoy's idle timeout would cut the connection (see envoy_config.STALL_GRACE_S).
+                    assert stream is not None  # only a translated stream is awaited with a timeout
                     yield to_proto("response_body", stream.stalled(idle_s))
                     return
                 if _large(req):
@@ -286,11 +291,18 @@ def listen(server: grpc.aio.Server, cfg: Config, index: int) -> list[str]:
 async def serve(cfg: Config, port: int, drain_s: float = 10.0, restarted: bool = False) -> None:
     """Run one worker until SIGTERM/SIGINT, then drain: health NOT_SERVING, finish open streams.
     `restarted`: the supervisor started it again after a death (counted in the metrics)."""
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = health_aio.HealthServicer()
     serving = {"ok": True}
     gateway = Gateway(cfg, healthy=lambda: serving["ok"])
     server = grpc.aio.server(options=grpc_options(cfg))
     pb_grpc.add_ExternalProcessorServicer_to_server(ExternalProcessor(gateway), server)
+    # Envoy's fast path is settled from its access log (`metering`); spent budgets go back to Envoy
+    spent_file = os.environ.get(SPENT_FILE_ENV)
+    limited = gateway.budgets is not None or gateway.ledger.windows is not None
+    spent = SpentWatch(cfg, gateway.budgets, gateway.ledger.windows, Path(spent_file)) if spent_file and limited \
+        else None
+    access_log_pb2_grpc.add_AccessLogServiceServicer_to_server(
+        UsageReceiver(gateway, spent, authenticated=stream_authenticated), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     address = " and ".join(listen(server, cfg, port - cfg.extproc.port))
     await server.start()
@@ -298,10 +310,8 @@ async def serve(cfg: Config, port: int, drain_s: float = 10.0, restarted: bool =
     log.info("ext_proc worker listening on %s%s", address, " (restarted)" if restarted else "")
     if restarted:
         metrics.WORKER_RESTARTS.inc()
-    poller = None
-    if cfg.admin.socket:  # Envoy beside us (`lunaroute up`): its fast path's counters go into /metrics
-        poller = FastPathPoller(cfg.admin.socket, metrics.publish_fast_path)
-        poller.start()
+    if spent is not None:
+        spent.start()
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -312,11 +322,11 @@ async def serve(cfg: Config, port: int, drain_s: float = 10.0, restarted: bool =
     await _set_health(health_servicer, health_pb2.HealthCheckResponse.NOT_SERVING)
     log.info("ext_proc worker on %s draining", address)
     await server.stop(grace=drain_s)
-    if poller is not None:
-        poller.stop()
+    if spent is not None:
+        spent.stop()
     await asyncio.to_thread(gateway.close)  # flush queued session records, off the event loop
 
 
-async def _set_health(servicer: health.aio.HealthServicer, status: int) -> None:
+async def _set_health(servicer: health_aio.HealthServicer, status: int) -> None:
     for service in ("", "envoy.service.ext_proc.v3.ExternalProcessor"):
         await servicer.set(service, status)

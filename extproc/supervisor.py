@@ -27,8 +27,10 @@ from .config import Config, ConfigError
 from .envoy_admin import admin_request, stats
 from .envoy_config import GATE_FILE, for_validation, render_yaml, write_gate
 from .envoy_config.pools import POOLS_FILE, write_pools, write_secret_sources
+from .envoy_config.spent import SPENT_FILE, write_spent
 from .observe.metrics import MULTIPROC_ENV
 from .restarts import RestartPolicy
+from .spent import SPENT_FILE_ENV
 
 
 class SupervisorError(Exception):
@@ -91,6 +93,10 @@ class Supervisor:
     def gate_path(self) -> Path:
         return self.runtime_dir / GATE_FILE
 
+    @property
+    def spent_path(self) -> Path:
+        return self.runtime_dir / SPENT_FILE
+
     def start(self) -> None:
         if self.with_envoy and not self.cfg.extproc.socket_dir and self.cfg.extproc.host in ("127.0.0.1", "localhost"):
             # Envoy and the workers on one machine: Unix sockets in the private runtime dir, not TCP
@@ -98,7 +104,7 @@ class Supervisor:
             self.cfg = self.cfg.model_copy(update={"extproc": ep})
         if self.with_envoy and self.cfg.admin.port == 0 and not self.cfg.admin.socket:
             # no admin port asked for: a Unix socket only this user can open (the runtime dir is 0700);
-            # the workers read Envoy's fast-path counters there for /metrics
+            # the supervisor drains Envoy through it
             admin = self.cfg.admin.model_copy(update={"socket": str(self.runtime_dir / "admin.sock")})
             self.cfg = self.cfg.model_copy(update={"admin": admin})
         if self.with_envoy and self.cfg.pools.state_dir is None and any(p.pooled for p in self.cfg.providers.values()):
@@ -108,6 +114,9 @@ class Supervisor:
         metrics_dir = self.runtime_dir / "metrics"
         metrics_dir.mkdir(exist_ok=True)
         env = {**worker_env(self.cfg, dict(os.environ)), MULTIPROC_ENV: str(metrics_dir)}
+        if self.with_envoy:  # the workers tell Envoy which budgets are spent in a file beside the gate's
+            write_spent(self.spent_path, [])
+            env[SPENT_FILE_ENV] = str(self.spent_path)
         config_json = self.runtime_dir / "config.json"
         config_json.write_text(self.cfg.model_dump_json(), encoding="utf-8")
         ep = self.cfg.extproc

@@ -67,6 +67,8 @@ CLIENT_KEY = "client"
 PROVIDERS_KEY = "providers"
 PROVIDER_KEY = "provider"
 POOL_KEY = "pool_key"  # endpoint metadata of a pooled provider's clusters: the key's name
+REFUSED_KEY = "refused"  # envoy/spent.lua: the spent budget it refused a request for (for the metrics)
+TPM_REFUSAL = "tpm"  # ... or this, for a full tokens-per-minute window
 # Route metadata (under GATE_FILTER) of a bypassed route to a provider of another vendor than Anthropic
 # that takes the client's credentials: the gate removes Anthropic's (sk-ant- keys, Claude logins) there.
 DROP_ANTHROPIC_CREDENTIALS_KEY = "drop_anthropic_credentials"
@@ -77,6 +79,12 @@ ERROR_KEY = "error"
 # … and, for pools.lua's conversation id, `metadata.user_id` and `prompt_cache_key`.
 USER_ID_KEY = "user_id"
 CACHE_KEY_KEY = "prompt_cache_key"
+
+# The fast path's response usage: json_to_metadata (JSON bodies) and sse_to_metadata (streams) write the
+# provider's raw usage fields here, under their own names (USAGE_FIELDS); the access log ships them.
+USAGE_METADATA = "lunaroute.usage"
+USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens",
+                "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens")
 
 # gRPC initial metadata of our own bootstrap's ext_proc streams. GATE_METADATA says the gate ran, so
 # internal headers are Envoy's (a mesh's proxies, whose filter chain is not ours, do not send it);
@@ -94,6 +102,11 @@ ATTEMPT_FILTER = "lunaroute.attempt_ext_proc"
 EXTPROC_FILTER = "envoy.filters.http.ext_proc"
 JSON_TO_METADATA = "envoy.filters.http.json_to_metadata"
 EXTPROC_CLUSTER = "lunaroute_extproc"
+USAGE_JSON_FILTER = "lunaroute.usage_json"  # json_to_metadata on fast-path responses
+USAGE_SSE_FILTER = "lunaroute.usage_sse"  # sse_to_metadata on fast-path streams
+SPENT_FILTER = "lunaroute.spent"  # refuses fast-path requests whose budget is spent (envoy/spent.lua)
+USAGE_LOG = "lunaroute_usage"  # the http_grpc access log's name: fast-path entries for the workers
+FAST_ROUTE_PREFIX = "fast/"  # the fast path's route names: fast/{provider}{path}
 
 
 def cluster_name(provider: str) -> str:
@@ -115,7 +128,7 @@ def lua_names() -> dict[str, str]:
             "namespace": METADATA_NAMESPACE, "client_key": CLIENT_KEY, "providers_key": PROVIDERS_KEY,
             "provider_key": PROVIDER_KEY, "drop_anthropic_key": DROP_ANTHROPIC_CREDENTIALS_KEY,
             "body_namespace": BODY_METADATA, "model_key": MODEL_KEY,
-            "error_key": ERROR_KEY, "pool": POOL_HEADER, "user_id_key": USER_ID_KEY,
+            "error_key": ERROR_KEY, "refused_key": REFUSED_KEY, "pool": POOL_HEADER, "user_id_key": USER_ID_KEY,
             "cache_key_key": CACHE_KEY_KEY}
 
 

@@ -1,4 +1,4 @@
-"""Regenerate the Python stubs for ``proto/extproc/_proto/ext_proc.proto``.
+"""Regenerate the Python stubs for the protos under ``proto/extproc/_proto/`` (ext_proc, access log).
 
 The proto lives under ``proto/`` at the same relative path as the package it
 generates, so with ``-I proto`` the stubs import each other as
@@ -18,12 +18,9 @@ from grpc_tools import protoc
 
 PROTO_ROOT = Path(__file__).resolve().parent
 REPO_ROOT = PROTO_ROOT.parent
-PROTO_FILE = "extproc/_proto/ext_proc.proto"
-OUTPUTS = (
-    "extproc/_proto/ext_proc_pb2.py",
-    "extproc/_proto/ext_proc_pb2.pyi",
-    "extproc/_proto/ext_proc_pb2_grpc.py",
-)
+PROTO_FILES = ("extproc/_proto/ext_proc.proto", "extproc/_proto/access_log.proto")
+OUTPUTS = tuple(f"{proto.removesuffix('.proto')}{suffix}" for proto in PROTO_FILES
+                for suffix in ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py"))
 
 
 def _well_known_include() -> str:
@@ -33,7 +30,7 @@ def _well_known_include() -> str:
 def generate(out_root: Path = REPO_ROOT) -> list[Path]:
     """Run protoc into ``out_root`` and return the paths of the generated files."""
     out_root = Path(out_root).resolve()
-    (out_root / PROTO_FILE).parent.mkdir(parents=True, exist_ok=True)
+    (out_root / PROTO_FILES[0]).parent.mkdir(parents=True, exist_ok=True)
     args = [
         "grpc_tools.protoc",
         f"--proto_path={PROTO_ROOT}",
@@ -41,7 +38,7 @@ def generate(out_root: Path = REPO_ROOT) -> list[Path]:
         f"--python_out={out_root}",
         f"--pyi_out={out_root}",
         f"--grpc_python_out={out_root}",
-        PROTO_FILE,
+        *PROTO_FILES,
     ]
     rc = protoc.main(args)
     if rc != 0:

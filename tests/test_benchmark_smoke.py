@@ -32,5 +32,6 @@ def test_the_benchmark_runs_and_reports_sane_numbers(tmp_path: Path) -> None:
         assert 0 < row["ratio_rps"] < 2, row
         assert row["worker_cpu_us_per_request"] >= 0
     fast, python = report["scenarios"]
-    assert fast["worker_cpu_us_per_request"] < 50  # the fast path does not use the workers
-    assert python["worker_cpu_us_per_request"] > 50  # a marker-routed, translated request does
+    # the fast path's only worker CPU is its metering, after the response; a translated request's is more
+    assert fast["worker_cpu_us_per_request"] < python["worker_cpu_us_per_request"] / 3
+    assert report["mock_direct_rps"] > 0 and report["bare_small_rps"] > 0

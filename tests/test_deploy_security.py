@@ -227,3 +227,18 @@ def test_istio_buffer_patch_names_its_ports() -> None:
     bare["mesh"]["istio"]["listenerPorts"] = [8443]
     listeners = [p for p in one(render(bare), "EnvoyFilter")["spec"]["configPatches"] if p["applyTo"] == "LISTENER"]
     assert [p["match"] for p in listeners] == [{"context": "GATEWAY", "listener": {"portNumber": 8443}}]
+
+
+@pytest.mark.parametrize("variant", ["gateway", "gateway-keys"])
+def test_the_workers_write_the_spent_file_where_their_envoy_watches_it(variant: str) -> None:
+    """Spent budgets and token windows are refused by Envoy itself from a file the workers rewrite: in
+    the pod both containers mount the volume render-envoy wrote it to, and the workers are told where.
+    (Sidecar mode includes the same container templates into the user's pods.)"""
+    spec = pod_spec(one(manifests(variant), "Deployment"))
+    workers, envoy = container(spec, "lunaroute-extproc"), container(spec, "lunaroute-envoy")
+    env = {e["name"]: e.get("value") for e in workers.get("env", [])}
+    spent = Path(env["LUNAROUTE_SPENT_FILE"])
+    mounted = {m["mountPath"]: m["name"] for m in workers["volumeMounts"]}
+    envoy_mounted = {m["mountPath"]: m["name"] for m in envoy["volumeMounts"]}
+    assert mounted[str(spent.parent)] == envoy_mounted[str(spent.parent)] == "lunaroute-envoy-config"
+    assert spent.name == envoy_config.spent.SPENT_FILE

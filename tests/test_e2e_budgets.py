@@ -1,64 +1,34 @@
 """Budgets through the real Envoy: usage of an untranslated stream is counted on the way past, a spent
 budget is a 429 in the client's dialect naming it, two gateways sharing a real Redis hold one budget
-between them, and a Redis that stops mid-run stalls nothing."""
+between them, and a Redis that stops mid-run stalls nothing.
+
+Fast-path requests are charged after the response and refused by Envoy once the workers have told it
+the budget is spent (they log `spent budgets refused by Envoy: …` when they do)."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import threading
 import time
-from collections.abc import Iterator
 
 import anthropic
 import openai
 import pytest
-import redis
 
 from extproc.observe.budgets import SqliteStore
 from tests.conftest import Gateway, standard_config
-from tests.mock_providers import free_port
 
 pytestmark = pytest.mark.e2e
 
 ALICE = "lr-test-gateway-key-alice-0123456789"
 
 
-class RedisServer:
-    def __init__(self) -> None:
-        server = shutil.which("redis-server")
-        if server is None:
-            pytest.skip("redis-server not installed (apt-get install redis-server)")
-        self.port = free_port()
-        self.proc = subprocess.Popen([server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.client = redis.Redis(port=self.port, socket_timeout=1)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                self.client.ping()
-                return
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise
-                time.sleep(0.05)
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    yield server
-    server.stop()
+def told_envoy(gw: Gateway, scope: str) -> None:
+    """Until the gateway's workers have written `scope` (key/provider) into Envoy's spent file."""
+    for _ in range(100):
+        if f"spent budgets refused by Envoy: {scope}" in gw.log():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the workers never told Envoy that {scope} is spent:\n{gw.log()[-3000:]}")
 
 
 def test_a_spent_daily_token_budget_answers_429_after_the_stream_that_spent_it(tmp_path, anthropic_mock,
@@ -75,6 +45,8 @@ def test_a_spent_daily_token_budget_answers_429_after_the_stream_that_spent_it(t
         store, deadline = SqliteStore(str(tmp_path / "budgets.sqlite")), time.monotonic() + 5
         while store.used(key) != 33 and time.monotonic() < deadline:
             time.sleep(0.05)  # the settling thread writes the usage
+        told_envoy(gw, "-/anthropic")
+        time.sleep(0.2)  # Envoy reloads the file it watches
         with pytest.raises(anthropic.RateLimitError) as err:  # 21 + 5 cached + 7 output > 30
             client.messages.create(model="claude-x", max_tokens=5, messages=[{"role": "user", "content": "hi"}])
         assert "the budget 'daily_tokens.anthropic' is spent (33 of 30 tokens this day)" in str(err.value)
@@ -107,6 +79,8 @@ def test_a_key_budget_holds_across_two_gateways_sharing_redis(tmp_path, anthropi
         while float(redis_server.client.get(key) or 0) != pytest.approx(spent) and time.monotonic() < deadline:
             time.sleep(0.05)  # the reservation, then the settlement by the first gateway's thread
         assert float(redis_server.client.get(key)) == pytest.approx(spent)
+        told_envoy(second, "alice/anthropic")  # the second gateway's workers read the shared store
+        time.sleep(0.2)  # Envoy reloads the file it watches
 
         with pytest.raises(anthropic.RateLimitError) as err:
             anthropic.Anthropic(base_url=second.url, api_key=ALICE, max_retries=0).messages.create(
@@ -118,7 +92,11 @@ def test_a_key_budget_holds_across_two_gateways_sharing_redis(tmp_path, anthropi
                 model="claude-sonnet-4-5", messages=[{"role": "user", "content": "hi"}])
         assert "alice-daily" in str(chat_err.value)
         assert len(anthropic_mock.requests) == 1
-        status, _, text = second.get("/metrics")
+        for _ in range(100):  # Envoy's refusal is counted from its access log, after the response
+            status, _, text = second.get("/metrics")
+            if b'lunaroute_budget_rejections_total{budget="alice-daily"} 2.0' in text:
+                break
+            time.sleep(0.1)
         assert b'lunaroute_budget_rejections_total{budget="alice-daily"} 2.0' in text
         for where, blob in (("log a", first.log()), ("log b", second.log()), ("metrics", text.decode())):
             assert ALICE not in blob, where

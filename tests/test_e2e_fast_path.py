@@ -126,18 +126,20 @@ def test_recording_turns_the_fast_path_off(tmp_path, anthropic_mock, openai_mock
 
 
 def test_metrics_count_the_requests_the_fast_path_served(gateway) -> None:
-    """Python never sees them, so the workers read Envoy's counter (every 5 s) for /metrics."""
+    """Python never sees them: Envoy's access log tells the workers, after the response."""
+    def served() -> float:
+        text = gateway.get("/metrics")[2].decode()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("lunaroute_requests_total{") and 'path="fast"' in line)
+    before = served()
     for _ in range(3):
         gateway.get("/v1/messages", method="POST", headers=HEADERS,
                     body=b'{"model":"claude-x","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}')
-    deadline = time.monotonic() + 12
-    served = 0.0
-    while time.monotonic() < deadline and served < 3:
-        text = gateway.get("/metrics")[2].decode()
-        served = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                     if line.startswith('lunaroute_fast_path_requests{status="total"}'))
-        time.sleep(0.5)
-    assert served >= 3
+    for _ in range(100):  # the access log is flushed every second
+        if served() >= before + 3:
+            break
+        time.sleep(0.1)
+    assert served() == before + 3
 
 
 def test_preferences_spelled_with_a_json_escape_still_go_through_python(gateway) -> None:

@@ -53,9 +53,10 @@ def test_claude_code_request_reaches_the_provider_unchanged(gateway, anthropic_m
     assert seen.query == "beta=true"
     assert seen.headers["anthropic-beta"] == "interleaved-thinking-2025-05-14,context-1m-2025-08-07"
     assert seen.headers["anthropic-version"] == "2023-06-01"
-    assert seen.headers["accept-encoding"] == "gzip, deflate, br, zstd"
-    # the provider's compression reaches the client untouched
-    assert headers.get("content-encoding") == "gzip"
+    # Envoy reads the usage of the fast path's responses (envoy_config.metering): they come uncompressed,
+    # as the Python path asks for the responses it reads
+    assert seen.headers["accept-encoding"] == "identity"
+    assert "content-encoding" not in headers
     assert headers.get("x-lunaroute-provider") == "anthropic"
 
 
@@ -114,7 +115,7 @@ def test_metrics_count_requests_and_phase_times(gateway) -> None:
     status, headers, body = gateway.get("/metrics")
     text = body.decode()
     assert status == 200 and headers["content-type"].startswith("text/plain")
-    assert 'lunaroute_requests_total{provider="anthropic",route="messages"}' in text
+    assert 'lunaroute_requests_total{path="python",provider="anthropic",route="messages"}' in text
     assert 'lunaroute_routing_decisions_total{provider="anthropic",reason="default"}' in text
     assert 'lunaroute_extproc_phase_seconds_bucket{le="0.001",phase="request_body"}' in text
     assert CLIENT_KEY not in text and TEST_OPENAI_KEY not in text

@@ -66,7 +66,7 @@ def configs(draw) -> config_mod.Config:
 
 def _python_fast_target(cfg: config_mod.Config, path: str, model: str | None) -> str | None:
     """What the Python path does with a request without marker or preferences: the provider, when it
-    alone gets the request untranslated and unmetered (what the fast path may do); "" otherwise; None
+    alone gets the request untranslated and unrecorded (what the fast path may do); "" otherwise; None
     when the router refuses the request (the fast path must then leave it to Python)."""
     try:
         decision = Router(cfg).decide(NO_MARKER, None, model, path)
@@ -74,9 +74,10 @@ def _python_fast_target(cfg: config_mod.Config, path: str, model: str | None) ->
         return None
     chain = decision.chain
     dialect = FAST_PATHS[path]
-    if len(chain) != 1 or cfg.recording.enabled or cfg.providers[chain[0]].type != dialect \
-            or chain[0] in cfg.budgets.daily_tokens:
+    if len(chain) != 1 or cfg.recording.enabled or cfg.providers[chain[0]].type != dialect:
         return ""
+    if dialect == "openai" and chain[0] in cfg.budgets.daily_tokens:
+        return ""  # Python asks a budgeted Chat Completions stream for its usage (others are charged after)
     return chain[0]
 
 

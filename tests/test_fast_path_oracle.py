@@ -81,7 +81,12 @@ def test_every_fast_route_edits_the_request_as_the_python_path_does(kind: str, b
         headers = {":method": "POST", ":path": path, "content-type": "application/json", **CLIENT[path]}
         name, python = _after_python(cfg, headers, "m-1")
         assert route["route"]["cluster"] == f"provider_{name}"
-        assert _internal(_after_route(route, headers)) == _internal(python), route["name"]
+        fast = _internal(_after_route(route, headers))
+        # the one difference on purpose: Envoy reads the fast path's usage, so it asks for plain bytes, as
+        # the Python path does when it reads a response (envoy_config.metering)
+        assert fast.pop("accept-encoding") == "identity"
+        python = {k: v for k, v in _internal(python).items() if k != "accept-encoding"}
+        assert fast == python, route["name"]
 
 
 def test_the_oracle_sees_a_difference_when_there_is_one() -> None:

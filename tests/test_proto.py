@@ -42,7 +42,8 @@ def _load_generate() -> ModuleType:
 
 def test_checked_in_stubs_match_regeneration(tmp_path: Path) -> None:
     generated = _load_generate().generate(tmp_path)
-    assert {p.name for p in generated} == {"ext_proc_pb2.py", "ext_proc_pb2.pyi", "ext_proc_pb2_grpc.py"}
+    assert {p.name for p in generated} == {f"{stem}{suffix}" for stem in ("ext_proc", "access_log")
+                                           for suffix in ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")}
     for path in generated:
         rel = path.relative_to(tmp_path)
         checked_in = REPO_ROOT / rel

@@ -101,7 +101,8 @@ def test_a_stream_is_recorded_as_its_final_message_with_time_to_first_token(tmp_
                                            {"type": "tool_use", "id": "t", "name": "Read", "input": {"path": "a"}}]
     assert turn["response"]["stop_reason"] == "tool_use"
     assert turn["stream"] is True and turn["ttft_ms"] is not None
-    assert (turn["input"], turn["cache_read"], turn["cache_write"], turn["output"]) == (150, 90, 50, 20)  # input: fresh + cache reads + writes
+    # input: fresh tokens, cache reads and cache writes, as in every dialect
+    assert (turn["input"], turn["cache_read"], turn["cache_write"], turn["output"]) == (150, 90, 50, 20)
     # claude-sonnet-4*: $3 fresh input, $0.30 cache read, $3.75 cache write, $15 output per MTok
     assert turn["cost_usd"] == pytest.approx((10 * 3 + 90 * 0.30 + 50 * 3.75 + 20 * 15) / 1e6)
 

@@ -41,7 +41,7 @@ def _top(series: dict[str, list[float]], most: int) -> dict[str, list[float]]:
     if len(ranked) <= most:
         return dict(ranked)
     kept = dict(ranked[:most - 1])
-    rest = [sum(vals) for vals in zip(*(v for _, v in ranked[most - 1:]), strict=True)]
+    rest: list[float] = [sum(vals) for vals in zip(*(v for _, v in ranked[most - 1:]), strict=True)]
     return {**kept, OTHERS: rest}
 
 

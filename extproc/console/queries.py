@@ -121,7 +121,7 @@ def list_sessions(db: sqlite3.Connection, f: SessionFilter) -> tuple[list[dict[s
 
 
 def _session_row(row: tuple) -> dict[str, Any]:
-    item = dict(zip(_SESSION_COLUMNS, row, strict=True))
+    item: dict[str, Any] = dict(zip(_SESSION_COLUMNS, row, strict=True))
     item["cost_usd"] = round(item["cost_usd"], 8)
     item["cache_read_share"] = _share(item["cache_read"], item["input"])
     return item

@@ -9,13 +9,14 @@ from typing import Any
 import yaml
 
 from ..config import Config
-from ..wire import CLIENT_KEY, METADATA_NAMESPACE, POOLS_FILTER
+from ..wire import CLIENT_KEY, METADATA_NAMESPACE, POOLS_FILTER, SPENT_FILTER
 from .clusters import extproc_cluster, find_ca_file, provider_cluster, secret
 from .common import T, duration
 from .ext_proc import ext_proc_enabled, gateway_ext_proc_filter, runtime_layers
 from .fast_path import fast_filters
 from .gate import GATE_FILE, gate_discovery, inline_gate, keyless_gate
 from .local_replies import local_reply_config
+from .metering import usage_access_log, usage_filters
 from .pools import (
     attempts_log,
     internal_listener_extension,
@@ -25,7 +26,10 @@ from .pools import (
     pools_filter,
     without_file_sds,
 )
+from .rate_limits import key_filter, provider_filter, rate_limit_replies
 from .routes import route_table, virtual_hosts
+from .spent import SPENT_FILE, refuses, render_spent, spent_discovery
+from .tracing import hcm_tracing, otlp_cluster
 
 
 def _overload_manager(cfg: Config) -> dict[str, Any]:
@@ -75,6 +79,9 @@ def render(cfg: Config, ca_file: str | None = None, gate_path: str | None = None
     (`gate_path`, as Envoy sees it; `render_gate` writes what goes there)."""
     ca = ca_file or find_ca_file()
     gate_path = gate_path or str(Path(GATE_FILE).resolve())
+    fast = fast_filters(cfg)  # with a fast path, its usage is read and logged for the workers (`metering`)
+    # spent budgets, refused on the fast path (`spent`): a file beside the gate's, which the workers write
+    spent = [spent_discovery(str(Path(gate_path).with_name(SPENT_FILE)))] if refuses(cfg) else []
     hcm = {
         "@type": T + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "lunaroute",
@@ -86,7 +93,7 @@ def render(cfg: Config, ca_file: str | None = None, gate_path: str | None = None
         "common_http_protocol_options": {"idle_timeout": duration(cfg.timeouts.idle_connection_s)},
         "http2_protocol_options": {"max_concurrent_streams": cfg.limits.max_streams_per_connection},
         "normalize_path": True,
-        "local_reply_config": local_reply_config(cfg),
+        "local_reply_config": {"mappers": [*rate_limit_replies(), *local_reply_config(cfg)["mappers"]]},
         "merge_slashes": True,
         "route_config": {
             "name": "lunaroute",
@@ -95,9 +102,13 @@ def render(cfg: Config, ca_file: str | None = None, gate_path: str | None = None
         },
         "http_filters": [
             gate_discovery(gate_path),
-            *fast_filters(cfg),
-            *pools_filter(cfg),
+            *key_filter(cfg),  # requests per minute per gateway key (`rate_limits`)
+            *fast,
+            *spent,
+            *pools_filter(cfg),  # credential pools: the fast path's start key (`pools`)
+            *(usage_filters() if fast else []),
             gateway_ext_proc_filter(cfg),
+            *provider_filter(cfg),  # requests per minute per provider, once it is known
             {"name": "envoy.filters.http.router", "typed_config": {
                 "@type": T + "envoy.extensions.filters.http.router.v3.Router",
                 "suppress_envoy_headers": True,
@@ -121,12 +132,15 @@ def render(cfg: Config, ca_file: str | None = None, gate_path: str | None = None
                     "%RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION%ms "
                     f"cluster=%UPSTREAM_CLUSTER% key=%DYNAMIC_METADATA({METADATA_NAMESPACE}:{CLIENT_KEY})%\n"}},
             },
-        }],
+        }, *([usage_access_log()] if fast else [])],
     }
+    tracing = hcm_tracing(cfg)
+    if tracing is not None:
+        hcm["tracing"] = tracing
     clusters = [extproc_cluster(cfg)] + [
         c for name, p in cfg.providers.items()
         for c in (pool_clusters(cfg, name, p, ca) if p.pooled else [provider_cluster(cfg, name, p, ca)])
-    ]
+    ] + otlp_cluster(cfg, ca)
     secrets = [secret(name, p) for name, p in cfg.providers.items() if p.keyed and not p.pooled] + pool_secrets(cfg)
     static: dict[str, Any] = {
         "listeners": [{
@@ -170,6 +184,7 @@ def for_validation(boot: dict[str, Any], gate: dict[str, Any] | None = None) -> 
     really are there is `Config.check_secrets`' job."""
     if gate is not None or _has_gate_file(boot):
         boot = inline_gate(boot, gate or keyless_gate())
+        boot = inline_spent(boot)
     boot = without_file_sds(inline_pools(boot))
     static = dict(boot["static_resources"])
     static["secrets"] = [
@@ -189,6 +204,15 @@ def inline_pools(boot: dict[str, Any]) -> dict[str, Any]:
         return boot
     boot = yaml.safe_load(yaml.safe_dump(boot))
     boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"] = filters
+    return boot
+
+
+def inline_spent(boot: dict[str, Any]) -> dict[str, Any]:
+    """The spent-limits filter inlined with nothing spent, in place (give it a copy: `inline_gate` returns one)."""
+    hcm = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    empty = render_spent([])["resources"][0]["typed_config"]
+    hcm["http_filters"] = [{"name": SPENT_FILTER, "typed_config": empty} if f["name"] == SPENT_FILTER else f
+                           for f in hcm["http_filters"]]
     return boot
 
 

@@ -43,14 +43,22 @@ def glob_to_lua(glob: str) -> str | None:
 
 def _fast_target(cfg: Config, chain: list[str], dialect: str) -> str:
     """The provider the fast path may send to directly, or "" when Python must see the request:
-    a fallback chain, another dialect (translation), a budget to reserve and settle (one not limited
-    to gateway keys, which the gate handles), recording, PII redaction of requests, or a provider whose
-    headers or tool schemas Python rewrites (`forward_headers`, `tool_schema`)."""
+    a fallback chain, another dialect (translation), a per-session budget not limited to gateway keys
+    (Envoy does not know sessions; the gate handles a key's), any budget on Chat Completions (below),
+    recording, PII redaction of requests, or a provider whose headers or tool schemas Python rewrites
+    (`forward_headers`, `tool_schema`). Key and provider budgets do not: the fast path is charged after
+    the response (`ledger.after_the_fact`) and Envoy refuses spent ones (`spent`)."""
     if len(chain) != 1 or cfg.recording.enabled or cfg.pii.redact_requests:
         return ""
     name = chain[0]
     p = cfg.providers[name]
-    budgeted = any(lim.key is None and fnmatchcase(name, lim.provider or "*") for lim in cfg.budgets.all_limits())
+    limits = cfg.budgets.all_limits()
+    budgeted = any(lim.session is not None and lim.key is None and fnmatchcase(name, lim.provider or "*")
+                   for lim in limits)  # (a key's: the gate sends that key's to Python)
+    if dialect == "openai":
+        # Chat Completions streams report usage only when the client asks (`stream_options`); under a
+        # budget Python asks for it, so a stream cannot go uncharged
+        budgeted = budgeted or any(fnmatchcase(name, lim.provider or "*") for lim in limits)
     if p.type != dialect or budgeted:
         return ""
     if p.forward_headers is not None or p.tool_schema.drop_keys:

@@ -38,11 +38,13 @@ def gate_source() -> str:
 
 def _key_entry(key: GatewayKey, cfg: Config) -> dict[str, Any]:
     scope = {"providers": key.providers, "models": key.models} if key.providers or key.models else None
-    budgeted = any(lim.key is not None and fnmatchcase(key.name, lim.key) for lim in cfg.budgets.all_limits())
+    # a per-session budget of this key needs Python (Envoy does not know sessions)
+    budgeted = any(lim.key is not None and lim.session is not None and fnmatchcase(key.name, lim.key)
+                   for lim in cfg.budgets.all_limits())
     return {"name": key.name, "scope": orjson.dumps(scope).decode() if scope else None,
             "providers": dict.fromkeys(key.providers, True) if key.providers else None,
             "provider_list": "," + ",".join(key.providers) + "," if key.providers else None,
-            # the fast path cannot check model allow-lists, nor reserve a key's budget
+            # the fast path cannot check model allow-lists, nor a key's per-session budget
             "models_limited": bool(key.models) or budgeted}
 
 

@@ -17,6 +17,7 @@ from ..wire import (
     DROP_ANTHROPIC_CREDENTIALS_KEY,
     FALLBACK_HEADER,
     FAST_HEADER,
+    FAST_ROUTE_PREFIX,
     GATE_FILTER,
     GATE_HEADERS,
     METADATA_NAMESPACE,
@@ -26,6 +27,7 @@ from ..wire import (
 )
 from .common import T, duration, ext_proc_off, header_input, json_reply
 from .fast_path import fast_settings
+from .metering import PLAIN_RESPONSE
 from .pools import fast_pool_routes, pool_retry_policy, pooled_routes
 
 # On routes through the workers Envoy's idle timeout comes this much after `timeouts.stream_idle_s`, so
@@ -264,7 +266,7 @@ def fast_routes(cfg: Config, provider_header: list[dict[str, Any]]) -> list[dict
             if "prefix_rewrite" in edits:
                 action["prefix_rewrite"] = edits.pop("prefix_rewrite")
             route: dict[str, Any] = {
-                "name": f"fast/{name}{path}",
+                "name": f"{FAST_ROUTE_PREFIX}{name}{path}",
                 "match": {"path": path, "headers": [{"name": FAST_HEADER, "string_match": {"exact": name}}]},
                 "route": action, "stat_prefix": "fast",
                 "typed_per_filter_config": ext_proc_off(),
@@ -272,6 +274,7 @@ def fast_routes(cfg: Config, provider_header: list[dict[str, Any]]) -> list[dict
                 **edits,
             }
             route["request_headers_to_remove"] = [*GATE_HEADERS, *edits["request_headers_to_remove"]]
+            route["request_headers_to_add"] = [*route.get("request_headers_to_add", []), PLAIN_RESPONSE]
             routes += fast_pool_routes(cfg, route, name) if cfg.providers[name].pooled else [route]
     return routes
 

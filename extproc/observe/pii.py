@@ -98,9 +98,14 @@ class Redactor:
         last = 0
         strings = _StringTracker(text)
         for m in self._scanner.finditer(text):
-            name = m.lastgroup.decode() if isinstance(m.lastgroup, bytes) else m.lastgroup
+            # Each alternative is one named group and the patterns' own groups are non-capturing, so
+            # every match names the pattern that found it.
+            group = m.lastgroup
+            assert group is not None
+            name = group.decode() if isinstance(group, bytes) else group
             start, end = m.span()
-            replacement = self._replacement(name, m.group().decode("utf-8", "replace"), text, start, end, strings)
+            replacement = self._replacement(name, text[start:end].decode("utf-8", "replace"), text, start, end,
+                                            strings)
             if replacement is None:
                 continue
             out += (text[last:start], replacement.encode())

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import orjson
 import zstandard
@@ -84,7 +84,11 @@ def encode_bodies(record: dict[str, Any], redact: Callable[[bytes], bytes] | Non
     A value split across deltas ("4111 1111" in one event, "1111 1111" in the next) is whole only in
     the reassembled message, so that is what redaction reads. When it finds something there, the raw
     events would still hold it in pieces no pattern sees: they are not kept (`events_withheld`)."""
-    def clean(data: bytes | None) -> bytes | None:
+    @overload
+    def clean(data: bytes) -> bytes: ...
+    @overload
+    def clean(data: bytes | None) -> bytes | None: ...
+    def clean(data: bytes | None) -> bytes | None:  # bytes in, bytes out: only an absent body stays None
         return redact(data) if data and redact is not None else data
 
     raw = record.get("response") or b""
@@ -230,7 +234,7 @@ def sessions(db: sqlite3.Connection, limit: int = 50, since: float = 0.0) -> lis
             "cache_write", "cost_usd", "overhead_ms")
     out = []
     for row in rows:
-        item = dict(zip(keys, row, strict=True))
+        item: dict[str, Any] = dict(zip(keys, row, strict=True))
         item["providers"] = sorted((item["providers"] or "").split(","))
         item["duration_s"] = round(item.pop("end") - item["start"], 3)
         item["cost_usd"] = round(item["cost_usd"] or 0.0, 8)
@@ -249,7 +253,7 @@ def turns(db: sqlite3.Connection, session: str, offset: int = 0, limit: int = -1
     cur = db.execute(f"SELECT id, {', '.join(_COLUMNS)}, bodies FROM records WHERE {where} ORDER BY ts, id "
                      "LIMIT ? OFFSET ?", (*args, limit, offset))
     for row in cur:
-        item = dict(zip(("id", *_COLUMNS), row[:-1], strict=True))
+        item: dict[str, Any] = dict(zip(("id", *_COLUMNS), row[:-1], strict=True))
         item["stream"], item["truncated"] = bool(item["stream"]), bool(item["truncated"])
         item.update(decode_bodies(row[-1]))
         yield item

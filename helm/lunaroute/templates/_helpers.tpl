@@ -313,6 +313,11 @@ exec:
   env:
     - name: LUNAROUTE_CONFIG
       value: /etc/lunaroute/config.yaml
+    {{- if ne .Values.mode "mesh" }}
+    {{- /* spent budgets and token windows: the workers rewrite it, this pod's Envoy refuses them itself */}}
+    - name: LUNAROUTE_SPENT_FILE
+      value: /envoy/lunaroute-spent.yaml
+    {{- end }}
     {{- with .Values.extProc.env }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -341,6 +346,10 @@ exec:
       mountPath: /tmp
     - name: lunaroute-sockets
       mountPath: {{ include "lunaroute.socketDir" . }}
+    {{- if ne .Values.mode "mesh" }}
+    - name: lunaroute-envoy-config
+      mountPath: /envoy
+    {{- end }}
     {{- if include "lunaroute.mtls" . }}
     - name: lunaroute-extproc-tls
       mountPath: {{ include "lunaroute.mtlsDir" . }}
