@@ -19,11 +19,10 @@ import yaml
 
 from extproc.envoy_config.pools import POOLS_FILE
 from extproc.pools.pick import start_key
-from tests.conftest import Gateway
+from tests.conftest import Gateway, RedisServer
 from tests.mock_providers import MockAnthropic
 from tests.test_claude_code import claude as claude  # noqa: PLC0414 - the CLI's fixture, used by name
 from tests.test_claude_code import run_claude
-from tests.test_e2e_budgets import RedisServer
 
 pytestmark = pytest.mark.e2e
 
