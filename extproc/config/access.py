@@ -104,12 +104,12 @@ class ConsoleConfig(_Model):
 
     enabled: bool = False
     host: str = "127.0.0.1"
-    port: int = Field(8081, ge=1, le=65535)
+    port: int = Field(default=8081, ge=1, le=65535)
     admin_keys: list[AdminKey] = []
     allowed_hosts: list[str] | None = None
     secure_cookies: bool = False
     key_holders_see_own_sessions: bool = False
-    login_hours: float = Field(12, gt=0, le=24 * 30)
+    login_hours: float = Field(default=12, gt=0, le=24 * 30)
 
     def check_exposure(self, host: str | None = None) -> None:
         """Refuse a bind other machines can reach without an admin key to log in with."""

@@ -19,8 +19,8 @@ class BudgetLimit(_Model):
     key: str | None = None
     provider: str | None = None
     session: str | None = None
-    usd: float | None = Field(None, gt=0)
-    tokens: int | None = Field(None, ge=1)
+    usd: float | None = Field(default=None, gt=0)
+    tokens: int | None = Field(default=None, ge=1)
     period: Literal["day", "month"] = "day"
 
     @model_validator(mode="after")
@@ -40,7 +40,7 @@ class BudgetsConfig(_Model):
     store: str = "~/.lunaroute/budgets.sqlite"
     daily_tokens: dict[str, int] = {}
     limits: list[BudgetLimit] = []
-    timeout_ms: int = Field(250, ge=1, le=10_000)
+    timeout_ms: int = Field(default=250, ge=1, le=10_000)
 
     @field_validator("daily_tokens")
     @classmethod
@@ -65,11 +65,11 @@ class Recording(_Model):
 
     enabled: bool = False
     dir: str = "~/.lunaroute/sessions"
-    max_age_days: float = Field(30, gt=0)
-    max_bytes: int = Field(1 << 30, ge=1 << 20)
-    queue_size: int = Field(1000, ge=1)
-    max_body_bytes: int = Field(8 << 20, ge=1024)
-    max_sessions: int = Field(10_000, ge=1)
+    max_age_days: float = Field(default=30, gt=0)
+    max_bytes: int = Field(default=1 << 30, ge=1 << 20)
+    queue_size: int = Field(default=1000, ge=1)
+    max_body_bytes: int = Field(default=8 << 20, ge=1024)
+    max_sessions: int = Field(default=10_000, ge=1)
 
 
 class Pii(_Model):
@@ -97,10 +97,10 @@ class Pii(_Model):
 class ModelPrice(_Model):
     """USD per million tokens for the models a `pricing` glob matches (extproc/observe/pricing.py)."""
 
-    input_per_mtok: float = Field(0.0, ge=0)
-    output_per_mtok: float = Field(0.0, ge=0)
-    cache_read_per_mtok: float = Field(0.0, ge=0)
-    cache_write_per_mtok: float = Field(0.0, ge=0)
+    input_per_mtok: float = Field(default=0.0, ge=0)
+    output_per_mtok: float = Field(default=0.0, ge=0)
+    cache_read_per_mtok: float = Field(default=0.0, ge=0)
+    cache_write_per_mtok: float = Field(default=0.0, ge=0)
 
 
 
@@ -109,8 +109,8 @@ class Tracing(_Model):
     """Envoy's OpenTelemetry tracer: spans sent over OTLP/HTTP to `otlp_endpoint` (off when empty)."""
 
     otlp_endpoint: str = ""  # http(s)://collector:4318
-    sample_rate: float = Field(1.0, ge=0.0, le=1.0)
-    service_name: str = Field("lunaroute", min_length=1, max_length=128)
+    sample_rate: float = Field(default=1.0, ge=0.0, le=1.0)
+    service_name: str = Field(default="lunaroute", min_length=1, max_length=128)
 
     @field_validator("otlp_endpoint")
     @classmethod

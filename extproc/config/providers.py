@@ -17,8 +17,8 @@ from .base import _Model
 class Pricing(_Model):
     """USD per million tokens; used by `sort: price` in provider preferences."""
 
-    input_per_mtok: float = Field(0.0, ge=0)
-    output_per_mtok: float = Field(0.0, ge=0)
+    input_per_mtok: float = Field(default=0.0, ge=0)
+    output_per_mtok: float = Field(default=0.0, ge=0)
 
 
 # Keywords that carry a schema's structure: dropping them would leave tools without their arguments.
@@ -60,7 +60,7 @@ class Provider(_Model):
     endpoint_prefixes: list[str] = []
     # OpenAI-type only: which field carries the output cap, and a cap the provider enforces.
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
-    max_tokens: int | None = Field(None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1)
     # Per-model caps, first matching glob wins (e.g. {"deepseek-reasoner": 32768, "*": 8192}).
     max_tokens_by_model: dict[str, int] = {}
     pricing: Pricing | None = None

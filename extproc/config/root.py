@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Mapping
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Literal
@@ -158,7 +159,7 @@ def _apply_env(raw: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     return raw
 
 
-def _describe(err: dict[str, Any], model_fields: Any) -> str:
+def _describe(err: Mapping[str, Any], model_fields: Any) -> str:
     loc = ".".join(str(p) for p in err["loc"] if p not in ("function-after[_references()]",))
     msg = err["msg"].removeprefix("Value error, ")
     kind = err["type"]
@@ -234,7 +235,7 @@ def warnings(cfg: Config) -> list[str]:
     for name, p in cfg.providers.items():
         if p.type != "openai":
             continue
-        models = list(dict.fromkeys([*([p.model] if p.model else []), *p.models]))
+        models: list[str] = list(dict.fromkeys([*([p.model] if p.model else []), *p.models]))
         host = urlsplit(p.base_url).hostname or ""
         capped = [m for m in models if any(fnmatchcase(m, g) for g in _REASONING_ONLY_CAP)]
         if capped and p.max_tokens_field == "max_tokens" and host.endswith(_OPENAI_HOSTS):
