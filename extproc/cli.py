@@ -49,7 +49,7 @@ def _extproc_overrides(cfg: Config, args: argparse.Namespace) -> dict:
         if not all(tls.values()):
             raise ConfigError("serve: --tls-cert, --tls-key and --tls-client-ca go together (mutual TLS needs the "
                               "worker's certificate, its key and the CA that signs Envoy's client certificate)")
-        out["tls"] = config_mod.ExtProcTLS(**tls)
+        out["tls"] = config_mod.ExtProcTLS.model_validate(tls)
     return out
 
 

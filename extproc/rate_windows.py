@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
 from .config import Config
+from .config.rate_limits import RateLimit
 from .observe import metrics
 from .observe.budgets import Store, open_store
-from .rate_limit_config import RateLimit
 
 log = logging.getLogger("lunaroute")
 

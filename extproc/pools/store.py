@@ -127,7 +127,9 @@ class RedisPoolStore:
     def add_usage(self, day: str, provider: str, key: str, requests: int, tokens: int) -> None:
         name = self._usage_name(day, provider, key)
         with self._redis.pipeline() as pipe:
-            pipe.hincrby(name, "requests", requests).hincrby(name, "tokens", tokens).expire(name, 3 * 86_400)
+            pipe.hincrby(name, "requests", requests)
+            pipe.hincrby(name, "tokens", tokens)
+            pipe.expire(name, 3 * 86_400)
             pipe.execute()
 
     def usage(self, day: str, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, int]]:

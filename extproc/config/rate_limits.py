@@ -21,9 +21,9 @@ class RateLimit(BaseModel):
     key: str | None = None  # a gateway key's name, or "*" (each key on its own)
     provider: str | None = None
     model: str | None = None  # a glob, with `provider`
-    rpm: int | None = Field(None, ge=1)
-    tpm: int | None = Field(None, ge=1)
-    concurrent: int | None = Field(None, ge=1)
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+    concurrent: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _one_scope_some_amount(self) -> RateLimit:
