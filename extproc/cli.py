@@ -18,6 +18,7 @@ from . import config as config_mod
 from .config import Config, ConfigError, is_loopback
 from .envoy_config import GATE_FILE, inline_gate, render, render_gate, render_yaml, write_gate
 from .envoy_config.bootstrap import inline_spent
+from .envoy_config.pools import POOLS_FILE, pooled, write_pools, write_secret_sources
 from .envoy_config.spent import SPENT_FILE, write_spent
 from .observe import sessions_cli
 from .pools import cli as pools_cli
@@ -139,9 +140,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    """The bootstrap, and the gate file beside it (Envoy watches that one; rotating keys rewrites it), and
-    the spent-limits file with nothing spent (the workers rewrite it: give them its path in
-    LUNAROUTE_SPENT_FILE). On stdout: one self-contained file with the gate inlined."""
+    """The bootstrap, and the gate file beside it (Envoy watches that one; rotating keys rewrites it), the
+    spent-limits file with nothing spent (the workers rewrite it: give them its path in
+    LUNAROUTE_SPENT_FILE), and with credential pools the pool file in `pools.state_dir` (shared with the
+    workers). On stdout: one self-contained file with the gate inlined."""
     cfg = _load(args, secrets=False)
     digests = cfg.key_digests()
     if args.output in (None, "-"):
@@ -152,6 +154,10 @@ def cmd_render(args: argparse.Namespace) -> int:
     gate = out.with_name(GATE_FILE)
     write_gate(cfg, gate, digests)
     write_spent(gate.with_name(SPENT_FILE), [])
+    if cfg.pools.state_dir is not None and pooled(cfg):  # credential pools: nothing cooling yet
+        Path(cfg.pools.state_dir).mkdir(parents=True, exist_ok=True)
+        write_pools(cfg, Path(cfg.pools.state_dir) / POOLS_FILE)
+        write_secret_sources(cfg)
     out.write_text(render_yaml(cfg, ca_file=args.ca_file, gate_path=args.gate_path or str(gate.resolve())),
                    encoding="utf-8")
     return 0

@@ -242,3 +242,15 @@ def test_the_workers_write_the_spent_file_where_their_envoy_watches_it(variant: 
     envoy_mounted = {m["mountPath"]: m["name"] for m in envoy["volumeMounts"]}
     assert mounted[str(spent.parent)] == envoy_mounted[str(spent.parent)] == "lunaroute-envoy-config"
     assert spent.name == envoy_config.spent.SPENT_FILE
+
+
+@pytest.mark.parametrize("variant", ["gateway", "gateway-keys"])
+def test_the_pool_state_is_shared_by_the_renderer_envoy_and_the_workers(variant: str) -> None:
+    """Credential pools: render-envoy writes the pool file, Envoy watches it and logs every attempt
+    beside it, the workers learn cooldowns from that log and rewrite the file — one volume for the three."""
+    docs = manifests(variant)
+    state = chart_config(docs).pools.state_dir
+    spec = pod_spec(one(docs, "Deployment"))
+    for name in ("lunaroute-render", "lunaroute-envoy", "lunaroute-extproc"):
+        mounts = {m["mountPath"]: m for m in container(spec, name)["volumeMounts"]}
+        assert mounts[state]["name"] == "lunaroute-pools" and not mounts[state].get("readOnly"), name

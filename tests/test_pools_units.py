@@ -146,3 +146,21 @@ def test_envoy_accepts_a_pooled_bootstrap(tmp_path: Path, state_dir: bool) -> No
     boot.write_text(render_yaml(parse(raw), gate_path=str(tmp_path / "gate.yaml")))
     ok, last = validate_bootstrap(envoy, boot)
     assert ok, last
+
+
+def test_render_envoy_writes_the_pool_file_where_envoy_and_the_workers_share_it(tmp_path: Path) -> None:
+    """compose and Helm render at start (`lunaroute render-envoy`): the pool file must be there before
+    Envoy starts, in `pools.state_dir`, and never hold a key."""
+    import yaml
+
+    from extproc.cli import main
+    from extproc.envoy_config.pools import POOLS_FILE
+
+    state = tmp_path / "pools"
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({**provider(keys=[{"name": "a", "api_key_env": "LR_POOL_A"},
+                                                        {"name": "b", "api_key_env": "LR_POOL_B"}]),
+                                      "pools": {"state_dir": str(state)}}))
+    assert main(["render-envoy", "--config", str(config), "--output", str(tmp_path / "envoy.yaml")]) == 0
+    pool_file = (state / POOLS_FILE).read_text()
+    assert "LR_POOL_A" not in pool_file and str(state / POOLS_FILE) in (tmp_path / "envoy.yaml").read_text()

@@ -108,6 +108,8 @@ chart owns set from `envoy.*` / `extProc.*`, so Envoy, the ext_proc server and t
 {{- $_ := set $cfg "listen" (dict "host" (ternary "127.0.0.1" "0.0.0.0" (eq .Values.mode "sidecar")) "port" (int .Values.envoy.port)) }}
 {{- /* a Unix socket in Envoy's own /tmp: an app container sharing the pod's network cannot reach it */}}
 {{- $_ := set $cfg "admin" (dict "socket" "/tmp/envoy-admin.sock") }}
+{{- /* credential pools: the pool file Envoy watches and its log of attempts, shared with the workers */}}
+{{- $_ := set $cfg "pools" (merge (dict "state_dir" "/run/lunaroute-pools") (get $cfg "pools" | default dict)) }}
 {{- $access := deepCopy (get $cfg "access" | default dict) }}
 {{- if and (eq .Values.mode "gateway") (not (or (get $access "keys") (get $access "allow_anonymous"))) }}
 {{- fail "config.access: no gateway keys, and the gateway listens on the pod network: anyone who reaches the Service would spend your providers' keys. Add config.access.keys (README: Security), or set config.access.allow_anonymous: true if a NetworkPolicy or the mesh protects it" }}
@@ -259,6 +261,9 @@ typed_config:
   emptyDir:
     sizeLimit: 256Mi
 {{ include "lunaroute.socketsVolume" . }}
+- name: lunaroute-pools
+  emptyDir:
+    sizeLimit: 64Mi
 {{- with .Values.extraVolumes }}
 {{ toYaml . }}
 {{- end }}
@@ -288,6 +293,8 @@ typed_config:
       readOnly: true
     - name: lunaroute-envoy-config
       mountPath: /envoy
+    - name: lunaroute-pools
+      mountPath: /run/lunaroute-pools
 {{- end }}
 
 {{/* The workers' Unix sockets: only the containers that mount this volume can open them. */}}
@@ -349,6 +356,8 @@ exec:
     {{- if ne .Values.mode "mesh" }}
     - name: lunaroute-envoy-config
       mountPath: /envoy
+    - name: lunaroute-pools
+      mountPath: /run/lunaroute-pools
     {{- end }}
     {{- if include "lunaroute.mtls" . }}
     - name: lunaroute-extproc-tls
@@ -422,6 +431,8 @@ exec:
     - name: lunaroute-envoy-config
       mountPath: /envoy
       readOnly: true
+    - name: lunaroute-pools
+      mountPath: /run/lunaroute-pools
     - name: lunaroute-envoy-tmp
       mountPath: /tmp
     - name: lunaroute-sockets
