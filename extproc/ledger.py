@@ -75,21 +75,24 @@ class Ledger:
 
     # -- the reader's part -------------------------------------------------------------------------
 
-    def usage(self, s: Settlement, read: bool = True, key: str = "") -> float | None:
+    def usage(self, s: Settlement, read: bool = True, key: str = "", log_line: bool = True) -> float | None:
         """Tokens, cache tokens, cost and the GenAI histograms of the response `s` describes, the same
         by gateway `key`, and its tokens in the key's and provider's tokens-per-minute windows; returns
         its cost (None when unpriced or nothing was reported). `read`: the body was read (else only
-        the gateway's overhead is known)."""
+        the gateway's overhead is known). `log_line`: the `usage …` log line (the fast path's requests
+        are in Envoy's access log instead: one line per request is enough)."""
         usage = s.usage
         cost = self.prices.cost(s.model, usage, s.provider) if usage else None
         if usage:
-            metrics.TOKENS.labels(s.provider, "input").inc(usage.get("input", 0))
-            metrics.TOKENS.labels(s.provider, "output").inc(usage.get("output", 0))
-            metrics.CACHE_TOKENS.labels(s.provider, "read").inc(usage.get("cache_read", 0))
-            metrics.CACHE_TOKENS.labels(s.provider, "write").inc(usage.get("cache_write", 0))
-            log.info("usage lunaroute:%s input=%d output=%d cache_read=%d cache_write=%d", s.provider,
-                     usage.get("input", 0), usage.get("output", 0), usage.get("cache_read", 0),
-                     usage.get("cache_write", 0))
+            for counter, label, kind in ((metrics.TOKENS, "input", "input"), (metrics.TOKENS, "output", "output"),
+                                         (metrics.CACHE_TOKENS, "read", "cache_read"),
+                                         (metrics.CACHE_TOKENS, "write", "cache_write")):
+                if usage.get(kind):
+                    counter.labels(s.provider, label).inc(usage[kind])
+            if log_line:
+                log.info("usage lunaroute:%s input=%d output=%d cache_read=%d cache_write=%d", s.provider,
+                         usage.get("input", 0), usage.get("output", 0), usage.get("cache_read", 0),
+                         usage.get("cache_write", 0))
         metrics.observe_exchange(s.provider, self.labels.label(s.model) if read else "", usage, cost, s.duration_s,
                                  s.ttft_s, s.overhead_s, read=read)
         if usage:
@@ -113,15 +116,13 @@ class Ledger:
         if refused:
             metrics.BUDGET_REJECTIONS.labels(refused).inc()
             return None
-        cost = self.usage(s, key=key)
+        cost = self.usage(s, key=key, log_line=False)
         if self.budgets is not None:
             draws = self.budgets.draws(key or None, s.provider, None)
             if draws and (s.usage or s.status >= 400):
                 used = s.usage.get("input", 0) + s.usage.get("output", 0)  # cache reads and writes are in the input
                 charge = Reservation(draws, 0, 0.0, 0, key or None, s.provider)  # nothing was reserved
                 self.budgets.settle(charge, used, cost or 0.0, provider=s.provider)
-        if log.isEnabledFor(logging.INFO):
-            self.done_line(s, cost, "fast", key, "", route)
         return cost
 
     def per_key(self, key: str, s: Settlement, cost: float | None) -> None:

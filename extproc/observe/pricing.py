@@ -54,12 +54,19 @@ class PriceTable:
                  providers: dict[str, Price] | None = None) -> None:
         self.entries = tuple((configured or {}).items()) + DEFAULT_PRICES
         self.providers = providers or {}
+        self._by_model: dict[str, Price | None] = {}  # a model's glob lookup, remembered
 
     def price(self, model: str | None, provider: str = "") -> Price | None:
         if model:
-            for glob, price in self.entries:
-                if fnmatchcase(model, glob):
-                    return price
+            if model in self._by_model:
+                found = self._by_model[model]
+            else:
+                found = next((price for glob, price in self.entries if fnmatchcase(model, glob)), None)
+                if len(self._by_model) >= 1024:  # client-chosen names: the memo stays bounded
+                    self._by_model.clear()
+                self._by_model[model] = found
+            if found is not None:
+                return found
         return self.providers.get(provider)
 
     def cost(self, model: str | None, usage: dict[str, int], provider: str = "") -> float | None:
