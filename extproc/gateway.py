@@ -45,8 +45,8 @@ class Gateway:
             {name: Price(p.pricing.input_per_mtok, p.pricing.output_per_mtok)
              for name, p in cfg.providers.items() if p.pricing is not None})
         self.budgets = Budgets(cfg.budgets) if cfg.budgets.all_limits() else None
-        self.ledger = Ledger(self.prices, model_labels(cfg), self.observed, self.budgets, self.recorder)
-        self.ledger.windows = TokenWindows.of(cfg)
+        self.ledger = Ledger(self.prices, model_labels(cfg), self.observed, self.budgets, self.recorder,
+                             TokenWindows.of(cfg))
         self._healthy = healthy or (lambda: True)
         self._ticks = 0
         self.pools = PoolState(cfg)  # credential pools: start keys and cooldowns (extproc.pools)

@@ -54,15 +54,14 @@ class Settlement:
 class Ledger:
     """Built once per worker (`Gateway.ledger`); every settling goes through it."""
 
-    windows: TokenWindows | None = None  # tokens-per-minute windows (`rate_windows`), when configured
-
     def __init__(self, prices: PriceTable, labels: ModelLabels, observed: Observed, budgets: Budgets | None,
-                 recorder: RecordWriter | None) -> None:
+                 recorder: RecordWriter | None, windows: TokenWindows | None = None) -> None:
         self.prices = prices
         self.labels = labels
         self.observed = observed
         self.budgets = budgets
         self.recorder = recorder
+        self.windows = windows  # tokens-per-minute windows (`rate_windows`), when configured
 
     # -- the attempt's part ------------------------------------------------------------------------
 
