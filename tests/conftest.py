@@ -183,6 +183,8 @@ class RedisServer:
     def __init__(self) -> None:
         server = shutil.which("redis-server")
         if server is None:
+            if os.environ.get("CI"):
+                pytest.fail("redis-server is not installed; .ci/run installs it with apt-get")
             pytest.skip("redis-server not installed (apt-get install redis-server)")
         self.port = free_port()
         self.proc = subprocess.Popen([server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
