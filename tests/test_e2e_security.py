@@ -400,13 +400,22 @@ def test_a_flood_of_30_mb_bodies_stays_within_the_memory_bound(tmp_path, anthrop
         assert _envoy_pid(gw) == envoy
         bound = in_flight * body_cap * 5 + 160 * 1024 * 1024
         assert _vm(envoy, "VmHWM") < bound, (_vm(envoy, "VmHWM"), bound)
-        # while its heap is over 95 % new requests get a dialect 503; it recovers once memory is released
-        deadline = time.monotonic() + 20
-        while (got := _post(gw, "/v1/messages", MESSAGE, {"x-api-key": "sk-ant-u"}))[0] == 503:
-            assert got[2]["error"]["type"] == "overloaded_error"
+        # while its heap is over 95 % new requests get a dialect 503 — or, when the HTTP/1 load shed point
+        # closes the connection first, Envoy's own plain 500 — and it recovers once memory is released
+        # (bounded: it must recover within the deadline; what is asserted is the order, 503s then a 200)
+        deadline = time.monotonic() + 60
+        while True:
+            status, _, raw = gw.get("/v1/messages", method="POST", body=json.dumps(MESSAGE).encode(),
+                                    headers={**JSON, "x-api-key": "sk-ant-u"})
+            if status == 503:
+                assert json.loads(raw)["error"]["type"] == "overloaded_error"
+            elif status == 500:
+                assert raw == b"Internal Server Error", raw  # the load shed point's answer, nothing else's
+            else:
+                break
             assert time.monotonic() < deadline, "the gateway did not recover after the flood"
             time.sleep(0.5)
-        assert got[0] == 200, got
+        assert status == 200, (status, raw)
     finally:
         gw.stop()
 
